@@ -1,0 +1,252 @@
+//! Outbound actions: building, validating and encoding them, and generating ActionIDs.
+//!
+//! Validation happens before a single byte is written: CR, LF or NUL in a name or value
+//! (header injection), an empty key or one containing ':', a line over Asterisk's 1022-byte
+//! input limit or more than its 128 lines per action are refused with `Error::Usage`.
+
+use std::fmt;
+
+use md5::{Digest, Md5};
+
+use super::message::is_secret_header;
+use crate::error::{Error, Result};
+
+/// Asterisk's input line buffer holds 1022 bytes plus CRLF (`inbuf[1025]` in manager.c).
+pub const MAX_LINE: usize = 1022;
+/// `AST_MAX_MANHEADERS`.
+pub const MAX_LINES: usize = 128;
+/// User-supplied ActionIDs longer than this would be cut by Asterisk's fixed buffers.
+pub const MAX_ACTION_ID: usize = 64;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Action {
+    name: String,
+    action_id: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Action {
+    pub fn new(name: impl Into<String>) -> Action {
+        Action {
+            name: name.into(),
+            action_id: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header; repeats are kept in order (`Variable`, say). An `ActionID` header sets
+    /// the action's own id instead.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Action {
+        self.push(key, value);
+        self
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        if key.eq_ignore_ascii_case("actionid") {
+            self.action_id = Some(value.into());
+        } else {
+            self.headers.push((key, value.into()));
+        }
+    }
+
+    pub fn with_action_id(mut self, id: impl Into<String>) -> Action {
+        self.action_id = Some(id.into());
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn action_id(&self) -> Option<&str> {
+        self.action_id.as_deref()
+    }
+
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// Checks everything `encode` checks, without writing.
+    pub fn validate(&self) -> Result<()> {
+        check_field("action name", "Action", &self.name)?;
+        if self.name.is_empty() {
+            return Err(Error::Usage("the action name is empty".into()));
+        }
+        if let Some(id) = &self.action_id {
+            check_field("ActionID", "ActionID", id)?;
+            if id.is_empty() {
+                return Err(Error::Usage("the ActionID is empty".into()));
+            }
+            if id.chars().count() > MAX_ACTION_ID {
+                return Err(Error::Usage(format!(
+                    "ActionID is {} characters; at most {MAX_ACTION_ID} are accepted (Asterisk truncates long ids)",
+                    id.chars().count()
+                )));
+            }
+        }
+        let lines = 1 + usize::from(self.action_id.is_some()) + self.headers.len();
+        if lines > MAX_LINES {
+            return Err(Error::Usage(format!(
+                "{lines} header lines; Asterisk accepts at most {MAX_LINES} per action"
+            )));
+        }
+        for (key, value) in &self.headers {
+            if key.is_empty() {
+                return Err(Error::Usage("a header name is empty".into()));
+            }
+            if key.contains(':') {
+                return Err(Error::Usage(format!("header name {key:?} contains ':'")));
+            }
+            check_field("header name", key, key)?;
+            check_field("value of header", key, value)?;
+            let line = key.len() + 2 + value.len();
+            if line > MAX_LINE {
+                return Err(Error::Usage(format!(
+                    "header {key:?} makes a {line}-byte line; Asterisk accepts at most {MAX_LINE} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the wire form to `out`, with `action_id` unless the action carries its own.
+    /// Nothing is written when validation fails.
+    pub fn encode(&self, action_id: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
+        self.validate()?;
+        let id = self.action_id.as_deref().or(action_id);
+        if let Some(id) = id {
+            check_field("ActionID", "ActionID", id)?;
+        }
+        out.extend_from_slice(b"Action: ");
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(id) = id {
+            out.extend_from_slice(b"ActionID: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (key, value) in &self.headers {
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    pub fn to_bytes(&self, action_id: Option<&str>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode(action_id, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// Refuses the bytes that would end a line or a C string early. The error names the field,
+/// never a secret's value.
+fn check_field(what: &str, key: &str, value: &str) -> Result<()> {
+    if let Some(bad) = value.bytes().find(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        let name = match bad {
+            b'\r' => "CR",
+            b'\n' => "LF",
+            _ => "NUL",
+        };
+        return Err(Error::Usage(format!(
+            "{what} {key:?} contains {name} (header injection refused)"
+        )));
+    }
+    Ok(())
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Action");
+        s.field("name", &self.name);
+        if let Some(id) = &self.action_id {
+            s.field("action_id", id);
+        }
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if is_secret_header(k.as_bytes()) {
+                        "********"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        s.field("headers", &headers).finish()
+    }
+}
+
+/// ActionIDs `<8 hex>-<n>`: a random per-connection prefix keeps them apart from other
+/// clients' ids (OriginateResponse is broadcast with the originator's id), and they stay far
+/// below the 67 characters that Asterisk's smallest fixed buffers keep.
+#[derive(Debug)]
+pub struct ActionIds {
+    prefix: String,
+    next: u64,
+}
+
+impl ActionIds {
+    pub fn new() -> ActionIds {
+        Self::with_prefix(format!("{:08x}", fastrand::u32(..)))
+    }
+
+    pub fn with_prefix(prefix: impl Into<String>) -> ActionIds {
+        ActionIds {
+            prefix: prefix.into(),
+            next: 1,
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn next_id(&mut self) -> String {
+        let id = format!("{}-{}", self.prefix, self.next);
+        self.next += 1;
+        id
+    }
+}
+
+impl Default for ActionIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `Key` for an MD5 challenge login: lowercase hex of md5(challenge + secret).
+/// Asterisk compares it as a string, so the case matters.
+pub fn md5_key(challenge: &str, secret: &str) -> String {
+    let mut hasher = Md5::new();
+    hasher.update(challenge.as_bytes());
+    hasher.update(secret.as_bytes());
+    hex_lower(&hasher.finalize())
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,393 @@
+//! The pending-action table: routes every inbound message to the action waiting for it, to the
+//! event stream, or to the orphan bin. Sans-IO: deadlines are `Instant`s the caller passes in.
+//!
+//! Rules, all from the protocol (never from `Message` text):
+//! - a response with a pending ActionID resolves a single action;
+//! - `EventList: start` on the response opens a list that collects every event with that
+//!   ActionID until one carrying `EventList: Complete` / `Cancelled` (or the completion event
+//!   the caller declared, for Asterisk 11 lists that send no `EventList`);
+//! - an async Originate resolves on the `OriginateResponse` event with its ActionID; other
+//!   sessions' OriginateResponses (ids never issued here) are ordinary events;
+//! - events that merely echo an ActionID (UserEvent) after their action resolved are events;
+//! - responses matching no pending action are orphans (log and drop, never hand to a waiter).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::message::Message;
+
+/// What the caller expects an action to produce.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Expect {
+    /// One response, or a list if the response says `EventList: start`.
+    #[default]
+    Auto,
+    /// A list even without `EventList: start` (legacy servers), ended by `EventList: Complete`
+    /// or by the named event when given.
+    List { complete: Option<String> },
+    /// An async Originate: the response, then the `OriginateResponse` event.
+    Originate,
+}
+
+/// What an action produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub response: Message,
+    /// List items, in arrival order.
+    pub events: Vec<Message>,
+    /// The list's completion event, or the `OriginateResponse` of a tracked Originate.
+    pub complete: Option<Message>,
+}
+
+impl Outcome {
+    fn new(response: Message) -> Outcome {
+        Outcome {
+            response,
+            events: Vec::new(),
+            complete: None,
+        }
+    }
+
+    /// `Response: Success` (or `Follows`), and for a tracked Originate a successful
+    /// `OriginateResponse`.
+    pub fn is_success(&self) -> bool {
+        let ok = !self.response.has_value("Response", "Error");
+        match &self.complete {
+            Some(c) if c.event_name().as_deref() == Some("OriginateResponse") => {
+                ok && c.has_value("Response", "Success")
+            }
+            _ => ok,
+        }
+    }
+
+    /// For lists: whether `ListItems` (when present) matches the items collected.
+    pub fn list_items_match(&self) -> bool {
+        let Some(complete) = &self.complete else {
+            return true;
+        };
+        match complete
+            .get("ListItems")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+        {
+            Some(n) => n == self.events.len(),
+            None => true,
+        }
+    }
+}
+
+/// A finished action and the caller's token for it.
+#[derive(Debug)]
+pub struct Completion<T> {
+    pub action_id: String,
+    pub token: T,
+    pub outcome: Outcome,
+}
+
+/// An action whose deadline passed, with whatever had arrived.
+#[derive(Debug)]
+pub struct Expired<T> {
+    pub action_id: String,
+    pub token: T,
+    pub partial: Option<Outcome>,
+}
+
+/// Where one inbound message went.
+#[derive(Debug)]
+pub enum Routed<T> {
+    /// An event for the subscribers.
+    Event(Message),
+    /// An action finished.
+    Done(Completion<T>),
+    /// An action finished on an event subscribers should also see (OriginateResponse).
+    DoneAndEvent(Completion<T>, Message),
+    /// Absorbed: a list item, a list start, or the remains of a cancelled list.
+    Absorbed,
+    /// A response nobody waits for (no ActionID, unknown or truncated ActionID).
+    Orphan(Message),
+}
+
+#[derive(Debug)]
+enum Stage {
+    AwaitResponse,
+    InList,
+    AwaitOriginateResponse,
+}
+
+#[derive(Debug)]
+struct Pending<T> {
+    expect: Expect,
+    stage: Stage,
+    outcome: Option<Outcome>,
+    deadline: Option<(Instant, u64)>,
+    /// `None` once the caller gave up on a list that is still being drained.
+    token: Option<T>,
+}
+
+#[derive(Debug)]
+pub struct Correlator<T> {
+    pending: HashMap<String, Pending<T>>,
+    deadlines: BTreeMap<(Instant, u64), String>,
+    seq: u64,
+    orphans: u64,
+}
+
+impl<T> Default for Correlator<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Correlator<T> {
+    pub fn new() -> Correlator<T> {
+        Correlator {
+            pending: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            seq: 0,
+            orphans: 0,
+        }
+    }
+
+    /// Actions awaited (cancelled lists still draining included).
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn is_pending(&self, action_id: &str) -> bool {
+        self.pending
+            .get(action_id)
+            .is_some_and(|p| p.token.is_some())
+    }
+
+    /// Responses that matched nothing so far.
+    pub fn orphan_count(&self) -> u64 {
+        self.orphans
+    }
+
+    /// Starts waiting for `action_id`. Fails (returning the token) if the id is in flight.
+    pub fn register(
+        &mut self,
+        action_id: String,
+        expect: Expect,
+        deadline: Option<Instant>,
+        token: T,
+    ) -> Result<(), T> {
+        if self.pending.contains_key(&action_id) {
+            return Err(token);
+        }
+        let deadline = deadline.map(|at| {
+            self.seq += 1;
+            self.deadlines.insert((at, self.seq), action_id.clone());
+            (at, self.seq)
+        });
+        let pending = Pending {
+            expect,
+            stage: Stage::AwaitResponse,
+            outcome: None,
+            deadline,
+            token: Some(token),
+        };
+        self.pending.insert(action_id, pending);
+        Ok(())
+    }
+
+    /// The caller gave up (task cancelled). A list already under way keeps being drained up to
+    /// its end so that its items never leak out as events; anything else is forgotten.
+    pub fn cancel(&mut self, action_id: &str) -> Option<T> {
+        let pending = self.pending.get_mut(action_id)?;
+        let token = pending.token.take();
+        if !matches!(pending.stage, Stage::InList) {
+            self.remove(action_id);
+        }
+        token
+    }
+
+    /// Cancels every action whose token satisfies `gone` (a closed reply channel, say).
+    pub fn cancel_where(&mut self, mut gone: impl FnMut(&T) -> bool) -> usize {
+        let ids: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.token.as_ref().is_some_and(&mut gone))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.cancel(id);
+        }
+        ids.len()
+    }
+
+    fn remove(&mut self, action_id: &str) -> Option<Pending<T>> {
+        let pending = self.pending.remove(action_id)?;
+        if let Some(key) = pending.deadline {
+            self.deadlines.remove(&key);
+        }
+        Some(pending)
+    }
+
+    /// The earliest deadline, for the driver's timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Expires every action whose deadline is at or before `now`.
+    pub fn expire(&mut self, now: Instant) -> Vec<Expired<T>> {
+        let due: Vec<String> = self
+            .deadlines
+            .range(..=(now, u64::MAX))
+            .map(|(_, id)| id.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|id| {
+                let pending = self.remove(&id)?;
+                let token = pending.token?;
+                Some(Expired {
+                    action_id: id,
+                    token,
+                    partial: pending.outcome,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends every pending action (the connection is gone): the caller fails each token.
+    pub fn drain(&mut self) -> Vec<Expired<T>> {
+        self.deadlines.clear();
+        self.pending
+            .drain()
+            .filter_map(|(id, p)| {
+                p.token.map(|token| Expired {
+                    action_id: id,
+                    token,
+                    partial: p.outcome,
+                })
+            })
+            .collect()
+    }
+
+    pub fn route(&mut self, msg: Message) -> Routed<T> {
+        let id = msg.action_id().map(|id| id.into_owned());
+        let Some(id) = id.filter(|id| self.pending.contains_key(id)) else {
+            return if msg.is_event() {
+                Routed::Event(msg)
+            } else {
+                self.orphans += 1;
+                Routed::Orphan(msg)
+            };
+        };
+        if msg.is_event() {
+            self.route_event(id, msg)
+        } else {
+            self.route_response(id, msg)
+        }
+    }
+
+    fn route_response(&mut self, id: String, msg: Message) -> Routed<T> {
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return Routed::Orphan(msg);
+        };
+        if !matches!(pending.stage, Stage::AwaitResponse) {
+            // A second response for the same id: not ours to deliver.
+            self.orphans += 1;
+            return Routed::Orphan(msg);
+        }
+        let failed = msg.has_value("Response", "Error");
+        let list_start = msg
+            .get_bytes("EventList")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"start"));
+        let next = if failed {
+            None
+        } else if list_start || matches!(pending.expect, Expect::List { .. }) {
+            Some(Stage::InList)
+        } else if pending.expect == Expect::Originate {
+            Some(Stage::AwaitOriginateResponse)
+        } else {
+            None
+        };
+        match next {
+            Some(stage) => {
+                pending.stage = stage;
+                pending.outcome = Some(Outcome::new(msg));
+                Routed::Absorbed
+            }
+            None => self.complete(&id, Outcome::new(msg)),
+        }
+    }
+
+    fn route_event(&mut self, id: String, msg: Message) -> Routed<T> {
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return Routed::Event(msg);
+        };
+        match pending.stage {
+            Stage::InList => {
+                let ends = msg.get_bytes("EventList").is_some_and(|v| {
+                    v.eq_ignore_ascii_case(b"complete") || v.eq_ignore_ascii_case(b"cancelled")
+                }) || matches!(&pending.expect, Expect::List { complete: Some(name) }
+                        if msg.event_name().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                if !ends {
+                    if let Some(outcome) = pending.outcome.as_mut() {
+                        if pending.token.is_some() {
+                            outcome.events.push(msg);
+                        }
+                    }
+                    return Routed::Absorbed;
+                }
+                let Some(finished) = self.remove(&id) else {
+                    return Routed::Absorbed;
+                };
+                match (finished.token, finished.outcome) {
+                    (Some(token), Some(mut outcome)) => {
+                        outcome.complete = Some(msg);
+                        Routed::Done(Completion {
+                            action_id: id,
+                            token,
+                            outcome,
+                        })
+                    }
+                    _ => Routed::Absorbed,
+                }
+            }
+            Stage::AwaitOriginateResponse
+                if msg.event_name().as_deref() == Some("OriginateResponse") =>
+            {
+                let Some(mut result) = pending.outcome.take() else {
+                    return Routed::Event(msg);
+                };
+                result.complete = Some(msg.clone());
+                match self.complete(&id, result) {
+                    Routed::Done(c) => Routed::DoneAndEvent(c, msg),
+                    other => other,
+                }
+            }
+            _ => Routed::Event(msg),
+        }
+    }
+
+    fn complete(&mut self, id: &str, outcome: Outcome) -> Routed<T> {
+        match self.remove(id).and_then(|p| p.token) {
+            Some(token) => Routed::Done(Completion {
+                action_id: id.to_owned(),
+                token,
+                outcome,
+            }),
+            None => Routed::Absorbed,
+        }
+    }
+}
+
+/// Command output as text, exact: one line per `Output:` header (Asterisk 14+) or the raw
+/// legacy body (Asterisk <= 13), each line ending in `\n`, whitespace untouched. Both forms of
+/// the same CLI output give the same text.
+pub fn command_output(response: &Message) -> String {
+    if let Some(body) = response.body() {
+        return super::message::decode_text(body).into_owned();
+    }
+    let mut text = String::new();
+    for line in response.get_all_bytes("Output") {
+        text.push_str(&super::message::decode_text(line));
+        text.push('\n');
+    }
+    text
+}

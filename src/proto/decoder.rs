@@ -1,0 +1,408 @@
+//! Incremental AMI framing over bytes.
+//!
+//! Asterisk writes one message in several pieces and packs several messages into one read, so
+//! the decoder assumes nothing about read boundaries: the output is the same whether the stream
+//! arrives whole, byte by byte or in random chunks (see the proptests). It handles the banner
+//! line (no blank line after it), CRLF and bare-LF lines, the `\n\r\n\r\n` oddity, stray empty
+//! lines between messages, and the legacy `Response: Follows` Command body that runs up to an
+//! end marker with blank lines allowed inside. Limits fail one message and never the stream:
+//! the decoder reports a [`DecodeError`] with the byte offset and resynchronises at the next
+//! blank line, discarding as it goes, so it never buffers without bound.
+
+use memchr::memchr;
+
+use super::message::{LineIndex, Message, bytes_eq_ignore_case};
+use crate::error::{DecodeError, DecodeErrorKind};
+
+/// Inbound limits. The defaults are far above anything Asterisk sends (its longest line in the
+/// fixtures is 3 030 bytes; `core show help` as a legacy body is 14 KB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_line: usize,
+    pub max_lines: usize,
+    pub max_message: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 256 * 1024,
+            max_lines: 16 * 1024,
+            max_message: 8 * 1024 * 1024,
+        }
+    }
+}
+
+pub const DEFAULT_END_MARKERS: &[&str] = &["--END COMMAND--"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Follows {
+    No,
+    /// `Response: Follows` seen; still reading its header lines.
+    Headers,
+    /// In the raw CLI body, which started at this offset from the message start.
+    Body(u32),
+}
+
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    /// Start of the message being assembled.
+    start: usize,
+    /// Start of the current line.
+    line_start: usize,
+    /// Where the search for the next LF resumes.
+    scan: usize,
+    index: LineIndex,
+    follows: Follows,
+    /// Whether the message's first line ended in CRLF (tells legacy body lines from headers).
+    first_line_crlf: bool,
+    /// After an error: discard up to the next blank line.
+    skipping: bool,
+    /// While skipping: the current line already had bytes that were discarded.
+    skipped_partial_line: bool,
+    expect_banner: bool,
+    banner: Option<String>,
+    limits: Limits,
+    end_markers: Vec<Vec<u8>>,
+    errors: u64,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        Self::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            base: 0,
+            start: 0,
+            line_start: 0,
+            scan: 0,
+            index: LineIndex::default(),
+            follows: Follows::No,
+            first_line_crlf: true,
+            skipping: false,
+            skipped_partial_line: false,
+            expect_banner: true,
+            banner: None,
+            limits,
+            end_markers: DEFAULT_END_MARKERS
+                .iter()
+                .map(|m| m.as_bytes().to_vec())
+                .collect(),
+            errors: 0,
+        }
+    }
+
+    /// Whether the stream's first line may be a banner (`Asterisk Call Manager/11.0.0`).
+    /// Only a first line without a colon, or naming a "Call Manager", is taken as one.
+    pub fn set_expect_banner(&mut self, expect: bool) {
+        self.expect_banner = expect;
+    }
+
+    /// The lines that end a legacy `Response: Follows` body (default `--END COMMAND--`).
+    pub fn set_end_markers<I: IntoIterator<Item = S>, S: AsRef<str>>(&mut self, markers: I) {
+        self.end_markers = markers
+            .into_iter()
+            .map(|m| m.as_ref().as_bytes().to_vec())
+            .collect();
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The banner line, once seen.
+    pub fn banner(&self) -> Option<&str> {
+        self.banner.as_deref()
+    }
+
+    /// Messages dropped for exceeding a limit so far.
+    pub fn error_count(&self) -> u64 {
+        self.errors
+    }
+
+    /// Bytes held for a message not yet complete.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Stream offset of the next byte to be fed.
+    pub fn stream_offset(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Drops consumed bytes from the front of the buffer, keeping the copy amortised.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        if self.start == self.buf.len() || (self.start >= 4096 && self.start * 2 >= self.buf.len())
+        {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.line_start -= self.start;
+            self.scan -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Decodes everything complete so far into `out`.
+    pub fn decode_into(&mut self, out: &mut Vec<Result<Message, DecodeError>>) {
+        while let Some(item) = self.next_message() {
+            out.push(item);
+        }
+    }
+
+    /// The next complete message, an error for a message that broke a limit, or `None` when
+    /// more bytes are needed.
+    pub fn next_message(&mut self) -> Option<Result<Message, DecodeError>> {
+        loop {
+            let Some(found) = memchr(b'\n', self.buf.get(self.scan..).unwrap_or_default()) else {
+                return self.check_partial();
+            };
+            let nl = self.scan + found;
+            self.scan = nl + 1;
+            let crlf = nl > self.line_start && self.buf.get(nl - 1) == Some(&b'\r');
+            let content_end = if crlf { nl - 1 } else { nl };
+            if let Some(out) = self.line(content_end, nl, crlf) {
+                return Some(out);
+            }
+        }
+    }
+
+    /// No complete line is buffered: enforce the limits on what is waiting.
+    fn check_partial(&mut self) -> Option<Result<Message, DecodeError>> {
+        if self.skipping {
+            // Discard the partial line; remember that it was not empty.
+            if self.buf.len() > self.line_start {
+                self.skipped_partial_line = true;
+            }
+            self.start = self.buf.len();
+            self.line_start = self.buf.len();
+            self.scan = self.buf.len();
+            return None;
+        }
+        let line_len = self.buf.len() - self.line_start;
+        if line_len > self.limits.max_line {
+            let at = self.line_start + self.limits.max_line;
+            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, None)));
+        }
+        if self.buf.len() - self.start > self.limits.max_message {
+            let at = self.start + self.limits.max_message;
+            return Some(Err(self.fail(DecodeErrorKind::MessageTooLarge, at, None)));
+        }
+        None
+    }
+
+    /// Records an error, drops the message so far and starts skipping to the next blank line.
+    /// `line_done` is the end of the offending line when it was complete.
+    fn fail(&mut self, kind: DecodeErrorKind, at: usize, line_done: Option<usize>) -> DecodeError {
+        self.errors += 1;
+        let detail = match kind {
+            DecodeErrorKind::LineTooLong => {
+                format!("a line is longer than {} bytes", self.limits.max_line)
+            }
+            DecodeErrorKind::TooManyLines => format!("more than {} lines", self.limits.max_lines),
+            DecodeErrorKind::MessageTooLarge => {
+                format!("more than {} bytes", self.limits.max_message)
+            }
+        };
+        let err = DecodeError {
+            kind,
+            offset: self.base + at as u64,
+            message_offset: self.base + self.start as u64,
+            detail,
+        };
+        self.skipping = true;
+        let resume = match line_done {
+            Some(nl) => {
+                self.skipped_partial_line = false;
+                nl + 1
+            }
+            None => {
+                self.skipped_partial_line = true;
+                self.buf.len()
+            }
+        };
+        self.start = resume;
+        self.line_start = resume;
+        self.scan = resume;
+        self.reset_message();
+        err
+    }
+
+    fn reset_message(&mut self) {
+        self.index.clear();
+        self.follows = Follows::No;
+        self.first_line_crlf = true;
+    }
+
+    /// Handles one complete line `[line_start, content_end)` whose LF is at `nl`.
+    fn line(
+        &mut self,
+        content_end: usize,
+        nl: usize,
+        crlf: bool,
+    ) -> Option<Result<Message, DecodeError>> {
+        let line_start = self.line_start;
+        self.line_start = nl + 1;
+        let empty = content_end == line_start;
+
+        if self.skipping {
+            if empty && !self.skipped_partial_line {
+                self.skipping = false;
+                self.start = nl + 1;
+            }
+            self.skipped_partial_line = false;
+            return None;
+        }
+        if content_end - line_start > self.limits.max_line {
+            let at = line_start + self.limits.max_line;
+            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, Some(nl))));
+        }
+        if nl + 1 - self.start > self.limits.max_message {
+            let at = self.start + self.limits.max_message;
+            return Some(Err(self.fail(
+                DecodeErrorKind::MessageTooLarge,
+                at,
+                Some(nl),
+            )));
+        }
+        if self.expect_banner {
+            self.expect_banner = false;
+            if !empty && self.index.len() == 0 {
+                let line = self.buf.get(line_start..content_end).unwrap_or_default();
+                if memchr(b':', line).is_none()
+                    || memchr::memmem::find(line, b"Call Manager").is_some()
+                {
+                    self.banner = Some(String::from_utf8_lossy(line).into_owned());
+                    self.start = nl + 1;
+                    return None;
+                }
+            }
+        }
+
+        match self.follows {
+            Follows::Body(body_start) => {
+                if let Some(body_end) = self.marker_in(line_start, content_end) {
+                    let body = Some((body_start, self.rel(body_end)));
+                    return Some(Ok(self.finish(nl, body)));
+                }
+                return None;
+            }
+            Follows::Headers => {
+                if self.marker_in(line_start, content_end) == Some(line_start) {
+                    let at = self.rel(line_start);
+                    return Some(Ok(self.finish(nl, Some((at, at)))));
+                }
+                let line = self.buf.get(line_start..content_end).unwrap_or_default();
+                let is_header = !empty && is_header_line(line) && (crlf || !self.first_line_crlf);
+                if !is_header && (!empty || !crlf) {
+                    // First line of the raw CLI text (bare LF where headers used CRLF, or no
+                    // `Token:` shape); from here on only the end marker ends the message.
+                    self.follows = Follows::Body(self.rel(line_start));
+                    if let Some(body_end) = self.marker_in(line_start, content_end) {
+                        let body = Some((self.rel(line_start), self.rel(body_end)));
+                        return Some(Ok(self.finish(nl, body)));
+                    }
+                    return None;
+                }
+            }
+            Follows::No => {}
+        }
+
+        if empty {
+            if self.index.len() == 0 {
+                // A stray empty line between messages (the `\n\r\n\r\n` oddity): drop it.
+                self.start = nl + 1;
+                return None;
+            }
+            return Some(Ok(self.finish(nl, None)));
+        }
+
+        if self.index.len() >= self.limits.max_lines {
+            return Some(Err(self.fail(
+                DecodeErrorKind::TooManyLines,
+                line_start,
+                Some(nl),
+            )));
+        }
+        let line = self.buf.get(line_start..content_end).unwrap_or_default();
+        let colon = memchr(b':', line);
+        if self.index.len() == 0 {
+            self.first_line_crlf = crlf;
+            if let Some(c) = colon {
+                let (name, value) = line.split_at(c);
+                let value = value.get(1..).unwrap_or_default();
+                if bytes_eq_ignore_case(name, b"response")
+                    && bytes_eq_ignore_case(value.trim_ascii_start(), b"follows")
+                {
+                    self.follows = Follows::Headers;
+                }
+            }
+        }
+        self.index.push(
+            colon.map(|c| self.rel(line_start + c)),
+            self.rel(content_end),
+        );
+        None
+    }
+
+    fn rel(&self, pos: usize) -> u32 {
+        (pos - self.start) as u32
+    }
+
+    /// If the line is (or ends with) an end marker, where the body text before it ends.
+    fn marker_in(&self, line_start: usize, content_end: usize) -> Option<usize> {
+        let line = self.buf.get(line_start..content_end)?;
+        self.end_markers
+            .iter()
+            .find(|m| !m.is_empty() && line.ends_with(m))
+            .map(|m| content_end - m.len())
+    }
+
+    /// Emits the message that ends with the line whose LF is at `nl`.
+    fn finish(&mut self, nl: usize, body: Option<(u32, u32)>) -> Message {
+        let end = nl + 1;
+        let raw = self.buf.get(self.start..end).unwrap_or_default();
+        let msg = Message::from_parts(raw, &self.index, body, self.base + self.start as u64);
+        self.start = end;
+        self.reset_message();
+        msg
+    }
+}
+
+/// `Token: value` with a non-empty token free of white space: what a real header looks like.
+fn is_header_line(line: &[u8]) -> bool {
+    match memchr(b':', line) {
+        Some(0) | None => false,
+        Some(c) => line
+            .get(..c)
+            .is_some_and(|name| !name.iter().any(|b| b.is_ascii_whitespace())),
+    }
+}
+
+/// Decodes a complete byte string. Errors are returned in stream order beside the messages.
+pub fn decode_all(bytes: &[u8]) -> (Option<String>, Vec<Result<Message, DecodeError>>) {
+    let mut decoder = Decoder::new();
+    decoder.feed(bytes);
+    let mut out = Vec::new();
+    decoder.decode_into(&mut out);
+    (decoder.banner().map(str::to_owned), out)
+}

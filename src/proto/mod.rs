@@ -1,0 +1,12 @@
+//! The sans-IO protocol core: no sockets, no clock, no Python. Bytes in, messages out;
+//! actions in, bytes out; time is passed in by the caller.
+
+pub mod action;
+pub mod correlator;
+pub mod decoder;
+pub mod message;
+
+pub use action::{Action, ActionIds, md5_key};
+pub use correlator::{Completion, Correlator, Expect, Expired, Outcome, Routed, command_output};
+pub use decoder::{Decoder, Limits, decode_all};
+pub use message::{Header, Kind, Message, decode_text};

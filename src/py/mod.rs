@@ -1,0 +1,16 @@
+//! The only PyO3 code: the `amiwire._core` extension module.
+
+pub mod errors;
+pub mod message;
+pub mod runtime;
+
+use pyo3::prelude::*;
+
+#[pymodule(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    pyo3_log::init();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
+    message::register(m)?;
+    Ok(())
+}
