@@ -1,0 +1,1081 @@
+//! The AMI client: a cheap handle plus one driver task per connection.
+//!
+//! The driver owns the socket, the decoder, the correlator and every deadline. It reads
+//! continuously and never waits on a consumer: replies go to their waiter (a oneshot, or the
+//! completion queue the Python loop drains), events to the bounded subscriber queues. Writes
+//! are coalesced and run concurrently with reads, so a server that stops reading cannot stop
+//! us from reading. On connection loss every pending action fails at once with
+//! `ConnectionLost`; the driver then reconnects with capped, jittered backoff, logs in again,
+//! restores the event mask and the `Filter`s, and tells subscribers a gap happened.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use log::{debug, info, trace, warn};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::events::{Filter, Overflow, Subscription, Wake};
+use super::options::{Auth, Options};
+use super::record::Recorder;
+use crate::error::{Error, Result};
+use crate::proto::{
+    Action, ActionIds, Correlator, Decoder, Expect, Message, Outcome, Routed, md5_key,
+};
+
+/// Where an action's result goes.
+pub enum Reply {
+    Oneshot(oneshot::Sender<Result<Outcome>>),
+    /// Pushed to the completion queue under this token; the waker is poked when the queue
+    /// turns non-empty (the Python side resolves its future on the loop thread).
+    Queued(u64),
+    /// The driver's own keepalive Ping.
+    Keepalive,
+    /// Fire and forget (restoring filters after a reconnect).
+    Ignore,
+}
+
+impl Reply {
+    fn gone(&self) -> bool {
+        matches!(self, Reply::Oneshot(tx) if tx.is_closed())
+    }
+}
+
+pub struct Request {
+    pub action: Action,
+    pub expect: Expect,
+    pub timeout: Option<Duration>,
+    pub reply: Reply,
+}
+
+enum Command {
+    Action(Request),
+    Cancel(u64),
+    Close(Reply),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Closed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Connected => "connected",
+            State::Reconnecting => "reconnecting",
+            State::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Info {
+    pub banner: Option<String>,
+    pub ami_version: Option<String>,
+    pub asterisk_version: Option<String>,
+}
+
+/// Counters a user can read to see what the connection went through.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub messages: u64,
+    pub events: u64,
+    pub orphans: u64,
+    pub decode_errors: u64,
+    pub reconnects: u64,
+    pub bytes_read: u64,
+}
+
+/// State shared between the handle(s) and the driver. No Python objects in here.
+pub struct Shared {
+    completions: Mutex<Vec<(u64, Result<Outcome>)>>,
+    waker: Mutex<Option<Arc<dyn Wake>>>,
+    subs: Mutex<Vec<Arc<Subscription>>>,
+    state: Mutex<(State, Option<String>)>,
+    state_changes: AtomicU64,
+    info: Mutex<Info>,
+    stats: Mutex<Stats>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            completions: Mutex::new(Vec::new()),
+            waker: Mutex::new(None),
+            subs: Mutex::new(Vec::new()),
+            state: Mutex::new((State::Connecting, None)),
+            state_changes: AtomicU64::new(0),
+            info: Mutex::new(Info::default()),
+            stats: Mutex::new(Stats::default()),
+        }
+    }
+
+    fn wake(&self) {
+        let waker = self.waker.lock().ok().and_then(|w| w.clone());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn deliver(&self, reply: Reply, result: Result<Outcome>) {
+        match reply {
+            Reply::Oneshot(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Queued(token) => {
+                let was_empty = match self.completions.lock() {
+                    Ok(mut queue) => {
+                        let was_empty = queue.is_empty();
+                        queue.push((token, result));
+                        was_empty
+                    }
+                    Err(_) => false,
+                };
+                if was_empty {
+                    self.wake();
+                }
+            }
+            Reply::Keepalive | Reply::Ignore => {}
+        }
+    }
+
+    fn set_state(&self, state: State, reason: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            if s.0 == state {
+                return;
+            }
+            info!(
+                "amiwire connection {} -> {}{}",
+                s.0.as_str(),
+                state.as_str(),
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            *s = (state, reason);
+        }
+        self.state_changes.fetch_add(1, Ordering::Relaxed);
+        self.wake();
+    }
+
+    fn publish(&self, events: &[Message]) {
+        if events.is_empty() {
+            return;
+        }
+        let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut wake = false;
+        for sub in subs.iter() {
+            wake |= sub.push_batch(events.iter());
+        }
+        if wake {
+            self.wake();
+        }
+    }
+
+    fn each_sub(&self, f: impl Fn(&Subscription) -> bool) {
+        let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut wake = false;
+        for sub in subs.iter() {
+            wake |= f(sub);
+        }
+        if wake {
+            self.wake();
+        }
+    }
+
+    fn stats_mut(&self, f: impl FnOnce(&mut Stats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            f(&mut stats);
+        }
+    }
+}
+
+/// A handle on one AMI connection. Cheap to clone; the connection ends with `close()` or
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct Client {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    default_timeout: Duration,
+}
+
+impl Client {
+    /// Connects and logs in, returning once the session is ready.
+    pub async fn connect(options: Options) -> Result<Client> {
+        let (tx, rx) = oneshot::channel();
+        let client = Client::spawn(
+            options,
+            Reply::Oneshot(tx),
+            &tokio::runtime::Handle::current(),
+        );
+        match rx.await {
+            Ok(Ok(_)) => Ok(client),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Internal(
+                "the connection task ended without answering".into(),
+            )),
+        }
+    }
+
+    /// Starts the driver on `runtime`; `ready` learns whether the first login worked.
+    /// (The completion carries a dummy outcome: the login response.)
+    pub fn spawn(options: Options, ready: Reply, runtime: &tokio::runtime::Handle) -> Client {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new());
+        let default_timeout = options.action_timeout;
+        let driver = Driver {
+            options,
+            rx,
+            shared: shared.clone(),
+            ids: ActionIds::new(),
+            filters: Vec::new(),
+            mask: None,
+        };
+        let guard_shared = shared.clone();
+        runtime.spawn(async move {
+            // A panic in the driver must not leave waiters hanging: the guard task observes
+            // the driver's JoinHandle and fails everything that is left.
+            let result = tokio::spawn(driver.run(ready)).await;
+            if let Err(e) = result {
+                warn!("amiwire driver ended abnormally: {e}");
+                guard_shared.set_state(State::Closed, Some("internal error".into()));
+                guard_shared.each_sub(Subscription::close);
+            }
+        });
+        Client {
+            tx,
+            shared,
+            default_timeout,
+        }
+    }
+
+    /// Installs what pokes the consumer side when completions or events are waiting.
+    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
+        if let Ok(mut w) = self.shared.waker.lock() {
+            *w = Some(waker);
+        }
+    }
+
+    pub fn submit(&self, request: Request) -> Result<()> {
+        request.action.validate()?;
+        self.tx.send(Command::Action(request)).map_err(|rejected| {
+            let Command::Action(request) = rejected.0 else {
+                return closed();
+            };
+            self.shared.deliver(request.reply, Err(closed()));
+            closed()
+        })
+    }
+
+    /// Sends an action and waits for its outcome. `Response: Error` is `Err(ActionFailed)`.
+    pub async fn action_with(
+        &self,
+        action: Action,
+        expect: Expect,
+        timeout: Option<Duration>,
+    ) -> Result<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Request {
+            action,
+            expect,
+            timeout,
+            reply: Reply::Oneshot(tx),
+        })?;
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    pub async fn action(&self, action: Action) -> Result<Outcome> {
+        self.action_with(action, Expect::Auto, None).await
+    }
+
+    /// Forget a `Reply::Queued` action (its asyncio task was cancelled).
+    pub fn cancel(&self, token: u64) {
+        let _ = self.tx.send(Command::Cancel(token));
+    }
+
+    pub fn subscribe(
+        &self,
+        filter: Filter,
+        capacity: usize,
+        overflow: Overflow,
+    ) -> Arc<Subscription> {
+        let sub = Arc::new(Subscription::new(filter, capacity, overflow));
+        if self.state() == State::Closed {
+            sub.close();
+        }
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.retain(|s| !s.is_closed());
+            subs.push(sub.clone());
+        }
+        sub
+    }
+
+    pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
+        sub.close();
+        if let Ok(mut subs) = self.shared.subs.lock() {
+            subs.retain(|s| !Arc::ptr_eq(s, sub));
+        }
+    }
+
+    /// Logs off and closes; `done` learns when the socket is closed.
+    pub fn close_with(&self, done: Reply) {
+        if let Err(rejected) = self.tx.send(Command::Close(done)) {
+            if let Command::Close(done) = rejected.0 {
+                self.shared.deliver(done, Err(closed()));
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.close_with(Reply::Oneshot(tx));
+        let _ = rx.await;
+    }
+
+    pub fn take_completions(&self) -> Vec<(u64, Result<Outcome>)> {
+        self.shared
+            .completions
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> State {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.0)
+            .unwrap_or(State::Closed)
+    }
+
+    pub fn state_reason(&self) -> Option<String> {
+        self.shared.state.lock().ok().and_then(|s| s.1.clone())
+    }
+
+    pub fn state_changes(&self) -> u64 {
+        self.shared.state_changes.load(Ordering::Relaxed)
+    }
+
+    pub fn info(&self) -> Info {
+        self.shared
+            .info
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    pub fn default_timeout(&self) -> Duration {
+        self.default_timeout
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed {
+        reason: "the client is closed".into(),
+    }
+}
+
+fn lost(reason: impl Into<String>) -> Error {
+    Error::ConnectionLost {
+        reason: reason.into(),
+    }
+}
+
+/// Turns a finished action into the caller's result: `Response: Error`, or an originate whose
+/// `OriginateResponse` says Failure, becomes `ActionFailed` carrying everything that arrived.
+fn judge(action: &str, outcome: Outcome) -> Result<Outcome> {
+    if outcome.is_success() {
+        return Ok(outcome);
+    }
+    let message = match &outcome.complete {
+        Some(c) if c.has_value("Response", "Failure") => {
+            format!(
+                "OriginateResponse Failure, Reason {}",
+                c.get("Reason").as_deref().unwrap_or("?")
+            )
+        }
+        _ => outcome
+            .response
+            .get("Message")
+            .map(|m| m.into_owned())
+            .unwrap_or_else(|| "Response: Error".into()),
+    };
+    let mut events = outcome.events;
+    events.extend(outcome.complete);
+    Err(Error::ActionFailed {
+        action: action.to_owned(),
+        message,
+        response: Box::new(outcome.response),
+        events,
+    })
+}
+
+pub(super) trait StreamBox: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> StreamBox for T {}
+
+struct Pending {
+    reply: Reply,
+    action: String,
+    token: Option<u64>,
+    started: Instant,
+}
+
+enum End {
+    UserClosed(Reply),
+    HandlesDropped,
+    Lost(String),
+}
+
+struct Driver {
+    options: Options,
+    rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    ids: ActionIds,
+    /// `Filter` actions that succeeded, re-sent after a reconnect.
+    filters: Vec<Action>,
+    /// The last `Events` mask set with the Events action, restored after a reconnect.
+    mask: Option<Action>,
+}
+
+struct Session {
+    read: tokio::io::ReadHalf<Box<dyn StreamBox>>,
+    write: tokio::io::WriteHalf<Box<dyn StreamBox>>,
+    decoder: Decoder,
+    correlator: Correlator<Pending>,
+    out: Vec<u8>,
+    rbuf: Vec<u8>,
+    recorder: Option<Recorder>,
+    last_read: Instant,
+    keepalive_out: bool,
+    /// Decoded while waiting for the banner, before anyone routes messages.
+    backlog: std::collections::VecDeque<std::result::Result<Message, crate::error::DecodeError>>,
+}
+
+impl Session {
+    fn next_message(&mut self) -> Option<std::result::Result<Message, crate::error::DecodeError>> {
+        self.backlog
+            .pop_front()
+            .or_else(|| self.decoder.next_message())
+    }
+}
+
+impl Driver {
+    async fn run(mut self, ready: Reply) {
+        let mut ready = Some(ready);
+        let mut recorder = match &self.options.record {
+            Some(path) => match Recorder::create(path) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!("amiwire: cannot record to {}: {e}", path.display());
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            let connected = self.open(recorder.take()).await;
+            let mut session = match connected {
+                Ok(session) => session,
+                Err(e) => {
+                    let fatal = matches!(e, Error::Auth(_)) || ready.is_some();
+                    if fatal || !self.options.reconnect.enabled {
+                        if let Some(ready) = ready.take() {
+                            self.shared.deliver(ready, Err(e));
+                        }
+                        self.shutdown(None, "connect failed");
+                        return;
+                    }
+                    attempt += 1;
+                    if self.options.reconnect.max_attempts != 0
+                        && attempt > self.options.reconnect.max_attempts
+                    {
+                        self.shutdown(None, "reconnect attempts exhausted");
+                        return;
+                    }
+                    warn!("amiwire reconnect attempt {attempt} failed: {e}");
+                    match self.backoff(attempt).await {
+                        Some(end) => {
+                            self.finish(end);
+                            return;
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            attempt = 0;
+            if let Some(ready) = ready.take() {
+                self.shared.deliver(
+                    ready,
+                    Ok(local_outcome(
+                        b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n",
+                    )),
+                );
+            } else {
+                self.shared.stats_mut(|s| s.reconnects += 1);
+                self.restore(&mut session);
+            }
+            self.shared.set_state(State::Connected, None);
+            let end = self.serve(&mut session).await;
+            let reason = match &end {
+                End::Lost(reason) => reason.clone(),
+                _ => "closed".into(),
+            };
+            let err = match &end {
+                End::Lost(reason) => lost(reason.clone()),
+                _ => closed(),
+            };
+            for expired in session.correlator.drain() {
+                self.shared
+                    .deliver(expired.token.reply, Err(clone_err(&err)));
+            }
+            if let Some(rec) = session.recorder.as_mut() {
+                rec.flush();
+            }
+            recorder = session.recorder.take();
+            match end {
+                End::Lost(_) if self.options.reconnect.enabled => {
+                    self.shared.set_state(State::Reconnecting, Some(reason));
+                    self.shared.each_sub(Subscription::note_gap);
+                    if let Some(rec) = recorder.as_mut() {
+                        rec.next_connection();
+                    }
+                    if let Some(end) = self.backoff(1).await {
+                        self.finish(end);
+                        return;
+                    }
+                }
+                End::Lost(reason) => {
+                    self.shutdown(None, &reason);
+                    return;
+                }
+                other => {
+                    self.finish(other);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, end: End) {
+        match end {
+            End::UserClosed(reply) => self.shutdown(Some(reply), "closed by the user"),
+            End::HandlesDropped => self.shutdown(None, "all handles dropped"),
+            End::Lost(reason) => self.shutdown(None, &reason),
+        }
+    }
+
+    /// Final state: fail what is queued, end subscriptions.
+    fn shutdown(&mut self, done: Option<Reply>, reason: &str) {
+        self.rx.close();
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Action(req) => self.shared.deliver(req.reply, Err(closed())),
+                Command::Close(reply) => self.shared.deliver(
+                    reply,
+                    Ok(local_outcome(
+                        b"Response: Goodbye\r\nMessage: Closed\r\n\r\n",
+                    )),
+                ),
+                Command::Cancel(_) => {}
+            }
+        }
+        self.shared
+            .set_state(State::Closed, Some(reason.to_owned()));
+        self.shared.each_sub(Subscription::close);
+        if let Some(done) = done {
+            self.shared.deliver(
+                done,
+                Ok(local_outcome(
+                    b"Response: Goodbye\r\nMessage: Closed\r\n\r\n",
+                )),
+            );
+        }
+    }
+
+    /// Waits before the next attempt, failing actions submitted meanwhile (nothing is queued
+    /// for later: re-sending non-idempotent actions behind the user's back is how peers
+    /// double-dial). Returns `Some` if the user closed meanwhile.
+    async fn backoff(&mut self, attempt: u32) -> Option<End> {
+        let policy = &self.options.reconnect;
+        let exp = policy
+            .initial
+            .saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let capped = exp.min(policy.max);
+        let jitter = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
+        let until = Instant::now() + jitter;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return None,
+                cmd = self.rx.recv() => match cmd {
+                    None => return Some(End::HandlesDropped),
+                    Some(Command::Close(reply)) => return Some(End::UserClosed(reply)),
+                    Some(Command::Action(req)) => {
+                        self.shared.deliver(req.reply, Err(lost("not connected (reconnecting)")));
+                    }
+                    Some(Command::Cancel(_)) => {}
+                }
+            }
+        }
+    }
+
+    async fn open(&mut self, recorder: Option<Recorder>) -> Result<Session> {
+        let o = &self.options;
+        let addr = format!("{}:{}", o.host, o.port);
+        let tcp = tokio::time::timeout(o.connect_timeout, tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_err(|_| {
+                lost(format!(
+                    "connect to {addr} timed out after {:?}",
+                    o.connect_timeout
+                ))
+            })?
+            .map_err(|e| lost(format!("connect to {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn StreamBox> = match &o.tls {
+            Some(tls) => super::tls::wrap(tcp, &o.host, tls, o.connect_timeout).await?,
+            None => Box::new(tcp),
+        };
+        let (read, write) = tokio::io::split(stream);
+        let mut session = Session {
+            read,
+            write,
+            decoder: Decoder::new(),
+            correlator: Correlator::new(),
+            out: Vec::with_capacity(4096),
+            rbuf: Vec::with_capacity(64 * 1024),
+            recorder,
+            last_read: Instant::now(),
+            keepalive_out: false,
+            backlog: Default::default(),
+        };
+        let deadline = Instant::now() + o.connect_timeout.max(o.action_timeout);
+        tokio::time::timeout_at(deadline, self.login(&mut session))
+            .await
+            .map_err(|_| lost(format!("no banner or login answer from {addr} in time")))??;
+        Ok(session)
+    }
+
+    async fn login(&mut self, s: &mut Session) -> Result<()> {
+        while s.decoder.banner().is_none() {
+            self.read_some(s).await?;
+            while let Some(item) = s.decoder.next_message() {
+                s.backlog.push_back(item);
+            }
+            if s.decoder.banner().is_none() && s.decoder.stream_offset() > 4096 {
+                return Err(Error::Remote("no AMI banner in the first 4 KiB".into()));
+            }
+        }
+        let banner = s.decoder.banner().unwrap_or_default().to_owned();
+        let ami_version = banner.rsplit('/').next().map(str::to_owned);
+        let o = self.options.clone();
+        let mut login = Action::new("Login").header("Username", &o.username);
+        match o.auth {
+            Auth::Plain => login.push("Secret", &o.secret),
+            Auth::Md5 => {
+                let reply = self
+                    .roundtrip(s, Action::new("Challenge").header("AuthType", "MD5"))
+                    .await?;
+                let challenge =
+                    reply
+                        .get("Challenge")
+                        .map(|c| c.into_owned())
+                        .ok_or_else(|| {
+                            Error::Auth(format!(
+                                "MD5 challenge refused: {}",
+                                reply.get("Message").unwrap_or_default()
+                            ))
+                        })?;
+                login.push("AuthType", "MD5");
+                login.push("Key", md5_key(&challenge, &o.secret));
+            }
+        }
+        login.push("Events", &o.events.0);
+        let reply = self.roundtrip(s, login).await?;
+        if !reply.has_value("Response", "Success") {
+            let why = reply
+                .get("Message")
+                .map(|m| m.into_owned())
+                .unwrap_or_else(|| "login refused".into());
+            return Err(Error::Auth(format!("user {:?}: {why}", o.username)));
+        }
+        let mut info = Info {
+            banner: Some(banner),
+            ami_version,
+            asterisk_version: None,
+        };
+        // The Asterisk version is worth one round trip; a user without `system` read gets
+        // Permission denied and simply no version.
+        if let Ok(settings) = self.roundtrip(s, Action::new("CoreSettings")).await {
+            info.asterisk_version = settings.get("AsteriskVersion").map(|v| v.into_owned());
+        }
+        if let Ok(mut shared) = self.shared.info.lock() {
+            *shared = info;
+        }
+        Ok(())
+    }
+
+    /// Before the main loop: one action, waiting for its response; events seen meanwhile
+    /// go to the subscribers.
+    async fn roundtrip(&mut self, s: &mut Session, action: Action) -> Result<Message> {
+        let id = self.ids.next_id();
+        action.encode(Some(&id), &mut s.out)?;
+        let out = std::mem::take(&mut s.out);
+        if let Some(rec) = s.recorder.as_mut() {
+            rec.record("send", &out, false);
+        }
+        s.write
+            .write_all(&out)
+            .await
+            .map_err(|e| lost(format!("write: {e}")))?;
+        loop {
+            while let Some(item) = s.next_message() {
+                let msg = item?;
+                if msg.is_event() {
+                    self.shared.publish(std::slice::from_ref(&msg));
+                } else if msg.action_id().as_deref() == Some(id.as_str()) {
+                    return Ok(msg);
+                } else if msg.has_value("Response", "Error") && msg.action_id().is_none() {
+                    // Asterisk answers a failed login without echoing the ActionID on some paths.
+                    return Ok(msg);
+                }
+            }
+            self.read_some(s).await?;
+        }
+    }
+
+    async fn read_some(&self, s: &mut Session) -> Result<()> {
+        s.rbuf.clear();
+        let n = s
+            .read
+            .read_buf(&mut s.rbuf)
+            .await
+            .map_err(|e| lost(format!("read: {e}")))?;
+        if let Some(rec) = s.recorder.as_mut() {
+            rec.record("recv", &s.rbuf, n == 0);
+        }
+        if n == 0 {
+            return Err(lost("the server closed the connection"));
+        }
+        s.decoder.feed(&s.rbuf);
+        Ok(())
+    }
+
+    fn restore(&mut self, s: &mut Session) {
+        let mut restore: Vec<Action> = self.mask.iter().cloned().collect();
+        restore.extend(self.filters.iter().cloned());
+        for action in restore {
+            self.send(
+                s,
+                Request {
+                    action,
+                    expect: Expect::Auto,
+                    timeout: None,
+                    reply: Reply::Ignore,
+                },
+            );
+        }
+    }
+
+    /// Registers and encodes one request (no I/O: the main loop writes `out`).
+    fn send(&mut self, s: &mut Session, req: Request) {
+        let id = match req.action.action_id() {
+            Some(id) => id.to_owned(),
+            None => self.ids.next_id(),
+        };
+        if let Err(e) = req.action.encode(Some(&id), &mut s.out) {
+            self.shared.deliver(req.reply, Err(e));
+            return;
+        }
+        if req.action.is("Filter") && !matches!(req.reply, Reply::Ignore) {
+            self.filters.push(req.action.clone());
+        }
+        if req.action.is("Events") && !matches!(req.reply, Reply::Ignore) {
+            self.mask = Some(req.action.clone());
+        }
+        let timeout = req.timeout.unwrap_or(self.options.action_timeout);
+        let now = Instant::now();
+        let token = match req.reply {
+            Reply::Queued(t) => Some(t),
+            _ => None,
+        };
+        let pending = Pending {
+            reply: req.reply,
+            action: req.action.name().to_owned(),
+            token,
+            started: now,
+        };
+        if let Err(pending) = s.correlator.register(
+            id.clone(),
+            req.expect,
+            Some((now + timeout).into_std()),
+            pending,
+        ) {
+            let len = s.out.len();
+            // Take the bytes back: nothing is sent for a refused action.
+            if let Ok(bytes) = req.action.to_bytes(Some(&id)) {
+                s.out.truncate(len.saturating_sub(bytes.len()));
+            }
+            self.shared.deliver(
+                pending.reply,
+                Err(Error::Usage(format!(
+                    "ActionID {id:?} is already in flight"
+                ))),
+            );
+        }
+    }
+
+    async fn serve(&mut self, s: &mut Session) -> End {
+        // Anything already decoded during login belongs to the stream.
+        if let Err(reason) = self.process(s) {
+            return End::Lost(reason);
+        }
+        let keepalive = self.options.keepalive;
+        loop {
+            let next_deadline = s.correlator.next_deadline().map(Instant::from_std);
+            let keepalive_at = keepalive
+                .filter(|_| !s.keepalive_out)
+                .map(|k| s.last_read + k);
+            let wake_at = [next_deadline, keepalive_at].into_iter().flatten().min();
+            let sleep_until = wake_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let writing = !s.out.is_empty();
+            tokio::select! {
+                biased;
+                read = s.read.read_buf(&mut s.rbuf) => {
+                    match read {
+                        Ok(0) => {
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", b"", true); }
+                            return End::Lost("the server closed the connection".into());
+                        }
+                        Ok(n) => {
+                            s.last_read = Instant::now();
+                            self.shared.stats_mut(|st| st.bytes_read += n as u64);
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", &s.rbuf, false); }
+                            s.decoder.feed(&s.rbuf);
+                            s.rbuf.clear();
+                            if let Err(reason) = self.process(s) {
+                                return End::Lost(reason);
+                            }
+                        }
+                        Err(e) => return End::Lost(format!("read: {e}")),
+                    }
+                }
+                written = s.write.write(&s.out), if writing => {
+                    match written {
+                        Ok(0) => return End::Lost("write: connection closed".into()),
+                        Ok(n) => {
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("send", s.out.get(..n).unwrap_or_default(), false); }
+                            s.out.drain(..n);
+                        }
+                        Err(e) => return End::Lost(format!("write: {e}")),
+                    }
+                }
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { return self.logoff(s, None).await };
+                    if let Some(end) = self.command(s, cmd) {
+                        return match end {
+                            End::UserClosed(reply) => self.logoff(s, Some(reply)).await,
+                            other => other,
+                        };
+                    }
+                    // Coalesce everything already queued into one write.
+                    while let Ok(cmd) = self.rx.try_recv() {
+                        if let Some(end) = self.command(s, cmd) {
+                            return match end {
+                                End::UserClosed(reply) => self.logoff(s, Some(reply)).await,
+                                other => other,
+                            };
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    if let Some(reason) = self.tick(s) {
+                        return End::Lost(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, s: &mut Session, cmd: Command) -> Option<End> {
+        match cmd {
+            Command::Action(req) => self.send(s, req),
+            Command::Cancel(token) => {
+                s.correlator.cancel_where(|p| p.token == Some(token));
+            }
+            Command::Close(reply) => return Some(End::UserClosed(reply)),
+        }
+        None
+    }
+
+    /// Deadlines and keepalive. Returns a reason when the connection must be dropped.
+    fn tick(&mut self, s: &mut Session) -> Option<String> {
+        let now = Instant::now();
+        s.correlator.cancel_where(|p| p.reply.gone());
+        for expired in s.correlator.expire(now.into_std()) {
+            let pending = expired.token;
+            if matches!(pending.reply, Reply::Keepalive) {
+                return Some("keepalive Ping unanswered: the connection is half-open".into());
+            }
+            let err = Error::Timeout {
+                action: pending.action.clone(),
+                action_id: expired.action_id,
+                seconds: now.duration_since(pending.started).as_secs_f64(),
+                partial: expired.partial.map(Box::new),
+            };
+            self.shared.deliver(pending.reply, Err(err));
+        }
+        if let Some(interval) = self.options.keepalive {
+            if !s.keepalive_out && now >= s.last_read + interval {
+                s.keepalive_out = true;
+                let timeout = interval.min(Duration::from_secs(10));
+                self.send(
+                    s,
+                    Request {
+                        action: Action::new("Ping"),
+                        expect: Expect::Auto,
+                        timeout: Some(timeout),
+                        reply: Reply::Keepalive,
+                    },
+                );
+            }
+        }
+        None
+    }
+
+    /// Decodes and routes everything buffered.
+    fn process(&mut self, s: &mut Session) -> std::result::Result<(), String> {
+        let mut events = Vec::new();
+        let mut messages = 0u64;
+        let mut orphans = 0u64;
+        let mut errors = 0u64;
+        while let Some(item) = s.next_message() {
+            let msg = match item {
+                Ok(msg) => msg,
+                Err(e) => {
+                    // One oversized message is dropped; the stream goes on.
+                    warn!("amiwire: dropped a message: {e}");
+                    errors += 1;
+                    continue;
+                }
+            };
+            messages += 1;
+            match s.correlator.route(msg) {
+                Routed::Event(ev) => events.push(ev),
+                Routed::Done(c) => self.complete(s, c.token, c.outcome),
+                Routed::DoneAndEvent(c, ev) => {
+                    self.complete(s, c.token, c.outcome);
+                    events.push(ev);
+                }
+                Routed::Absorbed => {}
+                Routed::Orphan(msg) => {
+                    orphans += 1;
+                    trace!("amiwire: unmatched response dropped: {msg:?}");
+                }
+            }
+        }
+        let n_events = events.len() as u64;
+        self.shared.publish(&events);
+        self.shared.stats_mut(|st| {
+            st.messages += messages;
+            st.events += n_events;
+            st.orphans += orphans;
+            st.decode_errors += errors;
+        });
+        Ok(())
+    }
+
+    fn complete(&mut self, s: &mut Session, pending: Pending, outcome: Outcome) {
+        match pending.reply {
+            Reply::Keepalive => s.keepalive_out = false,
+            Reply::Ignore => {
+                if !outcome.is_success() {
+                    warn!(
+                        "amiwire: restoring {} after reconnect failed: {:?}",
+                        pending.action,
+                        outcome.response.get("Message")
+                    );
+                }
+            }
+            reply => {
+                let result = judge(&pending.action, outcome);
+                self.shared.deliver(reply, result);
+            }
+        }
+    }
+
+    /// Sends Logoff and waits briefly for Goodbye or EOF, then drops the socket.
+    async fn logoff(&mut self, s: &mut Session, reply: Option<Reply>) -> End {
+        let id = self.ids.next_id();
+        if Action::new("Logoff").encode(Some(&id), &mut s.out).is_ok() {
+            let out = std::mem::take(&mut s.out);
+            let bye = async {
+                s.write.write_all(&out).await?;
+                if let Some(rec) = s.recorder.as_mut() {
+                    rec.record("send", &out, false);
+                }
+                loop {
+                    s.rbuf.clear();
+                    let n = s.read.read_buf(&mut s.rbuf).await?;
+                    if let Some(rec) = s.recorder.as_mut() {
+                        rec.record("recv", &s.rbuf, n == 0);
+                    }
+                    if n == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    s.decoder.feed(&s.rbuf);
+                    while let Some(Ok(msg)) = s.decoder.next_message() {
+                        if msg.has_value("Response", "Goodbye") {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), bye)
+                .await
+                .is_err()
+            {
+                debug!("amiwire: no Goodbye within 2 s; closing anyway");
+            }
+        }
+        let _ = s.write.shutdown().await;
+        match reply {
+            Some(reply) => End::UserClosed(reply),
+            None => End::HandlesDropped,
+        }
+    }
+}
+
+/// The outcome of a local operation (login done, close done): a synthetic response.
+fn local_outcome(text: &[u8]) -> Outcome {
+    let response = Message::parse_one(text).expect("a static message parses");
+    Outcome {
+        response,
+        events: Vec::new(),
+        complete: None,
+    }
+}
+
+fn clone_err(e: &Error) -> Error {
+    match e {
+        Error::ConnectionLost { reason } => Error::ConnectionLost {
+            reason: reason.clone(),
+        },
+        Error::Closed { reason } => Error::Closed {
+            reason: reason.clone(),
+        },
+        other => Error::Internal(other.to_string()),
+    }
+}

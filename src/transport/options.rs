@@ -1,0 +1,150 @@
+//! Connection options: what `amiwire.connect(...)` accepts, in Rust form.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Auth {
+    #[default]
+    Plain,
+    /// `Challenge` + `Key: md5(challenge + secret)`: the secret never crosses the wire.
+    Md5,
+}
+
+/// The login `Events:` header: `on`, `off` or a class mask such as `call,user`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventMask(pub String);
+
+/// Event classes Asterisk knows (manager.c `perms`); a typo in a mask silently turns events off,
+/// so masks are checked client-side.
+pub const EVENT_CLASSES: &[&str] = &[
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+    "all",
+];
+
+impl EventMask {
+    pub fn parse(mask: &str) -> Result<EventMask, String> {
+        let m = mask.trim();
+        if ["on", "off", "yes", "no", "true", "false"]
+            .iter()
+            .any(|w| m.eq_ignore_ascii_case(w))
+        {
+            return Ok(EventMask(m.to_ascii_lowercase()));
+        }
+        for class in m.split(',') {
+            let class = class.trim();
+            if !EVENT_CLASSES.iter().any(|c| c.eq_ignore_ascii_case(class)) {
+                return Err(format!(
+                    "unknown event class {class:?} in mask {mask:?} (Asterisk would silently turn events off)"
+                ));
+            }
+        }
+        Ok(EventMask(m.to_owned()))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconnect {
+    pub enabled: bool,
+    pub initial: Duration,
+    pub max: Duration,
+    /// 0 = forever.
+    pub max_attempts: u32,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            enabled: true,
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+            max_attempts: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Tls {
+    /// PEM file of extra trust anchors (self-signed PBX certificates).
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify instead of the host (connecting by IP to a named certificate).
+    pub server_name: Option<String>,
+    /// Accept any certificate. Explicit opt-in only.
+    pub insecure: bool,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub secret: String,
+    pub auth: Auth,
+    pub events: EventMask,
+    pub tls: Option<Tls>,
+    pub connect_timeout: Duration,
+    /// Default deadline of every action (each call may override it).
+    pub action_timeout: Duration,
+    /// Ping this often when idle; a missed Ping deadline declares the connection dead.
+    pub keepalive: Option<Duration>,
+    pub reconnect: Reconnect,
+    /// Write every byte sent and received as a JSONL transcript (the fixtures' format).
+    pub record: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            host: "127.0.0.1".into(),
+            port: 5038,
+            username: String::new(),
+            secret: String::new(),
+            auth: Auth::Plain,
+            events: EventMask("on".into()),
+            tls: None,
+            connect_timeout: Duration::from_secs(10),
+            action_timeout: Duration::from_secs(10),
+            keepalive: Some(Duration::from_secs(20)),
+            reconnect: Reconnect::default(),
+            record: None,
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("secret", &"********")
+            .field("auth", &self.auth)
+            .field("events", &self.events)
+            .field("tls", &self.tls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("action_timeout", &self.action_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("reconnect", &self.reconnect)
+            .field("record", &self.record)
+            .finish()
+    }
+}
