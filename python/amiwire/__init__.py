@@ -6,6 +6,8 @@ import atexit
 
 from . import _core
 from ._core import Message, __version__
+from .blocking import BlockingClient, BlockingEventStream, connect_blocking
+from .client import Client, EventStream, OriginateFailed, connect, parse_url
 from .exceptions import (
     ActionError,
     ActionTimeout,
@@ -22,6 +24,14 @@ from .exceptions import (
 atexit.register(_core._shutdown)
 
 __all__ = [
+    "BlockingClient",
+    "BlockingEventStream",
+    "Client",
+    "EventStream",
+    "OriginateFailed",
+    "connect",
+    "connect_blocking",
+    "parse_url",
     "AMIError",
     "ActionError",
     "ActionTimeout",

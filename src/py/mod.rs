@@ -1,5 +1,6 @@
 //! The only PyO3 code: the `amiwire._core` extension module.
 
+pub mod client;
 pub mod errors;
 pub mod message;
 pub mod runtime;
@@ -12,5 +13,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     message::register(m)?;
+    client::register(m)?;
     Ok(())
 }

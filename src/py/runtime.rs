@@ -56,11 +56,6 @@ pub fn handle() -> Result<Handle, crate::Error> {
         .ok_or_else(|| crate::Error::Internal("no runtime".into()))
 }
 
-/// The pid the runtime was built in (clients created before a fork refuse to work after it).
-pub fn owner_pid() -> u32 {
-    SLOT.lock().map(|s| s.pid).unwrap_or(0)
-}
-
 /// Shuts the runtime down, detached from the interpreter so that tasks waiting to attach
 /// cannot deadlock the shutdown.
 #[pyfunction]

@@ -1,0 +1,639 @@
+"""The asyncio AMI client.
+
+Everything that touches the socket runs in a Rust task; this module only turns its
+completions and event batches into asyncio results, on the loop thread. A connection wakes the
+loop through one file descriptor (``loop.add_reader``), once per burst, never per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import _core
+from ._core import Message
+from .exceptions import ActionError, ClientClosed, LocalProtocolError
+
+__all__ = ["Client", "EventStream", "connect", "parse_url", "OriginateFailed"]
+
+log = logging.getLogger("amiwire")
+
+HeaderValue = str | int | float | bool | Iterable[str]
+Overflow = Literal["drop_oldest", "drop_newest", "disconnect"]
+
+DEFAULT_PORTS = {"tcp": 5038, "tls": 5039}
+
+
+class OriginateFailed(ActionError):
+    """A tracked originate ended in ``OriginateResponse: Failure``. ``reason`` is the
+    AST_CONTROL code (0 no such extension or failed, 1 hung up, 3 ring timeout, 5 busy,
+    8 congestion) and ``reason_text`` its name."""
+
+    REASONS = {
+        0: "failed",
+        1: "hung up",
+        3: "no answer",
+        4: "answered",
+        5: "busy",
+        8: "congestion",
+    }
+
+    def __init__(self, message: str, *, reason: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+        self.reason_text = self.REASONS.get(reason, "unknown") if reason is not None else None
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """``tcp://user:secret@host:5038`` or ``tls://…:5039`` (query options such as
+    ``?auth=md5&events=off&insecure=1``) into connect() keywords."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise LocalProtocolError(f"unsupported URL scheme {scheme!r}: use tcp:// or tls://")
+    opts: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or DEFAULT_PORTS[scheme],
+        "tls": scheme == "tls",
+    }
+    if parts.username is not None:
+        opts["username"] = unquote(parts.username)
+    if parts.password is not None:
+        opts["secret"] = unquote(parts.password)
+    for key, values in parse_qs(parts.query).items():
+        value: Any = values[-1]
+        if key in {"insecure", "reconnect", "tls"}:
+            value = value.lower() in {"1", "true", "yes", "on"}
+        elif key in {"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"}:
+            value = float(value)
+        elif key in {"port", "reconnect_attempts"}:
+            value = int(value)
+        opts[key] = value
+    return opts
+
+
+def _header_items(headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]]) -> list[tuple[str, str]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append((key, "true" if value else "false"))
+        elif isinstance(value, (str, int, float)):
+            out.append((key, str(value)))
+        else:
+            # A list becomes a repeated header (Variable: a=1, Variable: b=2).
+            out.extend((key, str(v)) for v in value)
+    return out
+
+
+def _matchers(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, re.Pattern):
+        return [("regex", value.pattern)]
+    if isinstance(value, str):
+        return [("glob", value)]
+    if isinstance(value, Iterable):
+        return [m for v in value for m in _matchers(v)]
+    return [("glob", str(value))]
+
+
+class _Bridge:
+    """Resolves the futures of one connection on whichever loop is running at call time."""
+
+    def __init__(self, conn: _core.Connection) -> None:
+        self.conn = conn
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.futures: dict[int, asyncio.Future[Any]] = {}
+        self.waiting: dict[EventStream, asyncio.Future[None]] = {}
+        self.tokens = itertools.count(1)
+
+    def attach(self) -> asyncio.AbstractEventLoop:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "amiwire.Client needs a running asyncio event loop; "
+                "from synchronous code use amiwire.connect_blocking()"
+            ) from None
+        if loop is not self.loop:
+            self.detach()
+            loop.add_reader(self.conn.fileno(), self.on_wakeup)
+            self.loop = loop
+        return loop
+
+    def detach(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.remove_reader(self.conn.fileno())
+        self.loop = None
+
+    def future(self, token: int) -> asyncio.Future[Any]:
+        fut = self.attach().create_future()
+        self.futures[token] = fut
+        return fut
+
+    def on_wakeup(self) -> None:
+        self.conn.drain_wakeups()
+        for token, result, exc in self.conn.take_completions():
+            fut = self.futures.pop(token, None)
+            if fut is None or fut.done():
+                continue
+            if exc is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(exc)
+        if self.waiting:
+            waiting, self.waiting = self.waiting, {}
+            for fut in waiting.values():
+                if not fut.done():
+                    fut.set_result(None)
+
+
+class Client:
+    """An AMI session. Create it with :func:`connect`.
+
+    Every method is safe to call concurrently: actions are pipelined and correlated by
+    ActionID in Rust. Nothing waits forever: each action has a deadline (``timeout`` per call,
+    or the connection default), and a lost connection fails every pending action at once with
+    :class:`~amiwire.ConnectionLost`.
+    """
+
+    def __init__(self, conn: _core.Connection, bridge: _Bridge) -> None:
+        self._conn = conn
+        self._bridge = bridge
+        self._callbacks: list[asyncio.Task[None]] = []
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def action(
+        self,
+        name: str,
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        action_id: str | None = None,
+        raise_on_error: bool = True,
+        list_complete: str | None = None,
+        **kwargs: HeaderValue,
+    ) -> Message:
+        """Sends action ``name`` with ``headers`` and keyword headers; returns the response.
+
+        A list action (the response says ``EventList: start``) returns once its completion
+        event arrived: items in ``response.events``, the completion in ``response.complete``.
+        For servers that answer a list without ``EventList`` (Asterisk 11), name the event
+        that ends it with ``list_complete``. ``Response: Error`` raises
+        :class:`~amiwire.ActionError` carrying the response, unless ``raise_on_error`` is
+        false. A list value becomes a repeated header; booleans become ``true``/``false``.
+        """
+        items = _header_items(headers) + _header_items(kwargs)
+        expect = "list" if list_complete else "auto"
+        try:
+            return await self._send(name, items, expect, list_complete, timeout, action_id)
+        except ActionError as err:
+            if raise_on_error:
+                raise
+            return err.response  # type: ignore[no-any-return]
+
+    async def action_list(
+        self,
+        name: str,
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        list_complete: str | None = None,
+        **kwargs: HeaderValue,
+    ) -> list[Message]:
+        """A list action's items (the response and completion are on ``.events``' owner:
+        use :meth:`action` to get them)."""
+        response = await self.action(name, headers, timeout=timeout, list_complete=list_complete, **kwargs)
+        return list(response.events)
+
+    def _send(
+        self,
+        name: str,
+        items: list[tuple[str, str]],
+        expect: str,
+        complete: str | None,
+        timeout: float | None,
+        action_id: str | None,
+    ) -> asyncio.Future[Any]:
+        bridge = self._bridge
+        token = next(bridge.tokens)
+        fut = bridge.future(token)
+        try:
+            self._conn.send(token, name, items, expect, complete, timeout, action_id)
+        except BaseException:
+            bridge.futures.pop(token, None)
+            fut.cancel()
+            raise
+        fut.add_done_callback(self._on_done(token))
+        return fut
+
+    def _on_done(self, token: int) -> Callable[[asyncio.Future[Any]], None]:
+        conn = self._conn
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                self._bridge.futures.pop(token, None)
+                conn.cancel(token)
+
+        return done
+
+    async def ping(self, *, timeout: float | None = None) -> Message:
+        """``Ping``; the response has ``Ping: Pong`` and a ``Timestamp``."""
+        return await self.action("Ping", timeout=timeout)
+
+    async def command(self, command: str, *, timeout: float | None = None) -> str:
+        """Runs a CLI command and returns its output as text, exactly (indentation and trailing
+        spaces kept; one ``\\n`` per line). Works with Asterisk 14+ (``Output:`` headers) and
+        the legacy ``Response: Follows … --END COMMAND--`` form alike. An unknown command
+        raises :class:`~amiwire.ActionError` whose ``output`` attribute has the text."""
+        try:
+            response = await self.action("Command", Command=command, timeout=timeout)
+        except ActionError as err:
+            err.output = _core.command_output(err.response)  # type: ignore[attr-defined]
+            raise
+        output = _core.command_output(response)
+        if output.startswith("No such command "):
+            # Asterisk <= 13 reports unknown commands as ordinary output.
+            raise ActionError(output.strip(), response=response, action_id=response.action_id)
+        return output
+
+    async def originate(
+        self,
+        channel: str,
+        *,
+        exten: str | None = None,
+        context: str | None = None,
+        priority: int | None = 1,
+        application: str | None = None,
+        data: str | None = None,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        ring_timeout: float | None = None,
+        **headers: HeaderValue,
+    ) -> Message:
+        """Places a call with ``Async: true`` and waits for its ``OriginateResponse``.
+
+        Returns the OriginateResponse event on success (``Response: Success``, ``Channel``,
+        ``Uniqueid``); raises :class:`OriginateFailed` with ``reason`` otherwise. Async is
+        forced because a synchronous Originate blocks the whole connection until the call is
+        answered. ``timeout`` bounds the whole wait; ``ring_timeout`` is Asterisk's own
+        ``Timeout`` (ms on the wire) for the ringing phase.
+        """
+        items: list[tuple[str, str]] = [("Channel", channel)]
+        if application:
+            items.append(("Application", application))
+            if data is not None:
+                items.append(("Data", data))
+        else:
+            items += [(k, str(v)) for k, v in (("Exten", exten), ("Context", context), ("Priority", priority)) if v is not None]
+        if caller_id:
+            items.append(("CallerID", caller_id))
+        if ring_timeout is not None:
+            items.append(("Timeout", str(int(ring_timeout * 1000))))
+        for key, value in (variables or {}).items():
+            items.append(("Variable", f"{key}={value}"))
+        items += _header_items({k: v for k, v in headers.items() if k.lower() != "async"})
+        items.append(("Async", "true"))
+        try:
+            response = await self._send("Originate", items, "originate", None, timeout, None)
+        except ActionError as err:
+            complete = err.events[-1] if err.events else None
+            if complete is not None and complete.get("Event") == "OriginateResponse":
+                reason = int(complete.get("Reason", "0") or 0)
+                raise OriginateFailed(
+                    f"originate to {channel} failed: {OriginateFailed.REASONS.get(reason, 'reason')} (Reason {reason})",
+                    reason=reason,
+                    response=complete,
+                    events=err.events,
+                    action_id=err.action_id,
+                ) from None
+            raise
+        return response.complete  # type: ignore[no-any-return]
+
+    async def set_event_mask(self, mask: str, *, timeout: float | None = None) -> Message:
+        """``Action: Events``. The mask is checked client-side (Asterisk silently turns events
+        off on a typo). Restored after a reconnect."""
+        _core.check_event_mask(mask)
+        return await self.action("Events", EventMask=mask, timeout=timeout)
+
+    async def add_filter(
+        self,
+        filter: str | None = None,
+        *,
+        match_criteria: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Adds a server-side event filter (``Action: Filter``) so a busy PBX sends less.
+
+        ``filter`` is Asterisk's regex form, e.g. ``"Event: Hangup"`` (a substring match:
+        anchor it as ``"Event: Hangup$"`` to exclude HangupRequest) or ``"!Event: VarSet"``.
+        ``match_criteria`` is the structured form of Asterisk 18.26/20.11/22.1+
+        (``"name(Newchannel)"``). Filters cannot be removed except by reconnecting; amiwire
+        re-adds them after a reconnect.
+        """
+        items: list[tuple[str, str]] = [("Operation", "Add")]
+        if match_criteria is not None:
+            items.append(("MatchCriteria", match_criteria))
+        if filter is not None:
+            items.append(("Filter", filter))
+        if len(items) == 1:
+            raise LocalProtocolError("add_filter needs a filter or match_criteria")
+        return await self._send("Filter", items, "auto", None, timeout, None)  # type: ignore[no-any-return]
+
+    # -- events --------------------------------------------------------------------------
+
+    def events(
+        self,
+        *patterns: str,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: str | re.Pattern[str] | Iterable[str | re.Pattern[str]],
+    ) -> EventStream:
+        """An async iterator over events, filtered in Rust before they reach Python.
+
+        ``patterns`` are event names or globs (``"Hangup"``, ``"Dial*"``); none means every
+        event. ``header_filters`` require header values: a string (exact, or a glob with
+        ``*``/``?``), a compiled regex (searched), or a list of those (any). Each stream has its
+        own bounded queue of ``maxsize`` events; when it is full, ``overflow`` decides:
+        ``drop_oldest`` (default), ``drop_newest`` or ``disconnect`` (the stream then raises).
+        ``stream.dropped`` counts what was lost, ``stream.gaps`` the reconnects it lived
+        through. Several streams may run at once; each sees every matching event.
+        """
+        headers = [(name, _matchers(value)) for name, value in header_filters.items()]
+        sub = self._conn.subscribe(list(patterns), headers, maxsize, overflow)
+        return EventStream(self._bridge, sub)
+
+    def on(
+        self, pattern: str = "*", callback: Callable[[Message], Any] | None = None, **header_filters: Any
+    ) -> Any:
+        """Calls ``callback(event)`` (a function or a coroutine function) for each matching
+        event, on the event loop thread; usable as a decorator (``@ami.on("Hangup")``).
+        The callbacks are consumers like any stream: a slow one loses events (``drop_oldest``)
+        rather than stalling the connection. Needs a running loop."""
+
+        def register(fn: Callable[[Message], Any]) -> Callable[[Message], Any]:
+            stream = self.events(pattern, **header_filters)
+            self._callbacks.append(asyncio.get_running_loop().create_task(_run_callback(stream, fn)))
+            return fn
+
+        return register(callback) if callback is not None else register
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Logs off and closes the connection; pending actions fail with ClientClosed."""
+        for task in self._callbacks:
+            task.cancel()
+        self._callbacks.clear()
+        if self._conn.state == "closed":
+            self._bridge.detach()
+            return
+        token = next(self._bridge.tokens)
+        fut = self._bridge.future(token)
+        self._conn.close(token)
+        try:
+            await fut
+        finally:
+            self._bridge.detach()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``connected``, ``reconnecting`` or ``closed``."""
+        return self._conn.state
+
+    @property
+    def state_reason(self) -> str | None:
+        """Why the connection last changed state (the error that broke it, say)."""
+        return self._conn.state_reason
+
+    @property
+    def banner(self) -> str | None:
+        """The server's banner, e.g. ``Asterisk Call Manager/11.0.0``."""
+        return self._conn.banner
+
+    @property
+    def ami_version(self) -> str | None:
+        """The AMI version from the banner (``11.0.0`` for Asterisk 22)."""
+        return self._conn.ami_version
+
+    @property
+    def asterisk_version(self) -> str | None:
+        """``AsteriskVersion`` from CoreSettings (None if the user may not read it)."""
+        return self._conn.asterisk_version
+
+    def stats(self) -> dict[str, int]:
+        """Connection counters: messages, events, orphans, decode_errors, reconnects, bytes_read."""
+        return self._conn.stats()
+
+    def __repr__(self) -> str:
+        return f"<amiwire.Client {self.state} {self.banner or ''}>"
+
+
+async def _run_callback(stream: EventStream, fn: Callable[[Message], Any]) -> None:
+    async with stream:
+        async for event in stream:
+            try:
+                result = fn(event)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("amiwire: event callback %r failed", fn)
+
+
+class EventStream:
+    """Events from one subscription; see :meth:`Client.events`."""
+
+    def __init__(self, bridge: _Bridge, sub: _core.EventSubscription) -> None:
+        self._bridge = bridge
+        self._sub = sub
+        self._buffer: list[Message] = []
+        self._index = 0
+
+    async def next_batch(self, max: int = 4096) -> list[Message]:
+        """Waits for events and returns every queued one (up to ``max``) at once: the fastest
+        way to consume a flood. Raises StopAsyncIteration when the stream has ended."""
+        sub = self._sub
+        while True:
+            batch = sub.drain(max)
+            if batch:
+                return batch  # type: ignore[no-any-return]
+            if sub.closed:
+                if sub.overflowed:
+                    raise ClientClosed("event stream closed: its queue overflowed (overflow='disconnect')")
+                raise StopAsyncIteration
+            if sub.arm():
+                fut = self._bridge.attach().create_future()
+                self._bridge.waiting[self] = fut
+                try:
+                    await fut
+                finally:
+                    self._bridge.waiting.pop(self, None)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                batch = await self.next_batch()
+            except StopAsyncIteration:
+                return
+            for event in batch:
+                yield event
+
+    async def __anext__(self) -> Message:
+        if self._index >= len(self._buffer):
+            self._buffer = await self.next_batch()
+            self._index = 0
+        event = self._buffer[self._index]
+        self._index += 1
+        return event
+
+    def close(self) -> None:
+        """Stops this stream; queued events are discarded."""
+        self._sub.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because this stream's queue was full."""
+        return self._sub.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self._sub.delivered
+
+    @property
+    def queued(self) -> int:
+        return self._sub.queued
+
+    @property
+    def gaps(self) -> int:
+        """Reconnects this stream lived through (events may be missing around each)."""
+        return self._sub.gaps
+
+    @property
+    def closed(self) -> bool:
+        return self._sub.closed
+
+
+class _Connect:
+    """What :func:`connect` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        self._client: Client | None = None
+
+    async def _open(self) -> Client:
+        conn = _core.Connection(self._options)
+        bridge = _Bridge(conn)
+        fut = bridge.future(0)
+        try:
+            await fut
+        except BaseException:
+            bridge.detach()
+            raise
+        self._client = Client(conn, bridge)
+        return self._client
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self._open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def connect(
+    url: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    username: str | None = None,
+    secret: str | None = None,
+    auth: Literal["plain", "md5"] = "plain",
+    events: str = "on",
+    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    keepalive: float | None = 20.0,
+    reconnect: bool = True,
+    reconnect_initial: float = 0.2,
+    reconnect_max: float = 10.0,
+    reconnect_attempts: int = 0,
+    tls: bool | None = None,
+    ca_file: str | None = None,
+    server_name: str | None = None,
+    insecure: bool = False,
+    record: str | None = None,
+) -> _Connect:
+    """Connects and logs in to an AMI server; ``await`` it or use ``async with``.
+
+    ``url`` is ``tcp://user:secret@host:5038`` or ``tls://user:secret@host:5039``; keywords
+    override its parts. ``auth="md5"`` uses the Challenge login (the secret never crosses the
+    wire). ``events`` is ``on``, ``off`` or a class mask like ``call,user`` (checked
+    client-side). ``timeout`` is every action's default deadline. ``keepalive`` sends a Ping
+    when idle that long and declares the connection dead if it goes unanswered (None turns it
+    off). ``reconnect`` re-establishes a lost session with jittered exponential backoff
+    (``reconnect_initial`` … ``reconnect_max`` seconds; ``reconnect_attempts`` 0 = forever),
+    logs in again and restores the event mask and filters. Bad credentials raise
+    :class:`~amiwire.AuthenticationError` at once, never a retry loop. ``tls`` with
+    ``ca_file`` (PEM), ``server_name`` and ``insecure``; ``record`` writes the traffic as a
+    JSONL transcript (secrets masked) that the simulator can replay.
+    """
+    options: dict[str, Any] = parse_url(url) if url else {}
+    given = {
+        "host": host,
+        "port": port,
+        "username": username,
+        "secret": secret,
+        "tls": tls,
+    }
+    options.update({k: v for k, v in given.items() if v is not None})
+    options.setdefault("host", "127.0.0.1")
+    if "port" not in options:
+        options["port"] = DEFAULT_PORTS["tls" if options.get("tls") else "tcp"]
+    for key, value in {
+        "auth": auth,
+        "events": events,
+        "timeout": timeout,
+        "connect_timeout": connect_timeout,
+        "keepalive": keepalive if keepalive is not None else 0.0,
+        "reconnect": reconnect,
+        "reconnect_initial": reconnect_initial,
+        "reconnect_max": reconnect_max,
+        "reconnect_attempts": reconnect_attempts,
+        "ca_file": ca_file,
+        "server_name": server_name,
+        "insecure": insecure,
+        "record": record,
+    }.items():
+        options.setdefault(key, value)
+    return _Connect(options)
+
