@@ -22,7 +22,8 @@ use super::errors::to_pyerr;
 use super::message::{outcome_to_py, to_py_list};
 use crate::proto::{Action, Expect};
 use crate::transport::{
-    Auth, Client, EventMask, Filter, Matcher, Options, Overflow, Reconnect, Reply, Request, Subscription, Tls, Wake,
+    Auth, Client, EventMask, Filter, Matcher, Options, Overflow, Reconnect, Reply, Request,
+    Subscription, Tls, Wake,
 };
 
 /// Pokes the asyncio loop: one byte on a non-blocking socketpair. A full pipe means a wake-up
@@ -39,7 +40,10 @@ fn usage(msg: impl Into<String>) -> PyErr {
     super::errors::LocalProtocolError::new_err(msg.into())
 }
 
-fn get<'py, T: FromPyObjectOwned<'py>>(opts: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
+fn get<'py, T: FromPyObjectOwned<'py>>(
+    opts: &Bound<'py, PyDict>,
+    key: &str,
+) -> PyResult<Option<T>> {
     match opts.get_item(key)? {
         Some(v) if !v.is_none() => Ok(Some(v.extract::<T>().map_err(Into::<PyErr>::into)?)),
         _ => Ok(None),
@@ -47,7 +51,8 @@ fn get<'py, T: FromPyObjectOwned<'py>>(opts: &Bound<'py, PyDict>, key: &str) -> 
 }
 
 fn seconds(value: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| usage(format!("{what} must be a non-negative number of seconds")))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| usage(format!("{what} must be a non-negative number of seconds")))
 }
 
 fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
@@ -63,7 +68,11 @@ fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
     o.auth = match get::<String>(opts, "auth")?.as_deref() {
         None | Some("plain") => Auth::Plain,
         Some("md5") => Auth::Md5,
-        Some(other) => return Err(usage(format!("auth must be 'plain' or 'md5', not {other:?}"))),
+        Some(other) => {
+            return Err(usage(format!(
+                "auth must be 'plain' or 'md5', not {other:?}"
+            )));
+        }
     };
     if let Some(events) = get::<String>(opts, "events")? {
         o.events = EventMask::parse(&events).map_err(usage)?;
@@ -115,7 +124,9 @@ pub struct Connection {
 impl Connection {
     fn check_fork(&self) -> PyResult<()> {
         if std::process::id() != self.pid {
-            return Err(super::errors::ClientClosed::new_err("client used after fork(): connect again in the child"));
+            return Err(super::errors::ClientClosed::new_err(
+                "client used after fork(): connect again in the child",
+            ));
         }
         Ok(())
     }
@@ -133,7 +144,11 @@ impl Connection {
         wake_rx.set_nonblocking(true)?;
         let client = Client::spawn(options, Reply::Queued(0), &runtime);
         client.set_waker(Arc::new(SocketWaker(wake_tx)));
-        Ok(Connection { client, wake_rx, pid: std::process::id() })
+        Ok(Connection {
+            client,
+            wake_rx,
+            pid: std::process::id(),
+        })
     }
 
     /// The descriptor the asyncio loop watches for wake-ups.
@@ -174,10 +189,19 @@ impl Connection {
             "auto" => Expect::Auto,
             "list" => Expect::List { complete },
             "originate" => Expect::Originate,
-            other => return Err(usage(format!("expect must be auto, list or originate, not {other:?}"))),
+            other => {
+                return Err(usage(format!(
+                    "expect must be auto, list or originate, not {other:?}"
+                )));
+            }
         };
         let timeout = timeout.map(|t| seconds(t, "timeout")).transpose()?;
-        let request = Request { action, expect, timeout, reply: Reply::Queued(token) };
+        let request = Request {
+            action,
+            expect,
+            timeout,
+            reply: Reply::Queued(token),
+        };
         self.client.submit(request).map_err(|e| to_pyerr(py, e))
     }
 
@@ -209,21 +233,36 @@ impl Connection {
         maxsize: usize,
         overflow: &str,
     ) -> PyResult<EventSubscription> {
-        let names = names.iter().map(|n| Matcher::glob(n)).collect::<Result<Vec<_>, _>>().map_err(usage)?;
+        let names = names
+            .iter()
+            .map(|n| Matcher::glob(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(usage)?;
         let headers = headers
             .into_iter()
             .map(|(header, patterns)| {
                 let matchers = patterns
                     .iter()
-                    .map(|(kind, p)| if kind == "regex" { Matcher::regex(p) } else { Matcher::glob(p) })
+                    .map(|(kind, p)| {
+                        if kind == "regex" {
+                            Matcher::regex(p)
+                        } else {
+                            Matcher::glob(p)
+                        }
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((header, matchers))
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(usage)?;
         let overflow = Overflow::parse(overflow).map_err(usage)?;
-        let sub = self.client.subscribe(Filter { names, headers }, maxsize, overflow);
-        Ok(EventSubscription { client: self.client.clone(), sub })
+        let sub = self
+            .client
+            .subscribe(Filter { names, headers }, maxsize, overflow);
+        Ok(EventSubscription {
+            client: self.client.clone(),
+            sub,
+        })
     }
 
     /// Logs off and closes; completion `token` reports when done.

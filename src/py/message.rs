@@ -39,21 +39,46 @@ impl PyMessage {
 }
 
 pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
-    match Py::new(py, PyMessage { inner: message, events: None, complete: None }) {
+    match Py::new(
+        py,
+        PyMessage {
+            inner: message,
+            events: None,
+            complete: None,
+        },
+    ) {
         Ok(obj) => obj.into_any(),
         Err(_) => py.None(),
     }
 }
 
 pub fn to_py_list(py: Python<'_>, messages: Vec<proto::Message>) -> Bound<'_, PyList> {
-    PyList::new(py, messages.into_iter().map(|m| to_py(py, m))).unwrap_or_else(|_| PyList::empty(py))
+    PyList::new(py, messages.into_iter().map(|m| to_py(py, m)))
+        .unwrap_or_else(|_| PyList::empty(py))
 }
 
 /// An action's result: the response Message carrying `.events` and `.complete`.
 pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
     let events = to_py_list(py, outcome.events).unbind();
-    let complete = outcome.complete.and_then(|m| Py::new(py, PyMessage { inner: m, events: None, complete: None }).ok());
-    match Py::new(py, PyMessage { inner: outcome.response, events: Some(events), complete }) {
+    let complete = outcome.complete.and_then(|m| {
+        Py::new(
+            py,
+            PyMessage {
+                inner: m,
+                events: None,
+                complete: None,
+            },
+        )
+        .ok()
+    });
+    match Py::new(
+        py,
+        PyMessage {
+            inner: outcome.response,
+            events: Some(events),
+            complete,
+        },
+    ) {
         Ok(obj) => obj.into_any(),
         Err(_) => py.None(),
     }

@@ -166,14 +166,18 @@ impl Shared {
         self.wake();
     }
 
-    fn publish(&self, events: &[Message]) {
+    /// Hands events to every subscriber; the last one gets them moved, not copied.
+    fn publish(&self, events: Vec<Message>) {
         if events.is_empty() {
             return;
         }
         let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
         let mut wake = false;
-        for sub in subs.iter() {
-            wake |= sub.push_batch(events.iter());
+        if let Some((last, others)) = subs.split_last() {
+            for sub in others {
+                wake |= sub.push_batch(events.iter());
+            }
+            wake |= last.push_owned(events.into_iter().filter(|m| last.filter.matches(m)));
         }
         if wake {
             self.wake();
@@ -744,7 +748,7 @@ impl Driver {
             while let Some(item) = s.next_message() {
                 let msg = item?;
                 if msg.is_event() {
-                    self.shared.publish(std::slice::from_ref(&msg));
+                    self.shared.publish(vec![msg]);
                 } else if msg.action_id().as_deref() == Some(id.as_str()) {
                     return Ok(msg);
                 } else if msg.has_value("Response", "Error") && msg.action_id().is_none() {
@@ -987,7 +991,7 @@ impl Driver {
             }
         }
         let n_events = events.len() as u64;
-        self.shared.publish(&events);
+        self.shared.publish(events);
         self.shared.stats_mut(|st| {
             st.messages += messages;
             st.events += n_events;

@@ -174,6 +174,11 @@ impl Subscription {
 
     /// Queues the matching events; returns true when the consumer must be woken.
     pub fn push_batch<'a>(&self, events: impl Iterator<Item = &'a Message>) -> bool {
+        self.push_owned(events.filter(|m| self.filter.matches(m)).cloned())
+    }
+
+    /// Queues events that already passed the filter (moved in: no copy).
+    pub fn push_owned(&self, events: impl Iterator<Item = Message>) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -182,7 +187,7 @@ impl Subscription {
             let Ok(mut queue) = self.queue.lock() else {
                 return false;
             };
-            for msg in events.filter(|m| self.filter.matches(m)) {
+            for msg in events {
                 if queue.len() >= self.capacity {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                     match self.overflow {
@@ -198,7 +203,7 @@ impl Subscription {
                         }
                     }
                 }
-                queue.push_back(msg.clone());
+                queue.push_back(msg);
                 added = true;
             }
         }

@@ -1,0 +1,186 @@
+"""The asyncio client against the embedded simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+import amiwire
+from amiwire.testing import Simulator
+
+
+@pytest.fixture
+def sim():
+    with Simulator() as s:
+        yield s
+
+
+async def test_connect_ping_version_and_close(sim):
+    ami = await amiwire.connect(sim.url)
+    assert ami.state == "connected"
+    assert ami.banner == "Asterisk Call Manager/11.0.0"
+    assert ami.ami_version == "11.0.0"
+    assert ami.asterisk_version and ami.asterisk_version.startswith("22.")
+    pong = await ami.ping()
+    assert pong["Ping"] == "Pong"
+    assert pong.is_response and pong["Response"] == "Success"
+    await ami.close()
+    assert ami.state == "closed"
+    with pytest.raises(amiwire.ClientClosed):
+        await ami.ping()
+
+
+async def test_md5_login_and_context_manager(sim):
+    async with amiwire.connect(host=sim.host, port=sim.port, username="admin", secret="amiwire", auth="md5") as ami:
+        assert (await ami.ping())["Ping"] == "Pong"
+    assert ami.state == "closed"
+
+
+async def test_bad_credentials_raise_at_once(sim):
+    with pytest.raises(amiwire.AuthenticationError) as info:
+        await amiwire.connect(host=sim.host, port=sim.port, username="admin", secret="not-the-secret", timeout=5)
+    assert "not-the-secret" not in str(info.value)
+
+
+async def test_pipelined_actions_resolve_by_action_id(sim):
+    async with amiwire.connect(sim.url) as ami:
+        replies = await asyncio.gather(*(ami.action("Getvar", Variable=f"GLOBAL(V{i})") for i in range(50)))
+        assert len({r.action_id for r in replies}) == 50
+        assert all(r["Response"] == "Success" for r in replies)
+
+
+async def test_list_action_collects_items_and_completion(sim):
+    async with amiwire.connect(sim.url) as ami:
+        plan = await ami.action("ShowDialPlan", Context="test")
+        assert plan["EventList"] == "start"
+        assert plan.events and all(e.name == "ListDialplan" for e in plan.events)
+        assert plan.complete.name == "ShowDialPlanComplete"
+        assert int(plan.complete["ListItems"]) == len(plan.events)
+        items = await ami.action_list("DeviceStateList")
+        assert isinstance(items, list)
+
+
+async def test_failing_list_action_raises_with_response(sim):
+    async with amiwire.connect(sim.url) as ami:
+        with pytest.raises(amiwire.ActionError) as info:
+            await ami.action("ShowDialPlan", Context="nonexistent")
+        assert info.value.response["Message"] == "Did not find context nonexistent"
+        response = await ami.action("ShowDialPlan", Context="nonexistent", raise_on_error=False)
+        assert response["Response"] == "Error"
+
+
+async def test_command_output_is_exact(sim):
+    async with amiwire.connect(sim.url) as ami:
+        text = await ami.command("dialplan show test")
+        lines = text.split("\n")
+        assert lines[0].startswith("[ Context 'test'")
+        # CLI indentation is kept: Output: lines are split at the colon plus one space only.
+        assert any(line.startswith("  '100' =>") for line in lines)
+        with pytest.raises(amiwire.ActionError) as info:
+            await ami.command("no such cli command")
+        assert "No such command" in info.value.output
+
+
+async def test_originate_tracks_originate_response(sim):
+    async with amiwire.connect(sim.url) as ami:
+        ok = await ami.originate("Local/100@test", application="Wait", data="1", timeout=10)
+        assert ok.name == "OriginateResponse"
+        assert ok["Response"] == "Success" and ok["Reason"] == "4"
+        with pytest.raises(amiwire.OriginateFailed) as info:
+            await ami.originate("Local/999@test", application="Wait", data="1", timeout=10)
+        assert info.value.reason == 0
+
+
+async def test_events_are_filtered_in_rust_and_fan_out(sim):
+    async with amiwire.connect(sim.url) as ami:
+        user_a = ami.events("UserEvent", UserEvent="Alpha")
+        user_any = ami.events("User*")
+        by_regex = ami.events(UserEvent=re.compile("^Al"))
+        await ami.action("UserEvent", UserEvent="Alpha", Foo="1")
+        await ami.action("UserEvent", UserEvent="Beta", Foo="2")
+        got_a = await asyncio.wait_for(user_a.__anext__(), 5)
+        assert got_a["UserEvent"] == "Alpha"
+        names = []
+        while len(names) < 2:
+            names += [e["UserEvent"] for e in await asyncio.wait_for(user_any.next_batch(), 5)]
+        assert names == ["Alpha", "Beta"]
+        assert (await asyncio.wait_for(by_regex.__anext__(), 5))["UserEvent"] == "Alpha"
+        assert user_a.queued == 0
+
+
+async def test_slow_consumer_drops_oldest_and_counts(sim):
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent", maxsize=3)
+        for i in range(10):
+            await ami.action("UserEvent", UserEvent=f"N{i}")
+        await ami.ping()
+        batch = await asyncio.wait_for(stream.next_batch(), 5)
+        assert [e["UserEvent"] for e in batch] == ["N7", "N8", "N9"]
+        assert stream.dropped == 7
+
+
+async def test_disconnect_policy_ends_the_stream(sim):
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent", maxsize=2, overflow="disconnect")
+        for i in range(4):
+            await ami.action("UserEvent", UserEvent=f"N{i}")
+        await ami.ping()
+        with pytest.raises(amiwire.ClientClosed):
+            while True:
+                await asyncio.wait_for(stream.next_batch(), 5)
+        assert (await ami.ping())["Ping"] == "Pong"
+
+
+async def test_timeout_and_cancel_remove_pending(sim):
+    async with amiwire.connect(sim.url) as ami:
+        with pytest.raises(amiwire.ActionTimeout):
+            await ami.action("WaitEvent", Timeout="5", timeout=0.2)
+        task = asyncio.ensure_future(ami.action("WaitEvent", Timeout="5"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await ami.ping(timeout=10))["Ping"] == "Pong"
+
+
+async def test_header_injection_is_refused_before_sending(sim):
+    async with amiwire.connect(sim.url) as ami:
+        with pytest.raises(amiwire.LocalProtocolError):
+            await ami.action("Setvar", Variable="X", Value="1\r\nAction: Originate")
+        with pytest.raises(amiwire.LocalProtocolError):
+            await ami.action("Ping", {"Bad:Key": "1"})
+        assert (await ami.ping())["Ping"] == "Pong"
+
+
+async def test_bad_event_mask_is_refused(sim):
+    async with amiwire.connect(sim.url) as ami:
+        with pytest.raises(amiwire.LocalProtocolError):
+            await ami.set_event_mask("cal,user")
+        assert (await ami.set_event_mask("call,user"))["Events"] == "On"
+
+
+async def test_callbacks_run_on_the_loop(sim):
+    async with amiwire.connect(sim.url) as ami:
+        seen: list[str] = []
+        done = asyncio.Event()
+
+        @ami.on("UserEvent")
+        async def handler(event):
+            seen.append(event["UserEvent"])
+            done.set()
+
+        await asyncio.sleep(0)
+        await ami.action("UserEvent", UserEvent="CB")
+        await asyncio.wait_for(done.wait(), 5)
+        assert seen == ["CB"]
+
+
+def test_blocking_client(sim):
+    with amiwire.connect_blocking(sim.url) as ami:
+        assert ami.ping()["Ping"] == "Pong"
+        assert "Asterisk" in ami.command("core show version")
+        events = ami.events("UserEvent")
+        ami.action("UserEvent", UserEvent="Sync")
+        assert next(events)["UserEvent"] == "Sync"
