@@ -8,12 +8,14 @@ already running (Jupyter), where those would fail.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from ._core import Message
+from .exceptions import ClientClosed
 from .client import Client, EventStream, HeaderValue, Overflow, connect
 
 __all__ = ["BlockingClient", "BlockingEventStream", "connect_blocking"]
@@ -23,15 +25,22 @@ T = TypeVar("T")
 
 class _LoopThread:
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="amiwire-blocking", daemon=True)
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if os.getpid() != self.pid:
+            coro.close()
+            # The loop thread does not exist in a forked child: waiting on it would hang.
+            raise ClientClosed("client used after fork(): connect again in the child")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout)
 
     def stop(self) -> None:
+        if os.getpid() != self.pid:
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         if not self.thread.is_alive():

@@ -1,0 +1,74 @@
+"""Interpreter exit, fork and loop changes: where tokio-backed extensions usually crash or hang."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import amiwire
+from amiwire.testing import Simulator
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, amiwire
+    async def main(url):
+        ami = await amiwire.connect(url)
+        await asyncio.gather(*(ami.ping() for _ in range(200)))
+        stream = ami.events()
+        await ami.action("UserEvent", UserEvent="exit-test")
+        # Leave the client open on purpose: exit must still be clean.
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def test_interpreter_exit_is_clean_every_time():
+    with Simulator() as sim:
+        for _ in range(12):
+            done = subprocess.run([sys.executable, "-c", SCRIPT, sim.url], capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr.decode()
+            assert b"Fatal Python error" not in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_client_used_after_fork_raises_client_closed():
+    with Simulator() as sim:
+        ami = amiwire.connect_blocking(sim.url)
+        try:
+            pid = os.fork()
+            if pid == 0:  # child: the parent's socket and runtime are not ours
+                code = 1
+                try:
+                    ami.ping(timeout=2)
+                except amiwire.ClientClosed:
+                    code = 0
+                except BaseException:
+                    code = 2
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert ami.ping()["Ping"] == "Pong"
+        finally:
+            ami.close()
+
+
+def test_one_client_across_two_event_loops():
+    with Simulator() as sim:
+        ami = asyncio.run(amiwire.connect(sim.url))
+        assert asyncio.run(ami.ping())["Ping"] == "Pong"
+        assert asyncio.run(ami.ping())["Ping"] == "Pong"
+        asyncio.run(ami.close())
+        assert ami.state == "closed"
+
+
+def test_calling_without_a_loop_says_what_to_do():
+    with Simulator() as sim:
+        ami = asyncio.run(amiwire.connect(sim.url))
+        with pytest.raises(RuntimeError, match="connect_blocking"):
+            ami.events("X").__anext__().send(None)
+        asyncio.run(ami.close())
