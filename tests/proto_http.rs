@@ -477,6 +477,7 @@ fn rawman_bodies_match_the_wire_format() {
             }
         }
     }
+    eprintln!("rawman: {checked} messages compared");
     assert!(checked > 500, "{checked}");
 }
 
@@ -550,6 +551,7 @@ fn mxml_bodies_match_the_xml() {
             }
         }
     }
+    eprintln!("mxml: {checked} messages compared");
     assert!(checked > 100, "{checked}");
 
     // Spot checks against literal values.
@@ -597,6 +599,7 @@ fn manager_html_bodies_match_the_table_rows() {
             }
         }
     }
+    eprintln!("html: {checked} messages compared");
     assert!(checked > 100, "{checked}");
 
     // Both page layouts, literal values.
@@ -694,6 +697,24 @@ fn mxml_and_html_translation_losses_are_handled() {
     assert_eq!(
         headers_of(&got[1]),
         pairs(&[("Output", "a"), ("Output", "b <c>"), ("Output-2", "c")])
+    );
+
+    // Bytes that are not UTF-8 (Latin-1 names) pass through; decoding falls back per field.
+    let latin1 =
+        parse_mxml(b"<ajax-response><response><generic name='Jos\xe9' /></response>").unwrap();
+    assert_eq!(latin1[0].get_bytes("name").unwrap(), b"Jos\xe9");
+    assert_eq!(latin1[0].get("name").unwrap(), "Jos\u{e9}");
+    let latin1 = parse_manager_html(b"<tr><td>Name</td><td>Jos\xe9</td></tr>").unwrap();
+    assert_eq!(latin1[0].get_bytes("Name").unwrap(), b"Jos\xe9");
+    // A message over 64 KiB (the wide line index) keeps every header.
+    let big = "v".repeat(70_000);
+    let xml = format!(
+        "<ajax-response><response><generic a='1' big='{big}' z='&amp;' /></response></ajax-response>"
+    );
+    let got = parse_mxml(xml.as_bytes()).unwrap();
+    assert_eq!(
+        headers_of(&got[0]),
+        pairs(&[("a", "1"), ("big", &big), ("z", "&")])
     );
 
     assert!(matches!(
