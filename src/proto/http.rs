@@ -1,0 +1,999 @@
+//! AMI over HTTP (AJAM), sans-IO: request targets and bodies, response bodies to
+//! [`Message`]s, the session cookie, HTTP Digest, and WaitEvent helpers. No sockets and no
+//! clock here; the transport moves the bytes and keeps the time.
+//!
+//! The three body formats (ami-protocol.md §10):
+//!
+//! - `/rawman` is the TCP wire format and decodes losslessly with the [`Decoder`].
+//! - `/mxml` and `/manager` come out of Asterisk's `xml_translate` (manager.c), which is
+//!   lossy: values are trimmed at both ends; a line without a colon starts an
+//!   `Opaque-data` field that swallows the following lines up to the blank line; `/mxml`
+//!   also lowercases keys and turns every non-alphanumeric character into `_` (a leading digit
+//!   gets a `_` prefix). Repeated keys get a `-2`, `-3`, … suffix in both formats; this module
+//!   folds such a suffix back onto the key it counts, so repeats come out as repeated headers
+//!   (`output` several times for `/mxml`, never the original `Output`: case cannot be
+//!   recovered). Values that span lines (`Opaque-data`) cannot be header values: each CR or
+//!   LF becomes one space, and `/manager`'s `<br>` line breaks are dropped before that.
+
+use std::fmt;
+use std::fmt::Write as _;
+
+use md5::{Digest, Md5};
+use memchr::memmem;
+use quick_xml::events::Event as XmlEvent;
+
+use super::action::{Action, hex_lower};
+use super::decoder::Decoder;
+use super::message::{LineIndex, Message, is_secret_header};
+use crate::error::{Error, Result};
+
+/// `http.conf` `httptimeout` default: a cookie's Max-Age and the idle expiry of a session.
+pub const DEFAULT_HTTP_TIMEOUT: u32 = 60;
+/// Asterisk clamps a WaitEvent over HTTP to `httptimeout` minus this (manager.c).
+pub const WAIT_EVENT_MARGIN: u32 = 10;
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "mansession_id";
+/// Content type of a POST body.
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// The six manager URIs. The `A…` variants authenticate with HTTP Digest instead of a cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    RawMan,
+    MXml,
+    Manager,
+    ARawMan,
+    AMXml,
+    AManager,
+}
+
+/// What a response body holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `text/plain`, the TCP message format.
+    Raw,
+    /// `text/xml`, `<ajax-response>`.
+    Xml,
+    /// `text/html`, the "Manager Tester" page.
+    Html,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::RawMan,
+        Endpoint::MXml,
+        Endpoint::Manager,
+        Endpoint::ARawMan,
+        Endpoint::AMXml,
+        Endpoint::AManager,
+    ];
+
+    /// The last path segment (`rawman`, `amxml`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::RawMan => "rawman",
+            Endpoint::MXml => "mxml",
+            Endpoint::Manager => "manager",
+            Endpoint::ARawMan => "arawman",
+            Endpoint::AMXml => "amxml",
+            Endpoint::AManager => "amanager",
+        }
+    }
+
+    pub fn format(self) -> Format {
+        match self {
+            Endpoint::RawMan | Endpoint::ARawMan => Format::Raw,
+            Endpoint::MXml | Endpoint::AMXml => Format::Xml,
+            Endpoint::Manager | Endpoint::AManager => Format::Html,
+        }
+    }
+
+    /// True for the Digest variants, which ignore the cookie.
+    pub fn uses_digest(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ARawMan | Endpoint::AMXml | Endpoint::AManager
+        )
+    }
+
+    /// The absolute path under an `http.conf` `prefix` (`asterisk` → `/asterisk/rawman`).
+    pub fn path(self, prefix: &str) -> Result<String> {
+        Ok(format!("{}/{}", normalize_prefix(prefix)?, self.name()))
+    }
+
+    /// The endpoint a request path (without its query) names under `prefix`.
+    pub fn from_path(path: &str, prefix: &str) -> Option<Endpoint> {
+        let prefix = normalize_prefix(prefix).ok()?;
+        let name = path.strip_prefix(prefix.as_str())?.strip_prefix('/')?;
+        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+impl Format {
+    /// The `Content-type` Asterisk sends with this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Raw => "text/plain",
+            Format::Xml => "text/xml",
+            Format::Html => "text/html",
+        }
+    }
+
+    /// Reads a `Content-Type` value (parameters and case ignored).
+    pub fn from_content_type(value: &str) -> Option<Format> {
+        let mime = value.split(';').next().unwrap_or_default().trim();
+        [Format::Raw, Format::Xml, Format::Html]
+            .into_iter()
+            .find(|f| mime.eq_ignore_ascii_case(f.content_type()))
+    }
+}
+
+/// `http.conf` writes `/` + prefix, so `asterisk`, `/asterisk` and `/asterisk/` all mean
+/// `/asterisk`; an empty prefix means none. Only URL-safe path characters are accepted.
+pub fn normalize_prefix(prefix: &str) -> Result<String> {
+    let trimmed = prefix.trim_matches('/');
+    if let Some(bad) = trimmed
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-._~/".contains(c)))
+    {
+        return Err(Error::Usage(format!(
+            "HTTP prefix {prefix:?} contains {bad:?}; use letters, digits, '-', '.', '_', '~' and '/'"
+        )));
+    }
+    Ok(if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// One manager request, ready for an HTTP client. A GET carries the action in the query
+/// string; a POST in a form-encoded body (prefer POST for `Login`: query strings end up in
+/// access logs, and servers before 2018 failed Digest on long URIs, ASTERISK-27841).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    /// The request-target: the path, plus `?query` for a GET. Digest signs exactly this.
+    pub target: String,
+    /// The form-encoded action for a POST; empty for a GET.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds the request for `action` on `endpoint` under `prefix`, with `action_id` unless
+    /// the action carries its own. Validation is `Action::validate`'s: nothing is built from
+    /// an action that TCP would refuse.
+    pub fn new(
+        endpoint: Endpoint,
+        prefix: &str,
+        method: Method,
+        action: &Action,
+        action_id: Option<&str>,
+    ) -> Result<Request> {
+        let path = endpoint.path(prefix)?;
+        let form = encode_form(action, action_id)?;
+        Ok(match method {
+            Method::Get => Request {
+                method,
+                target: format!("{path}?{form}"),
+                body: Vec::new(),
+            },
+            Method::Post => Request {
+                method,
+                target: path,
+                body: form.into_bytes(),
+            },
+        })
+    }
+
+    /// The `Content-Type` to send (a POST body's).
+    pub fn content_type(&self) -> Option<&'static str> {
+        (self.method == Method::Post).then_some(FORM_CONTENT_TYPE)
+    }
+
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The encoded parameters: the query of a GET, the body of a POST.
+    fn params(&self) -> &[u8] {
+        match self.method {
+            Method::Get => self
+                .target
+                .split_once('?')
+                .map_or(&b""[..], |(_, q)| q.as_bytes()),
+            Method::Post => &self.body,
+        }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: Vec<(String, String)> = decode_form(self.params())
+            .into_iter()
+            .map(|(k, v)| {
+                let v = if is_secret_header(k.as_bytes()) {
+                    "********".to_owned()
+                } else {
+                    v
+                };
+                (k, v)
+            })
+            .collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path())
+            .field("params", &params)
+            .finish()
+    }
+}
+
+/// The action as `Action=…&ActionID=…&Key=value…`, every byte outside `A-Za-z0-9-._~`
+/// percent-encoded (so `+`, `&`, `=`, `%` and spaces survive both `+`-decoding and strict
+/// decoders). Keys keep their spelling; values are never case-folded.
+pub fn encode_form(action: &Action, action_id: Option<&str>) -> Result<String> {
+    let id = action.action_id().or(action_id);
+    match (action.action_id(), action_id) {
+        // A supplied id gets the checks an action's own id gets.
+        (None, Some(id)) => action.clone().with_action_id(id).validate()?,
+        _ => action.validate()?,
+    }
+    let mut out = String::new();
+    let mut pair = |key: &str, value: &str| {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        percent_encode(key.as_bytes(), &mut out);
+        out.push('=');
+        percent_encode(value.as_bytes(), &mut out);
+    };
+    pair("Action", action.name());
+    if let Some(id) = id {
+        pair("ActionID", id);
+    }
+    for (key, value) in action.headers() {
+        pair(key, value);
+    }
+    Ok(out)
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters, uppercase hex.
+pub fn percent_encode(bytes: &[u8], out: &mut String) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// Splits and decodes a query string or form body as Asterisk does (`http.c`: split at `&`,
+/// then at the first `=`; `+` is a space; `%XX` is a byte; a broken `%` escape stays as it
+/// is). Names and values are decoded with [`super::decode_text`]'s lossless policy.
+pub fn decode_form(input: &[u8]) -> Vec<(String, String)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = match memchr::memchr(b'=', pair) {
+                Some(eq) => (pair.get(..eq), pair.get(eq + 1..)),
+                None => (Some(pair), None),
+            };
+            (
+                form_unescape(key.unwrap_or_default()),
+                form_unescape(value.unwrap_or_default()),
+            )
+        })
+        .collect()
+}
+
+fn form_unescape(input: &[u8]) -> String {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(&b) = input.get(i) {
+        let escaped = match (b, input.get(i + 1..i + 3)) {
+            (b'%', Some(&[h, l])) => hex_val(h).zip(hex_val(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(if b == b'+' { b' ' } else { b });
+                i += 1;
+            }
+        }
+    }
+    super::decode_text(&out).into_owned()
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+// ---------------------------------------------------------------------------------------
+// Response bodies
+
+/// Parses a manager response body into messages. The `Content-type` decides the format when
+/// it names one of the three; a format other than the endpoint's is refused (an error page
+/// from a proxy, say). Without a content type the endpoint decides.
+pub fn parse_body(
+    endpoint: Endpoint,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<Message>> {
+    let format = match content_type {
+        None => endpoint.format(),
+        Some(ct) => match Format::from_content_type(ct) {
+            Some(f) if f == endpoint.format() => f,
+            _ => {
+                return Err(Error::Remote(format!(
+                    "/{} answered with Content-type {ct:?}, expected {}",
+                    endpoint.name(),
+                    endpoint.format().content_type()
+                )));
+            }
+        },
+    };
+    match format {
+        Format::Raw => parse_rawman(body),
+        Format::Xml => parse_mxml(body),
+        Format::Html => parse_manager_html(body),
+    }
+}
+
+/// A `/rawman` body: the TCP format without a banner, legacy `Response: Follows` included.
+/// A body that ends inside a message is an error: HTTP framing already said it was complete.
+pub fn parse_rawman(body: &[u8]) -> Result<Vec<Message>> {
+    let mut decoder = Decoder::new();
+    decoder.set_expect_banner(false);
+    decoder.feed(body);
+    let mut out = Vec::new();
+    while let Some(item) = decoder.next_message() {
+        out.push(item?);
+    }
+    if decoder.buffered() > 0 {
+        return Err(Error::Remote(format!(
+            "/rawman body ends inside a message ({} bytes unterminated)",
+            decoder.buffered()
+        )));
+    }
+    Ok(out)
+}
+
+/// An `/mxml` body: one message per element inside each `<response>`, its attributes the
+/// headers in document order.
+pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut out = Vec::new();
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| Error::Remote(format!("malformed /mxml body: {e}")))?;
+        let element = match &event {
+            XmlEvent::Start(e) | XmlEvent::Empty(e) => e,
+            XmlEvent::Eof => break,
+            _ => continue,
+        };
+        let name = element.name();
+        if matches!(name.as_ref(), b"ajax-response" | b"response") {
+            continue;
+        }
+        let mut builder = MessageBuilder::default();
+        // Asterisk counts repeats before lowercasing, so `Foo` and `foo` can both arrive.
+        for attr in element.attributes().with_checks(false) {
+            let attr =
+                attr.map_err(|e| Error::Remote(format!("malformed /mxml attribute: {e}")))?;
+            builder.push(&unescape(attr.key.as_ref()), &unescape(&attr.value))?;
+        }
+        out.extend(builder.finish()?);
+    }
+    Ok(out)
+}
+
+/// A `/manager` or `/amanager` page. Asterisk writes each header as
+/// `<tr><td>Key</td><td>Value</td></tr>` (both escaped, so neither holds a `<`) and ends each
+/// message with `<tr><td colspan="2"><hr></td></tr>`; the title and form rows of either
+/// layout start otherwise and are skipped.
+pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
+    const ROW: &[u8] = b"<tr>";
+    const CELL: &[u8] = b"<td>";
+    const SEPARATOR: &[u8] = b"<td colspan=\"2\"><hr></td></tr>";
+    const MID: &[u8] = b"</td><td>";
+    const END: &[u8] = b"</td></tr>";
+
+    let mut out = Vec::new();
+    let mut builder = MessageBuilder::default();
+    let mut pos = 0;
+    while let Some(found) = memmem::find(body.get(pos..).unwrap_or_default(), ROW) {
+        let row = pos + found + ROW.len();
+        let rest = body.get(row..).unwrap_or_default();
+        if let Some(cells) = rest.strip_prefix(CELL) {
+            let bad_row = || Error::Remote(format!("unexpected /manager row at byte {row}"));
+            let mid = memmem::find(cells, MID).ok_or_else(bad_row)?;
+            let key = cells.get(..mid).unwrap_or_default();
+            let after = cells.get(mid + MID.len()..).unwrap_or_default();
+            let end = memmem::find(after, END).ok_or_else(bad_row)?;
+            if key.contains(&b'<') {
+                return Err(bad_row());
+            }
+            let value = after.get(..end).unwrap_or_default();
+            builder.push(&unescape(key), &unescape(&drop_html_breaks(value)))?;
+            pos = row + CELL.len() + mid + MID.len() + end + END.len();
+        } else {
+            if rest.starts_with(SEPARATOR) {
+                out.extend(std::mem::take(&mut builder).finish()?);
+            }
+            pos = row;
+        }
+    }
+    out.extend(builder.finish()?);
+    Ok(out)
+}
+
+/// `/manager` joins the lines of an `Opaque-data` value with `<br>` + LF; the LF stays and
+/// becomes a space like any other line break.
+fn drop_html_breaks(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = memmem::find(rest, b"<br>") {
+        out.extend_from_slice(rest.get(..at).unwrap_or_default());
+        rest = rest.get(at + 4..).unwrap_or_default();
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Undoes `xml_copy_escape` (the five XML entities) plus numeric references; anything else
+/// starting with `&` is kept as it is.
+fn unescape(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(amp) = memchr::memchr(b'&', rest) {
+        out.extend_from_slice(rest.get(..amp).unwrap_or_default());
+        let tail = rest.get(amp..).unwrap_or_default();
+        match entity(tail) {
+            Some((len, ch)) => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                rest = tail.get(len..).unwrap_or_default();
+            }
+            None => {
+                out.push(b'&');
+                rest = tail.get(1..).unwrap_or_default();
+            }
+        }
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The entity at the start of `s` (which begins with `&`): its length and character.
+fn entity(s: &[u8]) -> Option<(usize, char)> {
+    let semi = memchr::memchr(b';', s.get(..12.min(s.len()))?)?;
+    let name = std::str::from_utf8(s.get(1..semi)?).ok()?;
+    let ch = match name {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "quot" => '"',
+        "apos" => '\'',
+        _ => {
+            let code = match name.strip_prefix('#')? {
+                hex if hex.starts_with(['x', 'X']) => u32::from_str_radix(hex.get(1..)?, 16),
+                dec => dec.parse(),
+            };
+            char::from_u32(code.ok()?)?
+        }
+    };
+    Some((semi + 1, ch))
+}
+
+/// Assembles AMI wire text (`Key: value` CRLF lines and a closing CRLF) and its line index,
+/// so a translated message is a real [`Message`] whose `raw()` is valid AMI.
+#[derive(Default)]
+struct MessageBuilder {
+    raw: Vec<u8>,
+    index: LineIndex,
+    /// Each key seen so far and how often, to fold Asterisk's `-N` repeat suffixes.
+    seen: Vec<(Vec<u8>, usize)>,
+}
+
+impl MessageBuilder {
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let key = self.fold_repeat(key);
+        self.raw.extend(key.iter().map(|&b| line_safe(b)));
+        let colon = self.raw.len();
+        self.raw.extend_from_slice(b": ");
+        self.raw.extend(value.iter().map(|&b| line_safe(b)));
+        let end = self.raw.len();
+        self.raw.extend_from_slice(b"\r\n");
+        let pos = |at: usize| {
+            u32::try_from(at).map_err(|_| Error::Remote("translated message over 4 GiB".into()))
+        };
+        self.index.push(Some(pos(colon)?), pos(end)?);
+        Ok(())
+    }
+
+    /// `key-N` is the N-th occurrence of `key` when `key` has been seen N-1 times already;
+    /// anything else is a key of its own.
+    fn fold_repeat(&mut self, key: &[u8]) -> Vec<u8> {
+        let folded = key
+            .iter()
+            .rposition(|&b| b == b'-')
+            .and_then(|dash| {
+                let base = key.get(..dash)?;
+                let n: usize = std::str::from_utf8(key.get(dash + 1..)?)
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                let count = self.seen.iter().find(|(k, _)| k == base)?.1;
+                (n >= 2 && count == n - 1).then_some(base)
+            })
+            .unwrap_or(key)
+            .to_vec();
+        match self.seen.iter_mut().find(|(k, _)| *k == folded) {
+            Some((_, count)) => *count += 1,
+            None => self.seen.push((folded.clone(), 1)),
+        }
+        folded
+    }
+
+    fn finish(mut self) -> Result<Option<Message>> {
+        if self.index.len() == 0 {
+            return Ok(None);
+        }
+        self.raw.extend_from_slice(b"\r\n");
+        Ok(Some(Message::from_parts(&self.raw, &self.index, None, 0)))
+    }
+}
+
+/// CR and LF cannot sit inside an AMI line: each becomes a space.
+fn line_safe(b: u8) -> u8 {
+    if matches!(b, b'\r' | b'\n') { b' ' } else { b }
+}
+
+// ---------------------------------------------------------------------------------------
+// The session cookie
+
+/// The `mansession_id` cookie of a `/rawman`, `/mxml` or `/manager` session. It is a bearer
+/// credential, so Debug hides it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionCookie {
+    id: String,
+}
+
+/// A parsed `Set-Cookie` for the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetCookie {
+    pub cookie: SessionCookie,
+    /// `Max-Age`: `httptimeout`, 60 s by default.
+    pub max_age: Option<u32>,
+}
+
+impl SessionCookie {
+    /// Asterisk's ids are 8 hex digits; anything that needs no quoting is accepted.
+    pub fn new(id: impl Into<String>) -> Result<SessionCookie> {
+        let id = id.into();
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\";\\,".contains(&b))
+        {
+            return Err(Error::Remote("invalid mansession_id cookie value".into()));
+        }
+        Ok(SessionCookie { id })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The value of the `Cookie` request header: `mansession_id="…"`.
+    pub fn header_value(&self) -> String {
+        format!("{COOKIE_NAME}=\"{}\"", self.id)
+    }
+
+    /// The `Set-Cookie` value Asterisk sends: `mansession_id="…"; Version=1; Max-Age=60`.
+    pub fn set_cookie_value(&self, max_age: u32) -> String {
+        format!("{}; Version=1; Max-Age={max_age}", self.header_value())
+    }
+}
+
+impl fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionCookie(********)")
+    }
+}
+
+/// Reads a `Set-Cookie` value; `None` unless it sets `mansession_id`.
+pub fn parse_set_cookie(value: &str) -> Option<SetCookie> {
+    let mut parts = value.split(';');
+    let cookie = session_pair(parts.next()?)?;
+    let max_age = parts.find_map(|attr| {
+        let (name, v) = attr.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| v.trim().trim_matches('"').parse().ok())
+            .flatten()
+    });
+    Some(SetCookie { cookie, max_age })
+}
+
+/// Finds `mansession_id` in a `Cookie` request header (the simulator's side).
+pub fn parse_cookie_header(value: &str) -> Option<SessionCookie> {
+    value.split(';').find_map(session_pair)
+}
+
+fn session_pair(pair: &str) -> Option<SessionCookie> {
+    let (name, value) = pair.split_once('=')?;
+    if !name.trim().eq_ignore_ascii_case(COOKIE_NAME) {
+        return None;
+    }
+    let value = value.trim();
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    SessionCookie::new(value).ok()
+}
+
+/// Whether a reply means the session behind `sent` is gone (idle past `httptimeout`, logged
+/// off, server restarted). Asterisk has no expiry signal (§10.3): it answers `200`,
+/// `Response: Error` / `Message: Permission denied`, and a `Set-Cookie` with a new id. A
+/// denial that keeps the same cookie is a real permission error (a `write=none` user), not
+/// an expiry; when no `Set-Cookie` came back the denial alone decides. `sent` must be a cookie
+/// that worked before: without one, a denial just means "log in first".
+pub fn session_expired(
+    sent: Option<&SessionCookie>,
+    received: Option<&SessionCookie>,
+    reply: &[Message],
+) -> bool {
+    let Some(sent) = sent else {
+        return false;
+    };
+    let denied = reply.first().is_some_and(|m| {
+        m.is_response()
+            && m.has_value("Response", "Error")
+            && m.has_value("Message", "Permission denied")
+    });
+    denied && received.is_none_or(|r| r != sent)
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP Digest (RFC 2617, MD5, qop=auth), as manager.c's auth_http_callback checks it
+
+/// A `WWW-Authenticate: Digest …` challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestChallenge {
+    pub realm: String,
+    pub nonce: String,
+    pub opaque: Option<String>,
+    pub algorithm: Option<String>,
+    pub qop: Option<String>,
+    /// The nonce timed out (or `nc` went backwards): answer with the same credentials.
+    pub stale: bool,
+}
+
+impl DigestChallenge {
+    /// Parses the header value. Only MD5 with `qop=auth` is supported: all Asterisk offers.
+    pub fn parse(value: &str) -> Result<DigestChallenge> {
+        let value = value.trim_start();
+        let params = value
+            .get(..6)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
+            .and_then(|_| value.get(6..))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .ok_or_else(|| Error::Auth(format!("not a Digest challenge: {value:?}")))?;
+        let params = parse_auth_params(params)?;
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let missing = |name: &str| Error::Remote(format!("Digest challenge without {name}"));
+        let challenge = DigestChallenge {
+            realm: get("realm").ok_or_else(|| missing("realm"))?,
+            nonce: get("nonce").ok_or_else(|| missing("nonce"))?,
+            opaque: get("opaque"),
+            algorithm: get("algorithm"),
+            qop: get("qop"),
+            stale: get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+        };
+        if let Some(alg) = &challenge.algorithm {
+            if !alg.eq_ignore_ascii_case("MD5") {
+                return Err(Error::Auth(format!(
+                    "Digest algorithm {alg:?} is not supported (MD5 only)"
+                )));
+            }
+        }
+        let offers_auth = challenge.qop.as_deref().is_some_and(|q| {
+            q.split(',')
+                .any(|option| option.trim().eq_ignore_ascii_case("auth"))
+        });
+        if !offers_auth {
+            return Err(Error::Auth(format!(
+                "Digest challenge without qop=auth ({:?}) is not supported",
+                challenge.qop
+            )));
+        }
+        Ok(challenge)
+    }
+}
+
+/// `name=token` / `name="quoted \" string"` pairs separated by commas.
+fn parse_auth_params(input: &str) -> Result<Vec<(String, String)>> {
+    let malformed = || Error::Remote(format!("malformed Digest challenge: {input:?}"));
+    let mut out = Vec::new();
+    let mut rest = input;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        let (name, after) = rest.split_once('=').ok_or_else(malformed)?;
+        let after = after.trim_start();
+        let value;
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    '\\' => v.extend(chars.next().map(|(_, c)| c)),
+                    c => v.push(c),
+                }
+            }
+            rest = quoted.get(end.ok_or_else(malformed)?..).unwrap_or_default();
+            value = v;
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            value = after.get(..end).unwrap_or_default().trim().to_owned();
+            rest = after.get(end..).unwrap_or_default();
+        }
+        out.push((name.trim().to_owned(), value));
+    }
+}
+
+fn md5_hex(parts: &[&str]) -> String {
+    let mut hasher = Md5::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b":");
+        }
+        hasher.update(part.as_bytes());
+    }
+    hex_lower(&hasher.finalize())
+}
+
+/// HA1 = MD5(username:realm:password).
+pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
+    md5_hex(&[username, realm, password])
+}
+
+/// The `response=` value for qop=auth:
+/// MD5(HA1:nonce:nc:cnonce:auth:MD5(method:uri)), `nc` as 8 hex digits. `uri` is the
+/// request-target exactly as sent, query string included.
+pub fn digest_response(
+    ha1: &str,
+    nonce: &str,
+    nc: u32,
+    cnonce: &str,
+    method: Method,
+    uri: &str,
+) -> String {
+    let ha2 = md5_hex(&[method.as_str(), uri]);
+    md5_hex(&[ha1, nonce, &format!("{nc:08x}"), cnonce, "auth", &ha2])
+}
+
+/// Refuses what would break out of a quoted-string in the Authorization header.
+fn check_quotable(what: &str, s: &str) -> Result<()> {
+    if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        return Err(Error::Usage(format!(
+            "{what} cannot contain '\"', '\\' or control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Digest state for one login: the current nonce, the request counter and whether the
+/// credentials were already sent under that nonce. Reusing the nonce with a growing `nc`
+/// keeps one manager session alive without a cookie (§10.6).
+///
+/// Flow: send without `Authorization` (or with the last one); on a 401 call
+/// [`on_unauthorized`](Self::on_unauthorized): `Ok` means retry with a fresh
+/// [`authorization`](Self::authorization), `Err(Error::Auth)` means the credentials were
+/// refused. `nc` must strictly increase at the server, so send one request at a time per
+/// session (a late, lower `nc` earns a `stale=true` 401, which is then retried).
+#[derive(Clone)]
+pub struct DigestSession {
+    username: String,
+    password: String,
+    cnonce_prefix: String,
+    challenge: Option<DigestChallenge>,
+    nc: u32,
+    sent: bool,
+}
+
+impl DigestSession {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Result<DigestSession> {
+        let username = username.into();
+        check_quotable("a Digest username", &username)?;
+        Ok(DigestSession {
+            username,
+            password: password.into(),
+            cnonce_prefix: format!("{:08x}", fastrand::u32(..)),
+            challenge: None,
+            nc: 0,
+            sent: false,
+        })
+    }
+
+    /// Fixes the client nonce prefix (the `cnonce` is the prefix followed by `nc`), for
+    /// reproducible headers.
+    pub fn with_cnonce_prefix(mut self, prefix: impl Into<String>) -> Result<DigestSession> {
+        let prefix = prefix.into();
+        check_quotable("a Digest cnonce", &prefix)?;
+        self.cnonce_prefix = prefix;
+        Ok(self)
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub fn challenge(&self) -> Option<&DigestChallenge> {
+        self.challenge.as_ref()
+    }
+
+    /// The `nc` of the last Authorization built under the current nonce (0: none yet).
+    pub fn nc(&self) -> u32 {
+        self.nc
+    }
+
+    /// The `Authorization` header value for the next request, or `None` before the first
+    /// challenge. Each call counts one request.
+    pub fn authorization(&mut self, method: Method, uri: &str) -> Result<Option<String>> {
+        check_quotable("a Digest uri", uri)?;
+        let Some(ch) = &self.challenge else {
+            return Ok(None);
+        };
+        // Past u32::MAX the server sees a lower nc and answers stale=true with a new nonce.
+        self.nc = self.nc.wrapping_add(1);
+        self.sent = true;
+        let cnonce = format!("{}{:08x}", self.cnonce_prefix, self.nc);
+        let ha1 = digest_ha1(&self.username, &ch.realm, &self.password);
+        let response = digest_response(&ha1, &ch.nonce, self.nc, &cnonce, method, uri);
+        let mut header = format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm=MD5, \
+             response=\"{response}\", qop=auth, nc={:08x}, cnonce=\"{cnonce}\"",
+            self.username,
+            quote_escape(&ch.realm),
+            quote_escape(&ch.nonce),
+            self.nc,
+        );
+        if let Some(opaque) = &ch.opaque {
+            let _ = write!(header, ", opaque=\"{}\"", quote_escape(opaque));
+        }
+        Ok(Some(header))
+    }
+
+    /// Takes a 401's `WWW-Authenticate` value. `Ok(())`: retry now (first challenge, or a
+    /// stale nonce). `Err(Error::Auth)`: credentials sent under the current nonce were
+    /// refused (Asterisk answers a wrong password with a fresh, non-stale nonce).
+    pub fn on_unauthorized(&mut self, www_authenticate: &str) -> Result<()> {
+        let challenge = DigestChallenge::parse(www_authenticate)?;
+        let refused = self.sent && !challenge.stale;
+        self.challenge = Some(challenge);
+        self.nc = 0;
+        self.sent = false;
+        if refused {
+            return Err(Error::Auth(format!(
+                "HTTP Digest credentials for user {:?} were refused",
+                self.username
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Server-chosen strings go back inside quotes: escape what would end them.
+fn quote_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl fmt::Debug for DigestSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DigestSession")
+            .field("username", &self.username)
+            .field("password", &"********")
+            .field("challenge", &self.challenge)
+            .field("nc", &self.nc)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// WaitEvent, the only way events arrive over HTTP (§10.4)
+
+/// The timeout Asterisk will honour: at most `http_timeout - 10` s (50 s by default), so
+/// the long-poll returns before the session's cookie expires.
+pub fn wait_event_timeout(requested_secs: u32, http_timeout: u32) -> u32 {
+    requested_secs.min(http_timeout.saturating_sub(WAIT_EVENT_MARGIN))
+}
+
+/// `Action: WaitEvent` with the clamped timeout. Keep exactly one in flight per login: a
+/// second one on the same session makes the first return empty.
+pub fn wait_event_action(requested_secs: u32, http_timeout: u32) -> Action {
+    Action::new("WaitEvent").header(
+        "Timeout",
+        wait_event_timeout(requested_secs, http_timeout).to_string(),
+    )
+}
+
+/// A WaitEvent reply taken apart.
+#[derive(Clone, Debug)]
+pub struct WaitEventReply {
+    /// `Response: Success` / `Message: Waiting for Event completed.`
+    pub response: Message,
+    /// Everything between the response and the terminator, in order (foreign
+    /// `OriginateResponse` events included).
+    pub events: Vec<Message>,
+    /// `Event: WaitEventComplete`, when the reply ends with it.
+    pub complete: Option<Message>,
+}
+
+/// Splits a parsed WaitEvent body into (response, events, terminator). A `Response: Error`
+/// (an expired session, say: check [`session_expired`] first) is `Error::ActionFailed`.
+pub fn split_wait_event(messages: Vec<Message>) -> Result<WaitEventReply> {
+    let mut messages = messages.into_iter();
+    let response = messages
+        .next()
+        .filter(Message::is_response)
+        .ok_or_else(|| Error::Remote("WaitEvent reply does not start with a response".into()))?;
+    let mut events: Vec<Message> = messages.collect();
+    if response.has_value("Response", "Error") {
+        return Err(Error::ActionFailed {
+            action: "WaitEvent".into(),
+            message: response.get("Message").unwrap_or_default().into_owned(),
+            response: Box::new(response),
+            events,
+        });
+    }
+    let ends_complete = events.last().is_some_and(|m| {
+        m.event_name()
+            .is_some_and(|n| n.eq_ignore_ascii_case("WaitEventComplete"))
+    });
+    let complete = if ends_complete { events.pop() } else { None };
+    Ok(WaitEventReply {
+        response,
+        events,
+        complete,
+    })
+}
