@@ -27,7 +27,8 @@ log = logging.getLogger("amiwire")
 HeaderValue = str | int | float | bool | Iterable[str]
 Overflow = Literal["drop_oldest", "drop_newest", "disconnect"]
 
-DEFAULT_PORTS = {"tcp": 5038, "tls": 5039}
+DEFAULT_PORTS = {"tcp": 5038, "tls": 5039, "http": 8088, "https": 8089}
+HTTP_ENDPOINTS = {"rawman", "mxml", "manager", "arawman", "amxml", "amanager"}
 
 
 class OriginateFailed(ActionError):
@@ -51,28 +52,39 @@ class OriginateFailed(ActionError):
 
 
 def parse_url(url: str) -> dict[str, Any]:
-    """``tcp://user:secret@host:5038`` or ``tls://…:5039`` (query options such as
-    ``?auth=md5&events=off&insecure=1``) into connect() keywords."""
+    """``tcp://user:secret@host:5038``, ``tls://…:5039``, or AMI over HTTP:
+    ``http://user:secret@host:8088/rawman`` (also ``https://``, ``/mxml``, ``/manager`` and the
+    Digest variants ``/arawman``, ``/amxml``, ``/amanager``; a path prefix such as
+    ``/asterisk/rawman`` is the ``http.conf`` prefix). Query options such as
+    ``?auth=md5&events=off&insecure=1`` become connect() keywords."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise LocalProtocolError(f"unsupported URL scheme {scheme!r}: use tcp:// or tls://")
+        raise LocalProtocolError(f"unsupported URL scheme {scheme!r}: use tcp://, tls://, http:// or https://")
     opts: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
         "port": parts.port or DEFAULT_PORTS[scheme],
-        "tls": scheme == "tls",
     }
+    if scheme in {"http", "https"}:
+        prefix, _, endpoint = parts.path.rstrip("/").rpartition("/")
+        if endpoint.lower() not in HTTP_ENDPOINTS:
+            raise LocalProtocolError(
+                f"an AMI HTTP URL ends in one of {sorted(HTTP_ENDPOINTS)}, not {parts.path!r}"
+            )
+        opts.update(http_endpoint=endpoint.lower(), http_prefix=prefix, https=scheme == "https")
+    else:
+        opts["tls"] = scheme == "tls"
     if parts.username is not None:
         opts["username"] = unquote(parts.username)
     if parts.password is not None:
         opts["secret"] = unquote(parts.password)
     for key, values in parse_qs(parts.query).items():
         value: Any = values[-1]
-        if key in {"insecure", "reconnect", "tls"}:
+        if key in {"insecure", "reconnect", "tls", "https"}:
             value = value.lower() in {"1", "true", "yes", "on"}
         elif key in {"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"}:
             value = float(value)
-        elif key in {"port", "reconnect_attempts"}:
+        elif key in {"port", "reconnect_attempts", "poll_timeout", "http_timeout"}:
             value = int(value)
         opts[key] = value
     return opts

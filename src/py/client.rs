@@ -22,7 +22,7 @@ use super::errors::to_pyerr;
 use super::message::{outcome_to_py, to_py_list};
 use crate::proto::{Action, Expect};
 use crate::transport::{
-    Auth, Client, EventMask, Filter, Matcher, Options, Overflow, Reconnect, Reply, Request,
+    Auth, Client, EventMask, Filter, Http, Matcher, Options, Overflow, Reconnect, Reply, Request,
     Subscription, Tls, Wake,
 };
 
@@ -110,6 +110,29 @@ fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
         });
     }
     o.record = get::<PathBuf>(opts, "record")?;
+    if let Some(endpoint) = get::<String>(opts, "http_endpoint")? {
+        let endpoint = crate::proto::http::Endpoint::ALL
+            .into_iter()
+            .find(|e| e.name().eq_ignore_ascii_case(&endpoint))
+            .ok_or_else(|| usage(format!("unknown AMI HTTP endpoint {endpoint:?}")))?;
+        let mut http = Http::new(endpoint);
+        http.prefix = get::<String>(opts, "http_prefix")?.unwrap_or_default();
+        http.https = get::<bool>(opts, "https")?.unwrap_or(false);
+        if let Some(t) = get::<u32>(opts, "poll_timeout")? {
+            http.poll_timeout = t.max(1);
+        }
+        if let Some(t) = get::<u32>(opts, "http_timeout")? {
+            http.http_timeout = t;
+        }
+        if http.https && o.tls.is_none() {
+            o.tls = Some(Tls {
+                ca_file: get::<PathBuf>(opts, "ca_file")?,
+                server_name: get::<String>(opts, "server_name")?,
+                insecure: get::<bool>(opts, "insecure")?.unwrap_or(false),
+            });
+        }
+        o.http = Some(http);
+    }
     Ok(o)
 }
 

@@ -50,7 +50,7 @@ pub struct Request {
     pub reply: Reply,
 }
 
-enum Command {
+pub(super) enum Command {
     Action(Request),
     Cancel(u64),
     Close(Reply),
@@ -100,7 +100,7 @@ pub struct Shared {
     subs: Mutex<Vec<Arc<Subscription>>>,
     state: Mutex<(State, Option<String>)>,
     state_changes: AtomicU64,
-    info: Mutex<Info>,
+    pub(super) info: Mutex<Info>,
     stats: Mutex<Stats>,
 }
 
@@ -117,14 +117,14 @@ impl Shared {
         }
     }
 
-    fn wake(&self) {
+    pub(super) fn wake(&self) {
         let waker = self.waker.lock().ok().and_then(|w| w.clone());
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
-    fn deliver(&self, reply: Reply, result: Result<Outcome>) {
+    pub(super) fn deliver(&self, reply: Reply, result: Result<Outcome>) {
         match reply {
             Reply::Oneshot(tx) => {
                 let _ = tx.send(result);
@@ -146,7 +146,7 @@ impl Shared {
         }
     }
 
-    fn set_state(&self, state: State, reason: Option<String>) {
+    pub(super) fn set_state(&self, state: State, reason: Option<String>) {
         if let Ok(mut s) = self.state.lock() {
             if s.0 == state {
                 return;
@@ -167,7 +167,7 @@ impl Shared {
     }
 
     /// Hands events to every subscriber; the last one gets them moved, not copied.
-    fn publish(&self, events: Vec<Message>) {
+    pub(super) fn publish(&self, events: Vec<Message>) {
         if events.is_empty() {
             return;
         }
@@ -184,7 +184,7 @@ impl Shared {
         }
     }
 
-    fn each_sub(&self, f: impl Fn(&Subscription) -> bool) {
+    pub(super) fn each_sub(&self, f: impl Fn(&Subscription) -> bool) {
         let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
         let mut wake = false;
         for sub in subs.iter() {
@@ -195,7 +195,7 @@ impl Shared {
         }
     }
 
-    fn stats_mut(&self, f: impl FnOnce(&mut Stats)) {
+    pub(super) fn stats_mut(&self, f: impl FnOnce(&mut Stats)) {
         if let Ok(mut stats) = self.stats.lock() {
             f(&mut stats);
         }
@@ -247,7 +247,19 @@ impl Client {
         runtime.spawn(async move {
             // A panic in the driver must not leave waiters hanging: the guard task observes
             // the driver's JoinHandle and fails everything that is left.
-            let result = tokio::spawn(driver.run(ready)).await;
+            let result = match driver.options.http.clone() {
+                Some(http) => {
+                    tokio::spawn(super::http::run(
+                        driver.options,
+                        http,
+                        driver.rx,
+                        driver.shared,
+                        ready,
+                    ))
+                    .await
+                }
+                None => tokio::spawn(driver.run(ready)).await,
+            };
             if let Err(e) = result {
                 warn!("amiwire driver ended abnormally: {e}");
                 guard_shared.set_state(State::Closed, Some("internal error".into()));
@@ -385,13 +397,13 @@ impl Client {
     }
 }
 
-fn closed() -> Error {
+pub(super) fn closed() -> Error {
     Error::Closed {
         reason: "the client is closed".into(),
     }
 }
 
-fn lost(reason: impl Into<String>) -> Error {
+pub(super) fn lost(reason: impl Into<String>) -> Error {
     Error::ConnectionLost {
         reason: reason.into(),
     }
@@ -399,7 +411,7 @@ fn lost(reason: impl Into<String>) -> Error {
 
 /// Turns a finished action into the caller's result: `Response: Error`, or an originate whose
 /// `OriginateResponse` says Failure, becomes `ActionFailed` carrying everything that arrived.
-fn judge(action: &str, outcome: Outcome) -> Result<Outcome> {
+pub(super) fn judge(action: &str, outcome: Outcome) -> Result<Outcome> {
     if outcome.is_success() {
         return Ok(outcome);
     }
@@ -1063,7 +1075,7 @@ impl Driver {
 }
 
 /// The outcome of a local operation (login done, close done): a synthetic response.
-fn local_outcome(text: &[u8]) -> Outcome {
+pub(super) fn local_outcome(text: &[u8]) -> Outcome {
     let response = Message::parse_one(text).expect("a static message parses");
     Outcome {
         response,

@@ -2,10 +2,11 @@
 
 pub mod client;
 pub mod events;
+pub mod http;
 pub mod options;
 mod record;
 mod tls;
 
 pub use client::{Client, Info, Reply, Request, State, Stats};
 pub use events::{Filter, Matcher, Overflow, Subscription, SubscriptionStats, Wake};
-pub use options::{Auth, EventMask, Options, Reconnect, Tls};
+pub use options::{Auth, EventMask, Http, Options, Reconnect, Tls};

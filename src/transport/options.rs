@@ -109,6 +109,34 @@ pub struct Options {
     pub reconnect: Reconnect,
     /// Write every byte sent and received as a JSONL transcript (the fixtures' format).
     pub record: Option<PathBuf>,
+    /// AMI over HTTP instead of TCP.
+    pub http: Option<Http>,
+}
+
+/// AJAM: the manager over Asterisk's HTTP server (`http.conf`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Http {
+    pub endpoint: crate::proto::http::Endpoint,
+    /// `http.conf` `prefix` (`/asterisk/rawman`); empty for none.
+    pub prefix: String,
+    /// `https://` (TLS options from `Options::tls`).
+    pub https: bool,
+    /// Seconds each WaitEvent long-poll may last (clamped under `http_timeout - 10`).
+    pub poll_timeout: u32,
+    /// The server's `httptimeout` (cookie lifetime), 60 by default.
+    pub http_timeout: u32,
+}
+
+impl Http {
+    pub fn new(endpoint: crate::proto::http::Endpoint) -> Http {
+        Http {
+            endpoint,
+            prefix: String::new(),
+            https: false,
+            poll_timeout: 20,
+            http_timeout: 60,
+        }
+    }
 }
 
 impl Default for Options {
@@ -126,6 +154,7 @@ impl Default for Options {
             keepalive: Some(Duration::from_secs(20)),
             reconnect: Reconnect::default(),
             record: None,
+            http: None,
         }
     }
 }
@@ -145,6 +174,7 @@ impl fmt::Debug for Options {
             .field("keepalive", &self.keepalive)
             .field("reconnect", &self.reconnect)
             .field("record", &self.record)
+            .field("http", &self.http)
             .finish()
     }
 }

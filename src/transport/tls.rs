@@ -40,7 +40,7 @@ pub(super) async fn wrap(
     Ok(Box::new(stream))
 }
 
-fn client_config(tls: &Tls) -> Result<ClientConfig> {
+pub(super) fn client_config(tls: &Tls) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

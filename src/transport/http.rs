@@ -1,0 +1,604 @@
+//! AMI over HTTP (AJAM): the same `Client` handle, driven by HTTP requests instead of a socket.
+//!
+//! Each action is one request (reqwest keeps the connections alive and pools them); its body
+//! holds the whole answer, list items included, so it is correlated on its own. Events only
+//! arrive in `WaitEvent` replies: one long-poll task keeps exactly one WaitEvent in flight
+//! (a second one on the same session would make Asterisk return the first empty) and feeds the
+//! same bounded subscriber queues as TCP. An async Originate's `OriginateResponse` arrives in
+//! a poll, so tracked originates wait in a correlator the poller routes into.
+//!
+//! Sessions: cookie endpoints log in with the Login action and send `mansession_id` back;
+//! Asterisk answers an expired session with 200 + `Permission denied` (no 401), which is
+//! detected, answered by logging in again, and the refused action is sent once more (it was
+//! not executed). Digest endpoints answer the 401 challenge, count `nc`, and retry a stale
+//! nonce; the secret never crosses the wire there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use log::{debug, warn};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::client::{
+    Command, Info, Reply, Request, Shared, State, closed, judge, local_outcome, lost,
+};
+use super::events::Subscription;
+use super::options::{Auth, Http, Options};
+use crate::error::{Error, Result};
+use crate::proto::http::{
+    self as ajam, DigestSession, Method, SessionCookie, parse_body, parse_set_cookie,
+    session_expired, split_wait_event, wait_event_action,
+};
+use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
+
+struct Session {
+    cookie: Option<SessionCookie>,
+    digest: Option<DigestSession>,
+}
+
+struct Pending {
+    reply: Reply,
+    action: String,
+    started: Instant,
+}
+
+struct Ajam {
+    options: Options,
+    http: Http,
+    client: reqwest::Client,
+    base: String,
+    session: Mutex<Session>,
+    ids: Mutex<ActionIds>,
+    shared: Arc<Shared>,
+    /// Async originates waiting for their OriginateResponse from the poller.
+    originates: Mutex<Correlator<Pending>>,
+    wake_deadlines: tokio::sync::Notify,
+}
+
+impl Ajam {
+    fn next_id(&self) -> String {
+        self.ids
+            .lock()
+            .map(|mut ids| ids.next_id())
+            .unwrap_or_else(|_| format!("{:08x}", fastrand::u32(..)))
+    }
+
+    /// One request and its parsed body, with the session's credentials. Handles the Digest
+    /// challenge (and stale nonces) and, for cookie sessions, one transparent re-login when
+    /// the session turns out to have expired.
+    async fn send(
+        &self,
+        action: &Action,
+        id: &str,
+        timeout: Duration,
+        may_relogin: bool,
+    ) -> Result<Vec<Message>> {
+        let endpoint = self.http.endpoint;
+        let mut relogged = false;
+        let mut challenges = 0;
+        loop {
+            let request =
+                ajam::Request::new(endpoint, &self.http.prefix, Method::Post, action, Some(id))?;
+            let (cookie, authorization) = {
+                let mut session = self
+                    .session
+                    .lock()
+                    .map_err(|_| Error::Internal("session lock".into()))?;
+                let auth = match session.digest.as_mut() {
+                    Some(digest) => digest.authorization(request.method, &request.target)?,
+                    None => None,
+                };
+                (session.cookie.clone(), auth)
+            };
+            let mut builder = self
+                .client
+                .post(format!("{}{}", self.base, request.target))
+                .timeout(timeout)
+                .header(reqwest::header::CONTENT_TYPE, ajam::FORM_CONTENT_TYPE)
+                .body(request.body.clone());
+            if let Some(cookie) = &cookie {
+                builder = builder.header(reqwest::header::COOKIE, cookie.header_value());
+            }
+            if let Some(auth) = authorization {
+                builder = builder.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            let response = builder.send().await.map_err(|e| {
+                if e.is_timeout() {
+                    Error::Timeout {
+                        action: action.name().into(),
+                        action_id: id.into(),
+                        seconds: timeout.as_secs_f64(),
+                        partial: None,
+                    }
+                } else {
+                    lost(format!(
+                        "HTTP request to {}: {}",
+                        self.base,
+                        without_url(&e)
+                    ))
+                }
+            })?;
+            let status = response.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED && endpoint.uses_digest() {
+                let challenge = response
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| Error::Remote("401 without a Digest challenge".into()))?
+                    .to_owned();
+                challenges += 1;
+                let mut session = self
+                    .session
+                    .lock()
+                    .map_err(|_| Error::Internal("session lock".into()))?;
+                let digest = session.digest.get_or_insert(DigestSession::new(
+                    &self.options.username,
+                    &self.options.secret,
+                )?);
+                digest.on_unauthorized(&challenge)?;
+                if challenges > 3 {
+                    return Err(Error::Auth(
+                        "HTTP Digest: the server keeps refusing fresh credentials".into(),
+                    ));
+                }
+                continue;
+            }
+            if !status.is_success() {
+                return Err(Error::Remote(format!(
+                    "HTTP {status} from /{}",
+                    endpoint.name()
+                )));
+            }
+            let received = response
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(parse_set_cookie)
+                .map(|c| c.cookie);
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| lost(format!("HTTP body: {}", without_url(&e))))?;
+            let messages = parse_body(endpoint, content_type.as_deref(), &body)?;
+            if !endpoint.uses_digest() {
+                if may_relogin
+                    && !relogged
+                    && session_expired(cookie.as_ref(), received.as_ref(), &messages)
+                {
+                    debug!("amiwire: HTTP session expired; logging in again");
+                    relogged = true;
+                    Box::pin(self.login()).await?;
+                    continue;
+                }
+                if let Some(received) = received {
+                    if let Ok(mut session) = self.session.lock() {
+                        session.cookie = Some(received);
+                    }
+                }
+            }
+            return Ok(messages);
+        }
+    }
+
+    /// Cookie endpoints: the Login action (plain, or MD5 Challenge first on the same
+    /// session). Digest endpoints need no login; a Ping makes the first challenge happen.
+    async fn login(&self) -> Result<()> {
+        let timeout = self
+            .options
+            .connect_timeout
+            .max(self.options.action_timeout);
+        if self.http.endpoint.uses_digest() {
+            let reply = self
+                .send(&Action::new("Ping"), &self.next_id(), timeout, false)
+                .await?;
+            return first_response(&reply).map(|_| ());
+        }
+        if let Ok(mut session) = self.session.lock() {
+            session.cookie = None;
+        }
+        let o = &self.options;
+        let mut login = Action::new("Login").header("Username", &o.username);
+        match o.auth {
+            Auth::Plain => login.push("Secret", &o.secret),
+            Auth::Md5 => {
+                let reply = self
+                    .send(
+                        &Action::new("Challenge").header("AuthType", "MD5"),
+                        &self.next_id(),
+                        timeout,
+                        false,
+                    )
+                    .await?;
+                let challenge = first_response(&reply)?
+                    .get("Challenge")
+                    .map(|c| c.into_owned())
+                    .ok_or_else(|| Error::Auth("MD5 challenge refused".into()))?;
+                login.push("AuthType", "MD5");
+                login.push("Key", md5_key(&challenge, &o.secret));
+            }
+        }
+        if o.events.0 != "on" {
+            login.push("Events", &o.events.0);
+        }
+        let reply = self.send(&login, &self.next_id(), timeout, false).await?;
+        let response = first_response(&reply)?;
+        if !response.has_value("Response", "Success") {
+            let why = response
+                .get("Message")
+                .map(|m| m.into_owned())
+                .unwrap_or_else(|| "login refused".into());
+            return Err(Error::Auth(format!("user {:?}: {why}", o.username)));
+        }
+        Ok(())
+    }
+
+    /// Runs one user action: its body is correlated on its own; a tracked originate then
+    /// waits for the poller.
+    async fn execute(self: Arc<Self>, request: Request) {
+        let id = request
+            .action
+            .action_id()
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.next_id());
+        let timeout = request.timeout.unwrap_or(self.options.action_timeout);
+        let started = Instant::now();
+        let name = request.action.name().to_owned();
+        let messages = match self.send(&request.action, &id, timeout, true).await {
+            Ok(messages) => messages,
+            Err(e) => return self.shared.deliver(request.reply, Err(e)),
+        };
+        let mut correlator: Correlator<()> = Correlator::new();
+        let _ = correlator.register(id.clone(), request.expect.clone(), None, ());
+        let mut events = Vec::new();
+        let mut done = None;
+        for msg in messages {
+            match correlator.route(msg) {
+                Routed::Done(c) => done = Some(c.outcome),
+                Routed::DoneAndEvent(c, ev) => {
+                    done = Some(c.outcome);
+                    events.push(ev);
+                }
+                Routed::Event(ev) => events.push(ev),
+                Routed::Absorbed | Routed::Orphan(_) => {}
+            }
+        }
+        self.shared.publish(events);
+        if let Some(outcome) = done {
+            return self.shared.deliver(request.reply, judge(&name, outcome));
+        }
+        // Still waiting: only an accepted async Originate (its OriginateResponse comes by
+        // WaitEvent). Anything else ended without its completion: say so, with what came.
+        let leftover = correlator
+            .drain()
+            .into_iter()
+            .next()
+            .and_then(|e| e.partial);
+        match (request.expect, leftover) {
+            (Expect::Originate, Some(outcome)) => {
+                let deadline = started + timeout;
+                let pending = Pending {
+                    reply: request.reply,
+                    action: name,
+                    started,
+                };
+                if let Ok(mut originates) = self.originates.lock() {
+                    if let Err(pending) = originates.register(
+                        id.clone(),
+                        Expect::Originate,
+                        Some(deadline.into_std()),
+                        pending,
+                    ) {
+                        self.shared.deliver(
+                            pending.reply,
+                            Err(Error::Usage(format!(
+                                "ActionID {id:?} is already in flight"
+                            ))),
+                        );
+                        return;
+                    }
+                    // The correlator wants the response first: replay it.
+                    let _ = originates.route(outcome.response);
+                }
+                self.wake_deadlines.notify_one();
+            }
+            (_, partial) => {
+                let err = Error::Remote(format!(
+                    "the HTTP reply to {name} ended before its list completed"
+                ));
+                let err = match partial {
+                    Some(outcome) => Error::ActionFailed {
+                        action: name,
+                        message: err.to_string(),
+                        response: Box::new(outcome.response),
+                        events: outcome.events,
+                    },
+                    None => err,
+                };
+                self.shared.deliver(request.reply, Err(err));
+            }
+        }
+    }
+
+    /// The single WaitEvent long-poll.
+    async fn poll(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let action = wait_event_action(self.http.poll_timeout, self.http.http_timeout);
+            let timeout = Duration::from_secs(u64::from(self.http.poll_timeout) + 15);
+            match self.send(&action, &self.next_id(), timeout, true).await {
+                Ok(messages) => {
+                    if failures > 0 {
+                        self.shared.set_state(State::Connected, None);
+                    }
+                    failures = 0;
+                    match split_wait_event(messages) {
+                        Ok(reply) => self.route_events(reply.events),
+                        Err(e) => warn!("amiwire: WaitEvent failed: {e}"),
+                    }
+                }
+                Err(Error::Auth(reason)) => {
+                    self.shared.set_state(State::Closed, Some(reason));
+                    self.shared.each_sub(Subscription::close);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        self.shared
+                            .set_state(State::Reconnecting, Some(e.to_string()));
+                        self.shared.each_sub(Subscription::note_gap);
+                    }
+                    let policy = &self.options.reconnect;
+                    let wait = policy
+                        .initial
+                        .saturating_mul(1 << failures.min(10))
+                        .min(policy.max);
+                    tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
+                }
+            }
+        }
+    }
+
+    fn route_events(&self, events: Vec<Message>) {
+        let mut out = Vec::with_capacity(events.len());
+        let mut done = Vec::new();
+        if let Ok(mut originates) = self.originates.lock() {
+            for ev in events {
+                match originates.route(ev) {
+                    Routed::Event(ev) => out.push(ev),
+                    Routed::DoneAndEvent(c, ev) => {
+                        done.push(c);
+                        out.push(ev);
+                    }
+                    Routed::Done(c) => done.push(c),
+                    Routed::Absorbed | Routed::Orphan(_) => {}
+                }
+            }
+        }
+        for c in done {
+            let result = judge(&c.token.action, c.outcome);
+            self.shared.deliver(c.token.reply, result);
+        }
+        self.shared.publish(out);
+    }
+
+    fn expire(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let (expired, next) = match self.originates.lock() {
+            Ok(mut originates) => (
+                originates.expire(now.into_std()),
+                originates.next_deadline(),
+            ),
+            Err(_) => (Vec::new(), None),
+        };
+        for e in expired {
+            let err = Error::Timeout {
+                action: e.token.action.clone(),
+                action_id: e.action_id,
+                seconds: now.duration_since(e.token.started).as_secs_f64(),
+                partial: e.partial.map(Box::new),
+            };
+            self.shared.deliver(e.token.reply, Err(err));
+        }
+        next.map(Instant::from_std)
+    }
+}
+
+fn first_response(messages: &[Message]) -> Result<&Message> {
+    messages
+        .iter()
+        .find(|m| m.is_response())
+        .ok_or_else(|| Error::Remote("the HTTP reply holds no response".into()))
+}
+
+/// reqwest errors print the URL, whose query may hold a secret on GET; we only POST, but
+/// keep errors free of URLs anyway.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(start) = e.find("http") {
+        e.truncate(start);
+    }
+    e.trim_end_matches([' ', '(', ':']).to_owned()
+}
+
+fn build_client(options: &Options, http: &Http) -> Result<(reqwest::Client, String)> {
+    let tls = options.tls.clone().unwrap_or_default();
+    let config = super::tls::client_config(&tls)?;
+    let scheme = if http.https { "https" } else { "http" };
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .connect_timeout(options.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .no_proxy();
+    let mut host = options.host.clone();
+    if let (true, Some(name)) = (http.https, tls.server_name.as_ref()) {
+        // Verify the certificate against `server_name` while connecting to `host`.
+        if let Ok(ip) = options.host.parse::<std::net::IpAddr>() {
+            builder = builder.resolve(name, std::net::SocketAddr::new(ip, options.port));
+            host = name.clone();
+        }
+    }
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let client = builder
+        .build()
+        .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+    Ok((client, format!("{scheme}://{host}:{}", options.port)))
+}
+
+pub(super) async fn run(
+    options: Options,
+    http: Http,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    ready: Reply,
+) {
+    let (client, base) = match build_client(&options, &http) {
+        Ok(pair) => pair,
+        Err(e) => {
+            shared.deliver(ready, Err(e));
+            shared.set_state(State::Closed, Some("HTTP client setup failed".into()));
+            return;
+        }
+    };
+    let ajam = Arc::new(Ajam {
+        options,
+        http,
+        client,
+        base,
+        session: Mutex::new(Session {
+            cookie: None,
+            digest: None,
+        }),
+        ids: Mutex::new(ActionIds::new()),
+        shared: shared.clone(),
+        originates: Mutex::new(Correlator::new()),
+        wake_deadlines: tokio::sync::Notify::new(),
+    });
+    if let Err(e) = ajam.login().await {
+        shared.deliver(ready, Err(e));
+        shared.set_state(State::Closed, Some("login failed".into()));
+        return;
+    }
+    let mut info = Info {
+        banner: None,
+        ami_version: None,
+        asterisk_version: None,
+    };
+    if let Ok(messages) = ajam
+        .send(
+            &Action::new("CoreSettings"),
+            &ajam.next_id(),
+            ajam.options.action_timeout,
+            true,
+        )
+        .await
+    {
+        if let Some(settings) = messages.iter().find(|m| m.is_response()) {
+            info.ami_version = settings.get("AMIversion").map(|v| v.into_owned());
+            info.asterisk_version = settings.get("AsteriskVersion").map(|v| v.into_owned());
+        }
+    }
+    if let Ok(mut shared_info) = shared.info.lock() {
+        *shared_info = info;
+    }
+    shared.set_state(State::Connected, None);
+    shared.deliver(
+        ready,
+        Ok(local_outcome(
+            b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n",
+        )),
+    );
+
+    let poller = (ajam.options.events.0 != "off").then(|| tokio::spawn(ajam.clone().poll()));
+    let mut tasks: HashMap<u64, AbortHandle> = HashMap::new();
+    let close_reply = loop {
+        let next = ajam.expire();
+        let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                None => break None,
+                Some(Command::Close(reply)) => break Some(reply),
+                Some(Command::Action(request)) => {
+                    if let Err(e) = request.action.validate() {
+                        shared.deliver(request.reply, Err(e));
+                        continue;
+                    }
+                    tasks.retain(|_, handle| !handle.is_finished());
+                    let token = match request.reply { Reply::Queued(t) => Some(t), _ => None };
+                    let handle = tokio::spawn(ajam.clone().execute(request)).abort_handle();
+                    if let Some(token) = token {
+                        tasks.insert(token, handle);
+                    }
+                }
+                Some(Command::Cancel(token)) => {
+                    if let Some(handle) = tasks.remove(&token) {
+                        handle.abort();
+                    }
+                    if let Ok(mut originates) = ajam.originates.lock() {
+                        originates.cancel_where(|p| matches!(p.reply, Reply::Queued(t) if t == token));
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(sleep_until) => {}
+            _ = ajam.wake_deadlines.notified() => {}
+        }
+    };
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    for handle in tasks.values() {
+        handle.abort();
+    }
+    if !ajam.http.endpoint.uses_digest() {
+        let _ = ajam
+            .send(
+                &Action::new("Logoff"),
+                &ajam.next_id(),
+                Duration::from_secs(2),
+                false,
+            )
+            .await;
+    }
+    let pending = ajam
+        .originates
+        .lock()
+        .map(|mut o| o.drain())
+        .unwrap_or_default();
+    for expired in pending {
+        shared.deliver(expired.token.reply, Err(closed()));
+    }
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        match cmd {
+            Command::Action(req) => shared.deliver(req.reply, Err(closed())),
+            Command::Close(reply) => {
+                shared.deliver(reply, Ok(local_outcome(b"Response: Goodbye\r\n\r\n")))
+            }
+            Command::Cancel(_) => {}
+        }
+    }
+    shared.set_state(State::Closed, Some("closed by the user".into()));
+    shared.each_sub(Subscription::close);
+    if let Some(reply) = close_reply {
+        shared.deliver(
+            reply,
+            Ok(local_outcome(
+                b"Response: Goodbye\r\nMessage: Closed\r\n\r\n",
+            )),
+        );
+    }
+}
