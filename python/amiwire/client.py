@@ -125,6 +125,8 @@ class _Bridge:
         self.futures: dict[int, asyncio.Future[Any]] = {}
         self.waiting: dict[EventStream, asyncio.Future[None]] = {}
         self.tokens = itertools.count(1)
+        self.state_callbacks: list[Callable[[str, str | None], Any]] = []
+        self.state_seen = conn.state_changes
 
     def attach(self) -> asyncio.AbstractEventLoop:
         try:
@@ -165,6 +167,16 @@ class _Bridge:
             for fut in waiting.values():
                 if not fut.done():
                     fut.set_result(None)
+        changes = self.conn.state_changes
+        if changes != self.state_seen:
+            self.state_seen = changes
+            state, reason = self.conn.state, self.conn.state_reason
+            log.info("amiwire connection %s%s", state, f": {reason}" if reason else "")
+            for callback in list(self.state_callbacks):
+                try:
+                    callback(state, reason)
+                except Exception:
+                    log.exception("amiwire: state callback %r failed", callback)
 
 
 class Client:
@@ -402,6 +414,14 @@ class Client:
         return register(callback) if callback is not None else register
 
     # -- life ----------------------------------------------------------------------------
+
+    def on_state_change(self, callback: Callable[[str, str | None], Any]) -> Callable[[str, str | None], Any]:
+        """Calls ``callback(state, reason)`` on the loop thread whenever the connection
+        changes state (``connected``, ``reconnecting``, ``closed``); usable as a decorator.
+        Needs the loop to be running, as any wake-up does."""
+        self._bridge.state_callbacks.append(callback)
+        self._bridge.attach()
+        return callback
 
     async def close(self) -> None:
         """Logs off and closes the connection; pending actions fail with ClientClosed."""
