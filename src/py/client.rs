@@ -349,6 +349,13 @@ pub struct EventSubscription {
     sub: Arc<Subscription>,
 }
 
+/// A stream the user dropped without closing stops collecting events.
+impl Drop for EventSubscription {
+    fn drop(&mut self) {
+        self.client.unsubscribe(&self.sub);
+    }
+}
+
 #[pymethods]
 impl EventSubscription {
     /// Up to `max` queued events, oldest first, without waiting.
