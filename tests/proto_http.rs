@@ -258,7 +258,12 @@ fn endpoint_paths_formats_and_prefix() {
         );
         assert_eq!(Endpoint::from_path(&e.path("").unwrap(), ""), Some(e));
     }
+    assert_eq!(
+        Endpoint::from_path("/Asterisk/RAWMAN/", "asterisk"),
+        Some(Endpoint::RawMan)
+    );
     assert_eq!(Endpoint::from_path("/rawman", "asterisk"), None);
+    assert_eq!(Endpoint::from_path("/asteriskx/rawman", "asterisk"), None);
     assert_eq!(Endpoint::from_path("/asterisk/rawmanx", "asterisk"), None);
     assert_eq!(Endpoint::from_path("/nonexistent", ""), None);
 
@@ -416,6 +421,30 @@ fn requests_are_validated_like_tcp_actions_and_hide_secrets() {
         ),
         Err(Error::Usage(_))
     ));
+
+    // Asterisk's HTTP sizes: a 4095-byte request line, a 4096-byte form body. Four 1000-byte
+    // headers make "/rawman?Action=UserEvent" (24) + 4 * "&Dn=..." (1004) = 4040 bytes of
+    // target; "&E=" and `last` bytes follow.
+    let sized = |last: usize, method: Method| {
+        let mut a = Action::new("UserEvent");
+        for i in 0..4 {
+            a.push(format!("D{i}"), "d".repeat(1000));
+        }
+        a.push("E", "e".repeat(last));
+        Request::new(Endpoint::RawMan, "", method, &a, None)
+    };
+    let longest = sized(37, Method::Get).unwrap();
+    assert_eq!(
+        "GET ".len() + longest.target.len() + " HTTP/1.1\r\n".len(),
+        4095
+    );
+    let err = sized(38, Method::Get).unwrap_err();
+    assert!(
+        matches!(err, Error::Usage(_)) && err.to_string().contains("POST"),
+        "{err}"
+    );
+    assert_eq!(sized(61, Method::Post).unwrap().body.len(), 4096);
+    assert!(matches!(sized(62, Method::Post), Err(Error::Usage(_))));
 
     let login = Action::new("Login")
         .header("Username", "admin")

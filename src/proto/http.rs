@@ -35,6 +35,11 @@ pub const WAIT_EVENT_MARGIN: u32 = 10;
 pub const COOKIE_NAME: &str = "mansession_id";
 /// Content type of a POST body.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+/// `http.c` reads the request line with `fgets` into `MAX_HTTP_LINE_LENGTH` (4096) bytes,
+/// one of them the NUL: a longer GET is cut, not refused.
+pub const MAX_REQUEST_LINE: usize = 4095;
+/// `http.c` drops a form body over `MAX_CONTENT_LENGTH` (4096) bytes.
+pub const MAX_FORM_BODY: usize = 4096;
 
 /// The six manager URIs. The `A…` variants authenticate with HTTP Digest instead of a cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,11 +106,19 @@ impl Endpoint {
         Ok(format!("{}/{}", normalize_prefix(prefix)?, self.name()))
     }
 
-    /// The endpoint a request path (without its query) names under `prefix`.
+    /// The endpoint a request path (without its query) names under `prefix`, matched as
+    /// `http.c` does: case-insensitively, a trailing `/` allowed.
     pub fn from_path(path: &str, prefix: &str) -> Option<Endpoint> {
         let prefix = normalize_prefix(prefix).ok()?;
-        let name = path.strip_prefix(prefix.as_str())?.strip_prefix('/')?;
-        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+        let head = path.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(&prefix) {
+            return None;
+        }
+        let rest = path.get(prefix.len()..)?.strip_prefix('/')?;
+        let name = rest.strip_suffix('/').unwrap_or(rest);
+        Endpoint::ALL
+            .into_iter()
+            .find(|e| e.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -163,8 +176,9 @@ impl Method {
 }
 
 /// One manager request, ready for an HTTP client. A GET carries the action in the query
-/// string; a POST in a form-encoded body (prefer POST for `Login`: query strings end up in
-/// access logs, and servers before 2018 failed Digest on long URIs, ASTERISK-27841).
+/// string; a POST in a form-encoded body. Prefer POST for `Login`: a GET puts the secret in
+/// `target`, which access logs record (this type's Debug hides it; never log `target`
+/// itself). Servers before 2018 also failed Digest on long URIs (ASTERISK-27841).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
@@ -176,8 +190,9 @@ pub struct Request {
 
 impl Request {
     /// Builds the request for `action` on `endpoint` under `prefix`, with `action_id` unless
-    /// the action carries its own. Validation is `Action::validate`'s: nothing is built from
-    /// an action that TCP would refuse.
+    /// the action carries its own. Validation is `Action::validate`'s (nothing is built from
+    /// an action that TCP would refuse), plus Asterisk's HTTP sizes: a request line of at most
+    /// [`MAX_REQUEST_LINE`] bytes for a GET, a body of at most [`MAX_FORM_BODY`] for a POST.
     pub fn new(
         endpoint: Endpoint,
         prefix: &str,
@@ -187,7 +202,7 @@ impl Request {
     ) -> Result<Request> {
         let path = endpoint.path(prefix)?;
         let form = encode_form(action, action_id)?;
-        Ok(match method {
+        let request = match method {
             Method::Get => Request {
                 method,
                 target: format!("{path}?{form}"),
@@ -198,7 +213,22 @@ impl Request {
                 target: path,
                 body: form.into_bytes(),
             },
-        })
+        };
+        // "GET " + target + " HTTP/1.1\r\n"
+        let line = method.as_str().len() + request.target.len() + 12;
+        if line > MAX_REQUEST_LINE {
+            return Err(Error::Usage(format!(
+                "the request line would be {line} bytes; Asterisk reads at most \
+                 {MAX_REQUEST_LINE} (send long actions with POST)"
+            )));
+        }
+        if request.body.len() > MAX_FORM_BODY {
+            return Err(Error::Usage(format!(
+                "the form body would be {} bytes; Asterisk accepts at most {MAX_FORM_BODY}",
+                request.body.len()
+            )));
+        }
+        Ok(request)
     }
 
     /// The `Content-Type` to send (a POST body's).
