@@ -1182,3 +1182,51 @@ fn wait_event_replies_split_into_response_events_and_terminator() {
     let bare = split_wait_event(bare).unwrap();
     assert!(bare.events.is_empty() && bare.complete.is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// Robustness: no input makes a parser panic.
+
+fn fixture_bodies() -> &'static [Vec<u8>] {
+    static BODIES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    BODIES.get_or_init(|| {
+        [
+            "http-digest-amxml.jsonl",
+            "http-digest-amanager.jsonl",
+            "http-errors.jsonl",
+        ]
+        .iter()
+        .flat_map(|name| exchanges("22", name))
+        .map(|e| e.resp.body)
+        .filter(|b| b.len() < 8_000)
+        .collect()
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn parsers_never_panic_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        for endpoint in [Endpoint::RawMan, Endpoint::MXml, Endpoint::Manager] {
+            let _ = parse_body(endpoint, None, &bytes);
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = DigestChallenge::parse(&text);
+        let _ = DigestChallenge::parse(&format!("Digest {text}"));
+        let _ = parse_set_cookie(&text);
+        let _ = parse_cookie_header(&text);
+        let _ = decode_form(&bytes);
+    }
+
+    #[test]
+    fn parsers_never_panic_on_damaged_fixtures(which in 0usize..64, cut in 0usize..8_000, flip in 0usize..8_000, byte in proptest::prelude::any::<u8>()) {
+        let bodies = fixture_bodies();
+        let mut body = bodies[which % bodies.len()].clone();
+        if !body.is_empty() {
+            let at = flip % body.len();
+            body[at] = byte;
+            body.truncate(cut % (body.len() + 1));
+        }
+        for endpoint in [Endpoint::RawMan, Endpoint::MXml, Endpoint::Manager] {
+            let _ = parse_body(endpoint, None, &body);
+        }
+    }
+}

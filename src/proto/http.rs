@@ -14,6 +14,20 @@
 //!   (`output` several times for `/mxml`, never the original `Output`: case cannot be
 //!   recovered). Values that span lines (`Opaque-data`) cannot be header values: each CR or
 //!   LF becomes one space, and `/manager`'s `<br>` line breaks are dropped before that.
+//!   A legacy (Asterisk 13) `Response: Follows` reply arrives there as headers plus one
+//!   `Opaque-data` / `opaque_data` value, never as [`Message::body`].
+//!
+//! How a transport uses it:
+//!
+//! - Cookie endpoints: send [`Request::new`] (`Login` first, preferably as a POST); keep the
+//!   [`SessionCookie`] from [`parse_set_cookie`] and send [`SessionCookie::header_value`] as
+//!   `Cookie`; decode every 200 body with [`parse_body`]. When [`session_expired`] says so,
+//!   log in again and replay the request once if it is idempotent.
+//! - Digest endpoints: ask [`DigestSession::authorization`] for each request's
+//!   `Authorization` (none before the first challenge); hand each 401's
+//!   `WWW-Authenticate` to [`DigestSession::on_unauthorized`] and retry once when it says so.
+//! - Events: keep one [`wait_event_action`] long-poll in flight per login and take each reply
+//!   apart with [`split_wait_event`]; the HTTP read timeout must exceed the poll's timeout.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -631,7 +645,7 @@ impl SessionCookie {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"\";\\,".contains(&b))
         {
-            return Err(Error::Remote("invalid mansession_id cookie value".into()));
+            return Err(Error::Usage("invalid mansession_id cookie value".into()));
         }
         Ok(SessionCookie { id })
     }
