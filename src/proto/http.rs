@@ -29,6 +29,7 @@
 //! - Events: keep one [`wait_event_action`] long-poll in flight per login and take each reply
 //!   apart with [`split_wait_event`]; the HTTP read timeout must exceed the poll's timeout.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -619,6 +620,191 @@ fn line_safe(b: u8) -> u8 {
 }
 
 // ---------------------------------------------------------------------------------------
+// Rendering bodies as Asterisk serves them (for the simulator)
+
+/// The page around `/manager`'s rows (manager.c `generic_http_callback`).
+const MANAGER_HEAD: &str = "<title>Asterisk&trade; Manager Interface</title><body bgcolor=\"#ffffff\">\
+<table align=center bgcolor=\"#f1f1f1\" width=\"500\">\r\n\
+<tr><td colspan=\"2\" bgcolor=\"#f1f1ff\"><h1>Manager Tester</h1></td></tr>\r\n\
+<tr><td colspan=\"2\" bgcolor=\"#f1f1ff\"><form action=\"manager\" method=\"post\">\n\
+\tAction: <select name=\"action\">\n\
+\t\t<option value=\"\">-----&gt;</option>\n\
+\t\t<option value=\"login\">login</option>\n\
+\t\t<option value=\"command\">Command</option>\n\
+\t\t<option value=\"waitevent\">waitevent</option>\n\
+\t\t<option value=\"listcommands\">listcommands</option>\n\
+\t</select>\n\
+\tor <input name=\"action\"><br/>\n\
+\tCLI Command <input name=\"command\"><br>\n\
+\tuser <input name=\"username\"> pass <input type=\"password\" name=\"secret\"><br>\n\
+\t<input type=\"submit\">\n</form>\n</td></tr>\r\n";
+const MANAGER_TAIL: &str = "</table></body>\r\n";
+/// The page around `/amanager`'s rows (manager.c `auth_http_callback`).
+const AMANAGER_HEAD: &str = "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\r\n\
+<html><head>\r\n<title>Asterisk&trade; Manager Interface</title>\r\n\
+</head><body style=\"background-color: #ffffff;\">\r\n<form method=\"POST\">\r\n\
+<table align=\"center\" style=\"background-color: #f1f1f1;\" width=\"500\">\r\n\
+<tr><th colspan=\"2\" style=\"background-color: #f1f1ff;\"><h1>Manager Tester</h1></th></tr>\r\n\
+<tr><th colspan=\"2\" style=\"background-color: #f1f1ff;\">Action: <input name=\"action\" /> \
+Cmd: <input name=\"command\" /><br><input type=\"submit\" value=\"Send request\" /></th></tr>\r\n";
+const AMANAGER_TAIL: &str = "</table></form></body></html>\r\n";
+
+/// The body `endpoint` would serve for these messages, byte for byte as Asterisk writes it:
+/// `/rawman` is the wire text (each message closed by its blank line), `/mxml` and
+/// `/manager` go through a port of manager.c's `xml_translate`, lossy rules included.
+pub fn render_body(endpoint: Endpoint, messages: &[Message]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (head, tail) = match endpoint {
+        Endpoint::RawMan | Endpoint::ARawMan => ("", ""),
+        Endpoint::MXml | Endpoint::AMXml => ("<ajax-response>\n", "</ajax-response>\n"),
+        Endpoint::Manager => (MANAGER_HEAD, MANAGER_TAIL),
+        Endpoint::AManager => (AMANAGER_HEAD, AMANAGER_TAIL),
+    };
+    out.extend_from_slice(head.as_bytes());
+    for m in messages {
+        let text = wire_text(m.raw());
+        match endpoint.format() {
+            Format::Raw => out.extend_from_slice(&text),
+            format => xml_translate(&text, format == Format::Xml, &mut out),
+        }
+    }
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// A message as Asterisk wrote it: the decoder ends a legacy body at its marker line, and a
+/// `\n\r\n`-terminated message early; the blank line it then skipped belongs to the message.
+fn wire_text(raw: &[u8]) -> Cow<'_, [u8]> {
+    if raw.ends_with(b"\r\n\r\n") {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned([raw, b"\r\n"].concat())
+    }
+}
+
+/// manager.c `xml_translate` over one message's text: lines split at CR or LF (an LF right
+/// after the split is skipped, so `\n\n` is no blank line); trailing blanks trimmed; a blank
+/// line closes the object; `Key: value` is a field, anything else opens `Opaque-data`, which
+/// takes the following lines until the blank line.
+fn xml_translate(text: &[u8], xml: bool, out: &mut Vec<u8>) {
+    let mut in_obj = false;
+    let mut in_data = false;
+    let mut counts: Vec<(&[u8], usize)> = Vec::new();
+    let mut rest = text;
+    let close = |out: &mut Vec<u8>, in_obj: &mut bool, in_data: &mut bool| {
+        if std::mem::take(in_data) {
+            out.extend_from_slice(if xml { b"'" } else { b"</td></tr>\n" });
+        }
+        if std::mem::take(in_obj) {
+            out.extend_from_slice(if xml {
+                b" /></response>\n"
+            } else {
+                b"<tr><td colspan=\"2\"><hr></td></tr>\r\n"
+            });
+        }
+    };
+    while !rest.is_empty() {
+        let (line, after) = match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            Some(at) => {
+                let after = rest.get(at + 1..).unwrap_or_default();
+                (
+                    rest.get(..at).unwrap_or_default(),
+                    after.strip_prefix(b"\n").unwrap_or(after),
+                )
+            }
+            None => (rest, &b""[..]),
+        };
+        rest = after;
+        let line = trim_blanks_end(line);
+        if line.is_empty() {
+            close(out, &mut in_obj, &mut in_data);
+            counts.clear();
+            continue;
+        }
+        if !in_obj {
+            if xml {
+                out.extend_from_slice(b"<response type='object' id='unknown'><generic");
+            }
+            in_obj = true;
+        }
+        if in_data {
+            out.extend_from_slice(if xml { b"\n" } else { b"<br>\n" });
+            xml_escape(line, false, out);
+            continue;
+        }
+        let (key, value) = match memchr::memchr(b':', line) {
+            Some(colon) => (
+                trim_blanks_end(line.get(..colon).unwrap_or_default()),
+                skip_blanks(line.get(colon + 1..).unwrap_or_default()),
+            ),
+            None => {
+                in_data = true;
+                (&b"Opaque-data"[..], line)
+            }
+        };
+        out.extend_from_slice(if xml { b" " } else { b"<tr><td>" });
+        let count = match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                counts.push((key, 1));
+                1
+            }
+        };
+        xml_escape(key, xml, out);
+        if count > 1 {
+            out.extend_from_slice(format!("-{count}").as_bytes());
+        }
+        out.extend_from_slice(if xml { b"='" } else { b"</td><td>" });
+        xml_escape(value, false, out);
+        if !in_data || rest.is_empty() {
+            out.extend_from_slice(if xml { b"'" } else { b"</td></tr>\n" });
+        }
+    }
+    // Like manager.c, the end of the text closes only the object.
+    close(out, &mut in_obj, &mut false);
+}
+
+/// `ast_trim_blanks`: drops trailing bytes below 33.
+fn trim_blanks_end(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| b >= 33).map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or_default()
+}
+
+/// `ast_skip_blanks`: drops leading bytes below 33.
+fn skip_blanks(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b >= 33).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
+}
+
+/// `xml_copy_escape`: the five XML entities; for an `/mxml` key (`name`), lowercase, every
+/// non-alphanumeric byte `_` and a leading digit prefixed with `_`.
+fn xml_escape(s: &[u8], name: bool, out: &mut Vec<u8>) {
+    for (i, &b) in s.iter().enumerate() {
+        if name {
+            if i == 0 && b.is_ascii_digit() {
+                out.extend_from_slice(&[b'_', b]);
+                continue;
+            }
+            if !b.is_ascii_alphanumeric() {
+                out.push(b'_');
+                continue;
+            }
+        }
+        match b {
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            b'&' => out.extend_from_slice(b"&amp;"),
+            _ => out.push(if name { b.to_ascii_lowercase() } else { b }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The session cookie
 
 /// The `mansession_id` cookie of a `/rawman`, `/mxml` or `/manager` session. It is a bearer
@@ -743,20 +929,8 @@ pub struct DigestChallenge {
 impl DigestChallenge {
     /// Parses the header value. Only MD5 with `qop=auth` is supported: all Asterisk offers.
     pub fn parse(value: &str) -> Result<DigestChallenge> {
-        let value = value.trim_start();
-        let params = value
-            .get(..6)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
-            .and_then(|_| value.get(6..))
-            .filter(|rest| rest.starts_with([' ', '\t']))
-            .ok_or_else(|| Error::Auth(format!("not a Digest challenge: {value:?}")))?;
-        let params = parse_auth_params(params)?;
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let params = DigestParams::parse(value)?;
+        let get = |name: &str| params.get(name);
         let missing = |name: &str| Error::Remote(format!("Digest challenge without {name}"));
         let challenge = DigestChallenge {
             realm: get("realm").ok_or_else(|| missing("realm"))?,
@@ -784,6 +958,112 @@ impl DigestChallenge {
             )));
         }
         Ok(challenge)
+    }
+
+    /// The `WWW-authenticate` value as Asterisk writes it (http.c `ast_http_auth`).
+    pub fn header_value(&self) -> String {
+        let mut out = format!(
+            "Digest algorithm={}, realm=\"{}\", nonce=\"{}\", qop=\"{}\"",
+            self.algorithm.as_deref().unwrap_or("MD5"),
+            quote_escape(&self.realm),
+            quote_escape(&self.nonce),
+            quote_escape(self.qop.as_deref().unwrap_or("auth")),
+        );
+        if let Some(opaque) = &self.opaque {
+            let _ = write!(out, ", opaque=\"{}\"", quote_escape(opaque));
+        }
+        if self.stale {
+            out.push_str(", stale=true");
+        }
+        out
+    }
+}
+
+/// The parameters of a `Digest …` header, names matched case-insensitively.
+struct DigestParams(Vec<(String, String)>);
+
+impl DigestParams {
+    fn parse(value: &str) -> Result<DigestParams> {
+        let value = value.trim_start();
+        let params = value
+            .get(..6)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
+            .and_then(|_| value.get(6..))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .ok_or_else(|| Error::Auth(format!("not a Digest header: {value:?}")))?;
+        parse_auth_params(params).map(DigestParams)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A client's `Authorization: Digest …` (the simulator's side of [`DigestSession`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestAuthorization {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub qop: Option<String>,
+    /// `nc`, read as hex (`sscanf("%lx")` in manager.c).
+    pub nc: Option<u32>,
+    pub cnonce: Option<String>,
+    pub opaque: Option<String>,
+}
+
+impl DigestAuthorization {
+    pub fn parse(value: &str) -> Result<DigestAuthorization> {
+        let params = DigestParams::parse(value)?;
+        let need = |name: &str| {
+            params
+                .get(name)
+                .ok_or_else(|| Error::Remote(format!("Digest authorization without {name}")))
+        };
+        let nc = match params.get("nc") {
+            Some(nc) => Some(
+                u32::from_str_radix(&nc, 16)
+                    .map_err(|_| Error::Remote(format!("Digest nc {nc:?} is not hex")))?,
+            ),
+            None => None,
+        };
+        Ok(DigestAuthorization {
+            username: need("username")?,
+            realm: need("realm")?,
+            nonce: need("nonce")?,
+            uri: need("uri")?,
+            response: need("response")?,
+            qop: params.get("qop"),
+            nc,
+            cnonce: params.get("cnonce"),
+            opaque: params.get("opaque"),
+        })
+    }
+
+    /// Whether `response` is right for `password` and the request's method (qop=auth, as
+    /// Asterisk checks it; the caller checks nonce, `nc` order and that `uri` is the target).
+    pub fn verify(&self, method: Method, password: &str) -> bool {
+        let (Some(nc), Some(cnonce), Some(true)) = (
+            self.nc,
+            self.cnonce.as_deref(),
+            self.qop.as_deref().map(|q| q.eq_ignore_ascii_case("auth")),
+        ) else {
+            return false;
+        };
+        let ha1 = digest_ha1(&self.username, &self.realm, password);
+        let expected = digest_response(&ha1, &self.nonce, nc, cnonce, method, &self.uri);
+        // Compare without an early exit, so timing says nothing about the right answer.
+        expected.len() == self.response.len()
+            && expected
+                .bytes()
+                .zip(self.response.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
