@@ -1434,3 +1434,51 @@ proptest::proptest! {
         }
     }
 }
+
+fn wire(headers: &[(String, String)]) -> Vec<u8> {
+    let mut text = String::new();
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+proptest::proptest! {
+    /// Rendering then parsing gives back every header, repeats included, minus what the
+    /// format cannot carry (blanks around values; case of /mxml keys).
+    #[test]
+    fn render_then_parse_round_trips(
+        headers in proptest::collection::vec(
+            ("[A-Za-z][A-Za-z0-9]{0,6}", "[ -~]{0,30}"),
+            1..12,
+        ),
+        repeat in 0usize..4,
+    ) {
+        let mut headers = headers;
+        // Force some repeated keys.
+        let first = headers[0].0.clone();
+        for i in 0..repeat {
+            headers.push((first.clone(), format!("again {i}")));
+        }
+        let msgs = parse_rawman(&wire(&headers)).unwrap();
+        let trimmed: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.clone(), v.trim().to_owned())).collect();
+        for endpoint in [Endpoint::Manager, Endpoint::AManager] {
+            let back = parse_manager_html(&render_body(endpoint, &msgs)).unwrap();
+            proptest::prop_assert_eq!(back.len(), 1);
+            proptest::prop_assert_eq!(headers_of(&back[0]), trimmed.clone());
+        }
+        // /mxml lowercases keys; keys that differ only in case would be counted apart by
+        // Asterisk, so this property uses lowercase keys.
+        let lower: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect();
+        let msgs = parse_rawman(&wire(&lower)).unwrap();
+        let back = parse_mxml(&render_body(Endpoint::MXml, &msgs)).unwrap();
+        let expected: Vec<(String, String)> =
+            lower.iter().map(|(k, v)| (k.clone(), v.trim().to_owned())).collect();
+        proptest::prop_assert_eq!(headers_of(&back[0]), expected);
+        // /rawman is exact.
+        proptest::prop_assert_eq!(render_body(Endpoint::RawMan, &msgs), wire(&lower));
+    }
+}

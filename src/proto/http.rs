@@ -1,6 +1,10 @@
 //! AMI over HTTP (AJAM), sans-IO: request targets and bodies, response bodies to
 //! [`Message`]s, the session cookie, HTTP Digest, and WaitEvent helpers. No sockets and no
-//! clock here; the transport moves the bytes and keeps the time.
+//! clock here; the transport moves the bytes and keeps the time. The server's half is here
+//! too, for the simulator: [`Endpoint::from_path`], [`decode_form`], [`parse_cookie_header`],
+//! [`SessionCookie::set_cookie_value`], [`DigestChallenge::header_value`],
+//! [`DigestAuthorization::verify`] and [`render_body`], which reproduces Asterisk's bodies
+//! byte for byte.
 //!
 //! The three body formats (ami-protocol.md §10):
 //!
