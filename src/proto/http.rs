@@ -1,6 +1,10 @@
 //! AMI over HTTP (AJAM), sans-IO: request targets and bodies, response bodies to
 //! [`Message`]s, the session cookie, HTTP Digest, and WaitEvent helpers. No sockets and no
-//! clock here; the transport moves the bytes and keeps the time.
+//! clock here; the transport moves the bytes and keeps the time. The server's half is here
+//! too, for the simulator: [`Endpoint::from_path`], [`decode_form`], [`parse_cookie_header`],
+//! [`SessionCookie::set_cookie_value`], [`DigestChallenge::header_value`],
+//! [`DigestAuthorization::verify`] and [`render_body`], which reproduces Asterisk's bodies
+//! byte for byte.
 //!
 //! The three body formats (ami-protocol.md §10):
 //!
@@ -14,7 +18,22 @@
 //!   (`output` several times for `/mxml`, never the original `Output`: case cannot be
 //!   recovered). Values that span lines (`Opaque-data`) cannot be header values: each CR or
 //!   LF becomes one space, and `/manager`'s `<br>` line breaks are dropped before that.
+//!   A legacy (Asterisk 13) `Response: Follows` reply arrives there as headers plus one
+//!   `Opaque-data` / `opaque_data` value, never as [`Message::body`].
+//!
+//! How a transport uses it:
+//!
+//! - Cookie endpoints: send [`Request::new`] (`Login` first, preferably as a POST); keep the
+//!   [`SessionCookie`] from [`parse_set_cookie`] and send [`SessionCookie::header_value`] as
+//!   `Cookie`; decode every 200 body with [`parse_body`]. When [`session_expired`] says so,
+//!   log in again and replay the request once if it is idempotent.
+//! - Digest endpoints: ask [`DigestSession::authorization`] for each request's
+//!   `Authorization` (none before the first challenge); hand each 401's
+//!   `WWW-Authenticate` to [`DigestSession::on_unauthorized`] and retry once when it says so.
+//! - Events: keep one [`wait_event_action`] long-poll in flight per login and take each reply
+//!   apart with [`split_wait_event`]; the HTTP read timeout must exceed the poll's timeout.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -35,6 +54,11 @@ pub const WAIT_EVENT_MARGIN: u32 = 10;
 pub const COOKIE_NAME: &str = "mansession_id";
 /// Content type of a POST body.
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+/// `http.c` reads the request line with `fgets` into `MAX_HTTP_LINE_LENGTH` (4096) bytes,
+/// one of them the NUL: a longer GET is cut, not refused.
+pub const MAX_REQUEST_LINE: usize = 4095;
+/// `http.c` drops a form body over `MAX_CONTENT_LENGTH` (4096) bytes.
+pub const MAX_FORM_BODY: usize = 4096;
 
 /// The six manager URIs. The `A…` variants authenticate with HTTP Digest instead of a cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,11 +125,19 @@ impl Endpoint {
         Ok(format!("{}/{}", normalize_prefix(prefix)?, self.name()))
     }
 
-    /// The endpoint a request path (without its query) names under `prefix`.
+    /// The endpoint a request path (without its query) names under `prefix`, matched as
+    /// `http.c` does: case-insensitively, a trailing `/` allowed.
     pub fn from_path(path: &str, prefix: &str) -> Option<Endpoint> {
         let prefix = normalize_prefix(prefix).ok()?;
-        let name = path.strip_prefix(prefix.as_str())?.strip_prefix('/')?;
-        Endpoint::ALL.into_iter().find(|e| e.name() == name)
+        let head = path.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(&prefix) {
+            return None;
+        }
+        let rest = path.get(prefix.len()..)?.strip_prefix('/')?;
+        let name = rest.strip_suffix('/').unwrap_or(rest);
+        Endpoint::ALL
+            .into_iter()
+            .find(|e| e.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -163,8 +195,9 @@ impl Method {
 }
 
 /// One manager request, ready for an HTTP client. A GET carries the action in the query
-/// string; a POST in a form-encoded body (prefer POST for `Login`: query strings end up in
-/// access logs, and servers before 2018 failed Digest on long URIs, ASTERISK-27841).
+/// string; a POST in a form-encoded body. Prefer POST for `Login`: a GET puts the secret in
+/// `target`, which access logs record (this type's Debug hides it; never log `target`
+/// itself). Servers before 2018 also failed Digest on long URIs (ASTERISK-27841).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
@@ -176,8 +209,9 @@ pub struct Request {
 
 impl Request {
     /// Builds the request for `action` on `endpoint` under `prefix`, with `action_id` unless
-    /// the action carries its own. Validation is `Action::validate`'s: nothing is built from
-    /// an action that TCP would refuse.
+    /// the action carries its own. Validation is `Action::validate`'s (nothing is built from
+    /// an action that TCP would refuse), plus Asterisk's HTTP sizes: a request line of at most
+    /// [`MAX_REQUEST_LINE`] bytes for a GET, a body of at most [`MAX_FORM_BODY`] for a POST.
     pub fn new(
         endpoint: Endpoint,
         prefix: &str,
@@ -187,7 +221,7 @@ impl Request {
     ) -> Result<Request> {
         let path = endpoint.path(prefix)?;
         let form = encode_form(action, action_id)?;
-        Ok(match method {
+        let request = match method {
             Method::Get => Request {
                 method,
                 target: format!("{path}?{form}"),
@@ -198,7 +232,22 @@ impl Request {
                 target: path,
                 body: form.into_bytes(),
             },
-        })
+        };
+        // "GET " + target + " HTTP/1.1\r\n"
+        let line = method.as_str().len() + request.target.len() + 12;
+        if line > MAX_REQUEST_LINE {
+            return Err(Error::Usage(format!(
+                "the request line would be {line} bytes; Asterisk reads at most \
+                 {MAX_REQUEST_LINE} (send long actions with POST)"
+            )));
+        }
+        if request.body.len() > MAX_FORM_BODY {
+            return Err(Error::Usage(format!(
+                "the form body would be {} bytes; Asterisk accepts at most {MAX_FORM_BODY}",
+                request.body.len()
+            )));
+        }
+        Ok(request)
     }
 
     /// The `Content-Type` to send (a POST body's).
@@ -575,6 +624,191 @@ fn line_safe(b: u8) -> u8 {
 }
 
 // ---------------------------------------------------------------------------------------
+// Rendering bodies as Asterisk serves them (for the simulator)
+
+/// The page around `/manager`'s rows (manager.c `generic_http_callback`).
+const MANAGER_HEAD: &str = "<title>Asterisk&trade; Manager Interface</title><body bgcolor=\"#ffffff\">\
+<table align=center bgcolor=\"#f1f1f1\" width=\"500\">\r\n\
+<tr><td colspan=\"2\" bgcolor=\"#f1f1ff\"><h1>Manager Tester</h1></td></tr>\r\n\
+<tr><td colspan=\"2\" bgcolor=\"#f1f1ff\"><form action=\"manager\" method=\"post\">\n\
+\tAction: <select name=\"action\">\n\
+\t\t<option value=\"\">-----&gt;</option>\n\
+\t\t<option value=\"login\">login</option>\n\
+\t\t<option value=\"command\">Command</option>\n\
+\t\t<option value=\"waitevent\">waitevent</option>\n\
+\t\t<option value=\"listcommands\">listcommands</option>\n\
+\t</select>\n\
+\tor <input name=\"action\"><br/>\n\
+\tCLI Command <input name=\"command\"><br>\n\
+\tuser <input name=\"username\"> pass <input type=\"password\" name=\"secret\"><br>\n\
+\t<input type=\"submit\">\n</form>\n</td></tr>\r\n";
+const MANAGER_TAIL: &str = "</table></body>\r\n";
+/// The page around `/amanager`'s rows (manager.c `auth_http_callback`).
+const AMANAGER_HEAD: &str = "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\r\n\
+<html><head>\r\n<title>Asterisk&trade; Manager Interface</title>\r\n\
+</head><body style=\"background-color: #ffffff;\">\r\n<form method=\"POST\">\r\n\
+<table align=\"center\" style=\"background-color: #f1f1f1;\" width=\"500\">\r\n\
+<tr><th colspan=\"2\" style=\"background-color: #f1f1ff;\"><h1>Manager Tester</h1></th></tr>\r\n\
+<tr><th colspan=\"2\" style=\"background-color: #f1f1ff;\">Action: <input name=\"action\" /> \
+Cmd: <input name=\"command\" /><br><input type=\"submit\" value=\"Send request\" /></th></tr>\r\n";
+const AMANAGER_TAIL: &str = "</table></form></body></html>\r\n";
+
+/// The body `endpoint` would serve for these messages, byte for byte as Asterisk writes it:
+/// `/rawman` is the wire text (each message closed by its blank line), `/mxml` and
+/// `/manager` go through a port of manager.c's `xml_translate`, lossy rules included.
+pub fn render_body(endpoint: Endpoint, messages: &[Message]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (head, tail) = match endpoint {
+        Endpoint::RawMan | Endpoint::ARawMan => ("", ""),
+        Endpoint::MXml | Endpoint::AMXml => ("<ajax-response>\n", "</ajax-response>\n"),
+        Endpoint::Manager => (MANAGER_HEAD, MANAGER_TAIL),
+        Endpoint::AManager => (AMANAGER_HEAD, AMANAGER_TAIL),
+    };
+    out.extend_from_slice(head.as_bytes());
+    for m in messages {
+        let text = wire_text(m.raw());
+        match endpoint.format() {
+            Format::Raw => out.extend_from_slice(&text),
+            format => xml_translate(&text, format == Format::Xml, &mut out),
+        }
+    }
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// A message as Asterisk wrote it: the decoder ends a legacy body at its marker line, and a
+/// `\n\r\n`-terminated message early; the blank line it then skipped belongs to the message.
+fn wire_text(raw: &[u8]) -> Cow<'_, [u8]> {
+    if raw.ends_with(b"\r\n\r\n") {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned([raw, b"\r\n"].concat())
+    }
+}
+
+/// manager.c `xml_translate` over one message's text: lines split at CR or LF (an LF right
+/// after the split is skipped, so `\n\n` is no blank line); trailing blanks trimmed; a blank
+/// line closes the object; `Key: value` is a field, anything else opens `Opaque-data`, which
+/// takes the following lines until the blank line.
+fn xml_translate(text: &[u8], xml: bool, out: &mut Vec<u8>) {
+    let mut in_obj = false;
+    let mut in_data = false;
+    let mut counts: Vec<(&[u8], usize)> = Vec::new();
+    let mut rest = text;
+    let close = |out: &mut Vec<u8>, in_obj: &mut bool, in_data: &mut bool| {
+        if std::mem::take(in_data) {
+            out.extend_from_slice(if xml { b"'" } else { b"</td></tr>\n" });
+        }
+        if std::mem::take(in_obj) {
+            out.extend_from_slice(if xml {
+                b" /></response>\n"
+            } else {
+                b"<tr><td colspan=\"2\"><hr></td></tr>\r\n"
+            });
+        }
+    };
+    while !rest.is_empty() {
+        let (line, after) = match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            Some(at) => {
+                let after = rest.get(at + 1..).unwrap_or_default();
+                (
+                    rest.get(..at).unwrap_or_default(),
+                    after.strip_prefix(b"\n").unwrap_or(after),
+                )
+            }
+            None => (rest, &b""[..]),
+        };
+        rest = after;
+        let line = trim_blanks_end(line);
+        if line.is_empty() {
+            close(out, &mut in_obj, &mut in_data);
+            counts.clear();
+            continue;
+        }
+        if !in_obj {
+            if xml {
+                out.extend_from_slice(b"<response type='object' id='unknown'><generic");
+            }
+            in_obj = true;
+        }
+        if in_data {
+            out.extend_from_slice(if xml { b"\n" } else { b"<br>\n" });
+            xml_escape(line, false, out);
+            continue;
+        }
+        let (key, value) = match memchr::memchr(b':', line) {
+            Some(colon) => (
+                trim_blanks_end(line.get(..colon).unwrap_or_default()),
+                skip_blanks(line.get(colon + 1..).unwrap_or_default()),
+            ),
+            None => {
+                in_data = true;
+                (&b"Opaque-data"[..], line)
+            }
+        };
+        out.extend_from_slice(if xml { b" " } else { b"<tr><td>" });
+        let count = match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                counts.push((key, 1));
+                1
+            }
+        };
+        xml_escape(key, xml, out);
+        if count > 1 {
+            out.extend_from_slice(format!("-{count}").as_bytes());
+        }
+        out.extend_from_slice(if xml { b"='" } else { b"</td><td>" });
+        xml_escape(value, false, out);
+        if !in_data || rest.is_empty() {
+            out.extend_from_slice(if xml { b"'" } else { b"</td></tr>\n" });
+        }
+    }
+    // Like manager.c, the end of the text closes only the object.
+    close(out, &mut in_obj, &mut false);
+}
+
+/// `ast_trim_blanks`: drops trailing bytes below 33.
+fn trim_blanks_end(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| b >= 33).map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or_default()
+}
+
+/// `ast_skip_blanks`: drops leading bytes below 33.
+fn skip_blanks(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| b >= 33).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
+}
+
+/// `xml_copy_escape`: the five XML entities; for an `/mxml` key (`name`), lowercase, every
+/// non-alphanumeric byte `_` and a leading digit prefixed with `_`.
+fn xml_escape(s: &[u8], name: bool, out: &mut Vec<u8>) {
+    for (i, &b) in s.iter().enumerate() {
+        if name {
+            if i == 0 && b.is_ascii_digit() {
+                out.extend_from_slice(&[b'_', b]);
+                continue;
+            }
+            if !b.is_ascii_alphanumeric() {
+                out.push(b'_');
+                continue;
+            }
+        }
+        match b {
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&apos;"),
+            b'&' => out.extend_from_slice(b"&amp;"),
+            _ => out.push(if name { b.to_ascii_lowercase() } else { b }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The session cookie
 
 /// The `mansession_id` cookie of a `/rawman`, `/mxml` or `/manager` session. It is a bearer
@@ -601,7 +835,7 @@ impl SessionCookie {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"\";\\,".contains(&b))
         {
-            return Err(Error::Remote("invalid mansession_id cookie value".into()));
+            return Err(Error::Usage("invalid mansession_id cookie value".into()));
         }
         Ok(SessionCookie { id })
     }
@@ -699,20 +933,8 @@ pub struct DigestChallenge {
 impl DigestChallenge {
     /// Parses the header value. Only MD5 with `qop=auth` is supported: all Asterisk offers.
     pub fn parse(value: &str) -> Result<DigestChallenge> {
-        let value = value.trim_start();
-        let params = value
-            .get(..6)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
-            .and_then(|_| value.get(6..))
-            .filter(|rest| rest.starts_with([' ', '\t']))
-            .ok_or_else(|| Error::Auth(format!("not a Digest challenge: {value:?}")))?;
-        let params = parse_auth_params(params)?;
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let params = DigestParams::parse(value)?;
+        let get = |name: &str| params.get(name);
         let missing = |name: &str| Error::Remote(format!("Digest challenge without {name}"));
         let challenge = DigestChallenge {
             realm: get("realm").ok_or_else(|| missing("realm"))?,
@@ -740,6 +962,112 @@ impl DigestChallenge {
             )));
         }
         Ok(challenge)
+    }
+
+    /// The `WWW-authenticate` value as Asterisk writes it (http.c `ast_http_auth`).
+    pub fn header_value(&self) -> String {
+        let mut out = format!(
+            "Digest algorithm={}, realm=\"{}\", nonce=\"{}\", qop=\"{}\"",
+            self.algorithm.as_deref().unwrap_or("MD5"),
+            quote_escape(&self.realm),
+            quote_escape(&self.nonce),
+            quote_escape(self.qop.as_deref().unwrap_or("auth")),
+        );
+        if let Some(opaque) = &self.opaque {
+            let _ = write!(out, ", opaque=\"{}\"", quote_escape(opaque));
+        }
+        if self.stale {
+            out.push_str(", stale=true");
+        }
+        out
+    }
+}
+
+/// The parameters of a `Digest …` header, names matched case-insensitively.
+struct DigestParams(Vec<(String, String)>);
+
+impl DigestParams {
+    fn parse(value: &str) -> Result<DigestParams> {
+        let value = value.trim_start();
+        let params = value
+            .get(..6)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
+            .and_then(|_| value.get(6..))
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .ok_or_else(|| Error::Auth(format!("not a Digest header: {value:?}")))?;
+        parse_auth_params(params).map(DigestParams)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A client's `Authorization: Digest …` (the simulator's side of [`DigestSession`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestAuthorization {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub qop: Option<String>,
+    /// `nc`, read as hex (`sscanf("%lx")` in manager.c).
+    pub nc: Option<u32>,
+    pub cnonce: Option<String>,
+    pub opaque: Option<String>,
+}
+
+impl DigestAuthorization {
+    pub fn parse(value: &str) -> Result<DigestAuthorization> {
+        let params = DigestParams::parse(value)?;
+        let need = |name: &str| {
+            params
+                .get(name)
+                .ok_or_else(|| Error::Remote(format!("Digest authorization without {name}")))
+        };
+        let nc = match params.get("nc") {
+            Some(nc) => Some(
+                u32::from_str_radix(&nc, 16)
+                    .map_err(|_| Error::Remote(format!("Digest nc {nc:?} is not hex")))?,
+            ),
+            None => None,
+        };
+        Ok(DigestAuthorization {
+            username: need("username")?,
+            realm: need("realm")?,
+            nonce: need("nonce")?,
+            uri: need("uri")?,
+            response: need("response")?,
+            qop: params.get("qop"),
+            nc,
+            cnonce: params.get("cnonce"),
+            opaque: params.get("opaque"),
+        })
+    }
+
+    /// Whether `response` is right for `password` and the request's method (qop=auth, as
+    /// Asterisk checks it; the caller checks nonce, `nc` order and that `uri` is the target).
+    pub fn verify(&self, method: Method, password: &str) -> bool {
+        let (Some(nc), Some(cnonce), Some(true)) = (
+            self.nc,
+            self.cnonce.as_deref(),
+            self.qop.as_deref().map(|q| q.eq_ignore_ascii_case("auth")),
+        ) else {
+            return false;
+        };
+        let ha1 = digest_ha1(&self.username, &self.realm, password);
+        let expected = digest_response(&ha1, &self.nonce, nc, cnonce, method, &self.uri);
+        // Compare without an early exit, so timing says nothing about the right answer.
+        expected.len() == self.response.len()
+            && expected
+                .bytes()
+                .zip(self.response.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 }
 
