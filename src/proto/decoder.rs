@@ -218,12 +218,9 @@ impl Decoder {
         let mut pos = *line_start;
         while index.len() < limits.max_lines {
             let rest = buf.get(pos..).unwrap_or_default();
-            let Some(c) = find_colon_or_lf(rest) else {
+            let Some((c, true)) = find_colon_or_lf(rest) else {
                 break;
             };
-            if rest.get(c) != Some(&b':') {
-                break;
-            }
             let Some(l) = find_lf(rest.get(c + 1..).unwrap_or_default()) else {
                 break;
             };
@@ -252,11 +249,11 @@ impl Decoder {
         let rest = self.buf.get(self.scan..).unwrap_or_default();
         if self.colon.is_none() {
             match find_colon_or_lf(rest) {
-                Some(i) if rest.get(i) == Some(&b':') => {
+                Some((i, true)) => {
                     self.colon = Some(self.scan + i);
                     self.scan += i + 1;
                 }
-                Some(i) => {
+                Some((i, false)) => {
                     self.scan += i + 1;
                     return Some(self.scan - 1);
                 }
@@ -534,22 +531,28 @@ fn word(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))
 }
 
-/// First `:` or `\n` in `hay`.
+/// First `:` or `\n` in `hay`: its position and whether it is the colon.
 #[inline]
-fn find_colon_or_lf(hay: &[u8]) -> Option<usize> {
+fn find_colon_or_lf(hay: &[u8]) -> Option<(usize, bool)> {
     const COLONS: u64 = ONES * b':' as u64;
     const LFS: u64 = ONES * b'\n' as u64;
     let mut chunks = hay.chunks_exact(8);
     for (i, chunk) in (&mut chunks).take(SWAR_WORDS).enumerate() {
         let v = word(chunk);
-        let hits = zero_bytes(v ^ COLONS) | zero_bytes(v ^ LFS);
+        let colons = zero_bytes(v ^ COLONS);
+        let hits = colons | zero_bytes(v ^ LFS);
         if hits != 0 {
-            return Some(i * 8 + (hits.trailing_zeros() / 8) as usize);
+            // Both lowest flags are exact, so the lowest of either tells which byte it is.
+            let first = hits & hits.wrapping_neg();
+            return Some((
+                i * 8 + (first.trailing_zeros() / 8) as usize,
+                colons & first != 0,
+            ));
         }
     }
     let done = (hay.len() / 8).min(SWAR_WORDS) * 8;
     let rest = hay.get(done..).unwrap_or_default();
-    memchr::memchr2(b':', b'\n', rest).map(|i| done + i)
+    memchr::memchr2(b':', b'\n', rest).map(|i| (done + i, rest.get(i) == Some(&b':')))
 }
 
 /// First `\n` in `hay`.
