@@ -278,32 +278,50 @@ impl Decoder {
 
     /// No complete line is buffered: enforce the limits on what is waiting.
     fn check_partial(&mut self) -> Option<Result<Message, DecodeError>> {
+        let pending = self.pending_end();
         if self.skipping {
             // Discard the partial line; remember that it was not empty.
-            if self.buf.len() > self.line_start {
+            if pending > self.line_start {
                 self.skipped_partial_line = true;
             }
-            self.start = self.buf.len();
-            self.line_start = self.buf.len();
-            self.scan = self.buf.len();
+            self.start = pending;
+            self.line_start = pending;
+            self.scan = pending;
             self.colon = None;
             return None;
         }
-        let line_len = self.buf.len() - self.line_start;
-        if line_len > self.limits.max_line {
+        if pending - self.line_start > self.limits.max_line {
             let at = self.line_start + self.limits.max_line;
             return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, None)));
         }
-        if self.buf.len() - self.start > self.limits.max_message {
+        if pending - self.start > self.limits.max_message {
             let at = self.start + self.limits.max_message;
             return Some(Err(self.fail(DecodeErrorKind::MessageTooLarge, at, None)));
         }
         None
     }
 
-    /// Records an error, drops the message so far and starts skipping to the next blank line.
-    /// `line_done` is the end of the offending line when it was complete.
-    fn fail(&mut self, kind: DecodeErrorKind, at: usize, line_done: Option<usize>) -> DecodeError {
+    /// The end of the buffered bytes, less a final CR: it may begin the CRLF of an empty line,
+    /// so it is neither counted against a limit nor discarded before its LF is seen. This keeps
+    /// errors and resynchronisation the same however the stream is chunked.
+    fn pending_end(&self) -> usize {
+        let len = self.buf.len();
+        if len > self.line_start && self.buf.last() == Some(&b'\r') {
+            len - 1
+        } else {
+            len
+        }
+    }
+
+    /// Records an error, drops the message so far and skips to the next blank line.
+    /// `line_done` is (LF position, line was empty) when the offending line was complete; an
+    /// empty one closed the message itself, so there is nothing left to skip.
+    fn fail(
+        &mut self,
+        kind: DecodeErrorKind,
+        at: usize,
+        line_done: Option<(usize, bool)>,
+    ) -> DecodeError {
         self.errors += 1;
         let detail = match kind {
             DecodeErrorKind::LineTooLong => {
@@ -320,15 +338,17 @@ impl Decoder {
             message_offset: self.base + self.start as u64,
             detail,
         };
-        self.skipping = true;
         let resume = match line_done {
-            Some(nl) => {
+            Some((nl, empty)) => {
+                self.skipping = !empty;
                 self.skipped_partial_line = false;
                 nl + 1
             }
             None => {
-                self.skipped_partial_line = true;
-                self.buf.len()
+                self.skipping = true;
+                let pending = self.pending_end();
+                self.skipped_partial_line = pending > self.line_start;
+                pending
             }
         };
         self.start = resume;
@@ -368,14 +388,18 @@ impl Decoder {
         }
         if content_end - line_start > self.limits.max_line {
             let at = line_start + self.limits.max_line;
-            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, Some(nl))));
+            return Some(Err(self.fail(
+                DecodeErrorKind::LineTooLong,
+                at,
+                Some((nl, false)),
+            )));
         }
         if nl + 1 - self.start > self.limits.max_message {
             let at = self.start + self.limits.max_message;
             return Some(Err(self.fail(
                 DecodeErrorKind::MessageTooLarge,
                 at,
-                Some(nl),
+                Some((nl, empty)),
             )));
         }
         if self.expect_banner {
@@ -432,7 +456,7 @@ impl Decoder {
             return Some(Err(self.fail(
                 DecodeErrorKind::TooManyLines,
                 line_start,
-                Some(nl),
+                Some((nl, false)),
             )));
         }
         if let Some(c) = colon {
