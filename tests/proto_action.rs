@@ -1,6 +1,8 @@
 //! Outbound actions: the encoder round-trips through the decoder and refuses whatever
 //! Asterisk would misread (header injection, its line and header limits, long ActionIDs).
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
+
 use std::collections::HashSet;
 
 use amiwire::Error;

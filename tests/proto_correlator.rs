@@ -1,6 +1,8 @@
 //! The correlator driven by recorded traffic: actions are registered as the client sent them
 //! and every received message is routed in arrival order.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
+
 mod proto_support;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! independent reference splitter, under every chunking; plus targeted cases from
 //! ami-protocol.md.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
+
 mod proto_support;
 
 use amiwire::proto::{Decoder, Kind, Message, command_output, decode_all, decode_text};

@@ -1,6 +1,8 @@
 //! Inbound limits: each over-limit message fails alone with the right kind and stream offset,
 //! the decoder resynchronises at the next blank line, and memory stays bounded.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
+
 mod proto_support;
 
 use amiwire::proto::{Decoder, Limits, Message};

@@ -290,15 +290,35 @@ impl Decoder {
             self.colon = None;
             return None;
         }
-        if pending - self.line_start > self.limits.max_line {
-            let at = self.line_start + self.limits.max_line;
-            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, None)));
+        let (kind, at) = self.over_limit(self.line_start, pending, pending)?;
+        Some(Err(self.fail(kind, at, None)))
+    }
+
+    /// The byte limit crossed first, if any, by a line `[line_start, line_end)` of a message
+    /// running to `message_end`. Taking the earliest crossing (not a fixed order) gives the
+    /// same error whether the line arrives whole or in pieces.
+    fn over_limit(
+        &self,
+        line_start: usize,
+        line_end: usize,
+        message_end: usize,
+    ) -> Option<(DecodeErrorKind, usize)> {
+        let line = (line_end - line_start > self.limits.max_line).then(|| {
+            (
+                DecodeErrorKind::LineTooLong,
+                line_start + self.limits.max_line,
+            )
+        });
+        let message = (message_end - self.start > self.limits.max_message).then(|| {
+            (
+                DecodeErrorKind::MessageTooLarge,
+                self.start + self.limits.max_message,
+            )
+        });
+        match (line, message) {
+            (Some(l), Some(m)) => Some(if m.1 < l.1 { m } else { l }),
+            (l, m) => l.or(m),
         }
-        if pending - self.start > self.limits.max_message {
-            let at = self.start + self.limits.max_message;
-            return Some(Err(self.fail(DecodeErrorKind::MessageTooLarge, at, None)));
-        }
-        None
     }
 
     /// The end of the buffered bytes, less a final CR: it may begin the CRLF of an empty line,
@@ -386,21 +406,8 @@ impl Decoder {
             self.skipped_partial_line = false;
             return None;
         }
-        if content_end - line_start > self.limits.max_line {
-            let at = line_start + self.limits.max_line;
-            return Some(Err(self.fail(
-                DecodeErrorKind::LineTooLong,
-                at,
-                Some((nl, false)),
-            )));
-        }
-        if nl + 1 - self.start > self.limits.max_message {
-            let at = self.start + self.limits.max_message;
-            return Some(Err(self.fail(
-                DecodeErrorKind::MessageTooLarge,
-                at,
-                Some((nl, empty)),
-            )));
+        if let Some((kind, at)) = self.over_limit(line_start, content_end, nl + 1) {
+            return Some(Err(self.fail(kind, at, Some((nl, empty)))));
         }
         if self.expect_banner {
             self.expect_banner = false;

@@ -220,7 +220,8 @@ pub fn reference(stream: &[u8]) -> (Option<String>, Vec<Expected>) {
                 continue;
             }
             let header = header_shaped(content) && (had_cr || !first_crlf);
-            if !header && !(content.is_empty() && had_cr) {
+            let closes = content.is_empty() && had_cr;
+            if !header && !closes {
                 // The CLI text starts here; re-run this line as a body line.
                 state = State::Body;
                 pos = line_start;
