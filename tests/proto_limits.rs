@@ -236,3 +236,29 @@ fn limits_at_exactly_the_maximum_pass() {
     assert_eq!(m.len(), 6);
     assert_eq!(m.get("Data").unwrap().len(), 94);
 }
+
+#[test]
+fn a_line_fed_in_pieces_is_scanned_once() {
+    // Rescanning a partial line from its start on every read would be quadratic: 1 MB in
+    // 1-byte reads would take hours. Linear, it takes well under a second.
+    let limits = Limits {
+        max_line: 2 << 20,
+        ..Limits::default()
+    };
+    let mut d = Decoder::with_limits(limits);
+    d.set_expect_banner(false);
+    d.feed(b"Event: Long\r\nData: ");
+    let t = std::time::Instant::now();
+    for _ in 0..(1 << 20) {
+        d.feed(b"d");
+        assert!(d.next_message().is_none());
+    }
+    d.feed(b"\r\n\r\n");
+    let m = d.next_message().unwrap().unwrap();
+    assert_eq!(m.get_bytes("Data").unwrap().len(), 1 << 20);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}

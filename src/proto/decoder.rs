@@ -217,15 +217,11 @@ impl Decoder {
         } = self;
         let mut pos = *line_start;
         while index.len() < limits.max_lines {
-            let rest = buf.get(pos..).unwrap_or_default();
-            let Some((c, true)) = find_colon_or_lf(rest) else {
-                break;
-            };
-            let Some(l) = find_lf(rest.get(c + 1..).unwrap_or_default()) else {
+            let (Some(c), Some(l)) = scan_line(buf.get(pos..).unwrap_or_default()) else {
                 break;
             };
             let colon = pos + c;
-            let nl = colon + 1 + l;
+            let nl = pos + l;
             let content_end = if buf.get(nl - 1) == Some(&b'\r') {
                 nl - 1
             } else {
@@ -246,28 +242,15 @@ impl Decoder {
     /// over the bytes. Resumes where the last call stopped, so a line fed in pieces is
     /// scanned once.
     fn next_line(&mut self) -> Option<usize> {
-        let rest = self.buf.get(self.scan..).unwrap_or_default();
+        let from = self.scan;
+        let (colon, lf) = scan_line(self.buf.get(from..).unwrap_or_default());
         if self.colon.is_none() {
-            match find_colon_or_lf(rest) {
-                Some((i, true)) => {
-                    self.colon = Some(self.scan + i);
-                    self.scan += i + 1;
-                }
-                Some((i, false)) => {
-                    self.scan += i + 1;
-                    return Some(self.scan - 1);
-                }
-                None => {
-                    self.scan = self.buf.len();
-                    return None;
-                }
-            }
+            self.colon = colon.map(|c| from + c);
         }
-        let rest = self.buf.get(self.scan..).unwrap_or_default();
-        match find_lf(rest) {
-            Some(i) => {
-                self.scan += i + 1;
-                Some(self.scan - 1)
+        match lf {
+            Some(l) => {
+                self.scan = from + l + 1;
+                Some(from + l)
             }
             None => {
                 self.scan = self.buf.len();
@@ -542,13 +525,13 @@ fn kind_after(kind: Kind, name: &[u8]) -> Kind {
     }
 }
 
-/// SWAR (8 bytes per step) searches: AMI lines average ~25 bytes, too short for memchr's
-/// per-call setup to pay off, so the first word-steps are done inline and only a long
-/// remainder goes to memchr.
+/// SWAR (8 bytes per step) line scanning: AMI lines average ~21 bytes, too short for
+/// memchr's per-call setup to pay off, so short lines are scanned inline and only the rest
+/// of a long value goes to memchr.
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
-/// Word steps before handing a long line to memchr.
-const SWAR_WORDS: usize = 8;
+/// Bytes scanned inline before the rest of a line (colon found) goes to memchr.
+const INLINE_SCAN: usize = 64;
 
 /// High bit set in each byte of `v` that is zero. The lowest flagged byte is exact (borrows
 /// only run upwards), which is all the searches use.
@@ -562,43 +545,38 @@ fn word(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))
 }
 
-/// First `:` or `\n` in `hay`: its position and whether it is the colon.
-#[inline]
-fn find_colon_or_lf(hay: &[u8]) -> Option<(usize, bool)> {
+/// Scans `hay` to its first LF in one pass, noting the first colon before it: (colon, LF).
+/// Without an LF, the colon found so far (the scan resumes after `hay` later).
+#[inline(always)]
+fn scan_line(hay: &[u8]) -> (Option<usize>, Option<usize>) {
     const COLONS: u64 = ONES * b':' as u64;
     const LFS: u64 = ONES * b'\n' as u64;
-    let mut chunks = hay.chunks_exact(8);
-    for (i, chunk) in (&mut chunks).take(SWAR_WORDS).enumerate() {
+    let mut colon = None;
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
         let v = word(chunk);
-        let colons = zero_bytes(v ^ COLONS);
-        let hits = colons | zero_bytes(v ^ LFS);
-        if hits != 0 {
-            // Both lowest flags are exact, so the lowest of either tells which byte it is.
-            let first = hits & hits.wrapping_neg();
-            return Some((
-                i * 8 + (first.trailing_zeros() / 8) as usize,
-                colons & first != 0,
-            ));
+        let lfs = zero_bytes(v ^ LFS);
+        if colon.is_none() {
+            let colons = zero_bytes(v ^ COLONS);
+            if colons != 0 && (lfs == 0 || colons.trailing_zeros() < lfs.trailing_zeros()) {
+                colon = Some(i + (colons.trailing_zeros() / 8) as usize);
+            }
+        }
+        if lfs != 0 {
+            return (colon, Some(i + (lfs.trailing_zeros() / 8) as usize));
+        }
+        i += 8;
+        if i >= INLINE_SCAN && colon.is_some() {
+            break;
         }
     }
-    let done = (hay.len() / 8).min(SWAR_WORDS) * 8;
-    let rest = hay.get(done..).unwrap_or_default();
-    memchr::memchr2(b':', b'\n', rest).map(|i| (done + i, rest.get(i) == Some(&b':')))
-}
-
-/// First `\n` in `hay`.
-#[inline]
-fn find_lf(hay: &[u8]) -> Option<usize> {
-    const LFS: u64 = ONES * b'\n' as u64;
-    let mut chunks = hay.chunks_exact(8);
-    for (i, chunk) in (&mut chunks).take(SWAR_WORDS).enumerate() {
-        let hits = zero_bytes(word(chunk) ^ LFS);
-        if hits != 0 {
-            return Some(i * 8 + (hits.trailing_zeros() / 8) as usize);
-        }
+    let tail = hay.get(i..).unwrap_or_default();
+    let lf = memchr(b'\n', tail);
+    if colon.is_none() {
+        let before_lf = tail.get(..lf.unwrap_or(tail.len())).unwrap_or_default();
+        colon = memchr(b':', before_lf).map(|c| i + c);
     }
-    let done = (hay.len() / 8).min(SWAR_WORDS) * 8;
-    memchr(b'\n', hay.get(done..).unwrap_or_default()).map(|i| done + i)
+    (colon, lf.map(|l| i + l))
 }
 
 /// Decodes a complete byte string. Errors are returned in stream order beside the messages.
