@@ -101,6 +101,39 @@ pub fn decode_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Decoded 
     (d.banner().map(str::to_owned), out)
 }
 
+/// Like [`decode_chunks`] for a stream with no banner (an HTTP `/rawman` body).
+pub fn decode_chunks_no_banner<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
+    let mut d = Decoder::new();
+    d.set_expect_banner(false);
+    let mut out = Vec::new();
+    for c in chunks {
+        d.feed(c);
+        d.decode_into(&mut out);
+    }
+    (d.banner().map(str::to_owned), out)
+}
+
+/// Every HTTP `/rawman` (`text/plain`) response body in a connection's byte stream.
+pub fn rawman_bodies(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+        let field = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+        };
+        let len: usize = field("content-length:").unwrap().parse().unwrap();
+        let body = &rest[end + 4..end + 4 + len];
+        if field("content-type:").is_some_and(|t| t.starts_with("text/plain")) {
+            out.push(body.to_vec());
+        }
+        rest = &rest[end + 4 + len..];
+    }
+    assert!(rest.is_empty(), "HTTP stream parsed to its end");
+    out
+}
+
 pub fn decode_bytewise(stream: &[u8]) -> Decoded {
     decode_chunks(stream.chunks(1))
 }
@@ -152,7 +185,7 @@ const MARKER: &[u8] = b"--END COMMAND--";
 /// "Call Manager". A message whose first line is `Response: Follows` switches to the legacy
 /// form: header-shaped lines (ending like the first line did) are headers, then everything up
 /// to a line ending in `--END COMMAND--` is the body.
-pub fn reference(stream: &[u8]) -> (Option<String>, Vec<Expected>) {
+pub fn reference(stream: &[u8], expect_banner: bool) -> (Option<String>, Vec<Expected>) {
     #[derive(PartialEq)]
     enum State {
         Headers,
@@ -162,7 +195,7 @@ pub fn reference(stream: &[u8]) -> (Option<String>, Vec<Expected>) {
     let mut banner = None;
     let mut out = Vec::new();
     let mut pos = 0usize;
-    let mut first_line = true;
+    let mut first_line = expect_banner;
     let mut cur: Option<Expected> = None;
     let mut state = State::Headers;
 
@@ -286,7 +319,11 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// Asserts the decoder's output equals the reference, message by message (every header).
 pub fn assert_matches_reference(what: &str, stream: &[u8], got: &Decoded) {
-    let (ref_banner, want) = reference(stream);
+    assert_matches_reference_with(what, stream, got, true);
+}
+
+pub fn assert_matches_reference_with(what: &str, stream: &[u8], got: &Decoded, banner: bool) {
+    let (ref_banner, want) = reference(stream, banner);
     assert_eq!(got.0, ref_banner, "{what}: banner");
     let got: Vec<Expected> = got
         .1
