@@ -80,12 +80,27 @@ impl Action {
 
     /// Checks everything `encode` checks, without writing.
     pub fn validate(&self) -> Result<()> {
-        check_field("action name", "Action", &self.name)?;
+        self.validate_with(None)
+    }
+
+    /// The id that goes on the wire: the action's own, else the one offered.
+    fn wire_id<'a>(&'a self, offered: Option<&'a str>) -> Option<&'a str> {
+        self.action_id.as_deref().or(offered)
+    }
+
+    /// Every line as it will be written: `Action`, `ActionID`, then the headers.
+    fn lines<'a>(&'a self, id: Option<&'a str>) -> impl Iterator<Item = (&'a str, &'a str)> {
+        std::iter::once(("Action", self.name.as_str()))
+            .chain(id.map(|id| ("ActionID", id)))
+            .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    fn validate_with(&self, offered: Option<&str>) -> Result<()> {
         if self.name.is_empty() {
             return Err(Error::Usage("the action name is empty".into()));
         }
-        if let Some(id) = &self.action_id {
-            check_field("ActionID", "ActionID", id)?;
+        let id = self.wire_id(offered);
+        if let Some(id) = id {
             if id.is_empty() {
                 return Err(Error::Usage("the ActionID is empty".into()));
             }
@@ -96,13 +111,13 @@ impl Action {
                 )));
             }
         }
-        let lines = 1 + usize::from(self.action_id.is_some()) + self.headers.len();
+        let lines = 1 + usize::from(id.is_some()) + self.headers.len();
         if lines > MAX_LINES {
             return Err(Error::Usage(format!(
                 "{lines} header lines; Asterisk accepts at most {MAX_LINES} per action"
             )));
         }
-        for (key, value) in &self.headers {
+        for (key, value) in self.lines(id) {
             if key.is_empty() {
                 return Err(Error::Usage("a header name is empty".into()));
             }
@@ -124,20 +139,8 @@ impl Action {
     /// Appends the wire form to `out`, with `action_id` unless the action carries its own.
     /// Nothing is written when validation fails.
     pub fn encode(&self, action_id: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
-        self.validate()?;
-        let id = self.action_id.as_deref().or(action_id);
-        if let Some(id) = id {
-            check_field("ActionID", "ActionID", id)?;
-        }
-        out.extend_from_slice(b"Action: ");
-        out.extend_from_slice(self.name.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        if let Some(id) = id {
-            out.extend_from_slice(b"ActionID: ");
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        for (key, value) in &self.headers {
+        self.validate_with(action_id)?;
+        for (key, value) in self.lines(self.wire_id(action_id)) {
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());

@@ -197,12 +197,23 @@ impl<T> Correlator<T> {
     /// The caller gave up (task cancelled). A list already under way keeps being drained up to
     /// its end so that its items never leak out as events; anything else is forgotten.
     pub fn cancel(&mut self, action_id: &str) -> Option<T> {
+        self.give_up(action_id).map(|(token, _)| token)
+    }
+
+    /// Takes the caller's token and what arrived so far. A list under way stays registered,
+    /// tokenless, to absorb the rest of its items; anything else is removed.
+    fn give_up(&mut self, action_id: &str) -> Option<(T, Option<Outcome>)> {
         let pending = self.pending.get_mut(action_id)?;
-        let token = pending.token.take();
         if !matches!(pending.stage, Stage::InList) {
-            self.remove(action_id);
+            let removed = self.remove(action_id)?;
+            return removed.token.map(|token| (token, removed.outcome));
         }
-        token
+        let token = pending.token.take()?;
+        let partial = pending.outcome.take();
+        if let Some(key) = pending.deadline.take() {
+            self.deadlines.remove(&key);
+        }
+        Some((token, partial))
     }
 
     /// Cancels every action whose token satisfies `gone` (a closed reply channel, say).
@@ -232,7 +243,8 @@ impl<T> Correlator<T> {
         self.deadlines.keys().next().map(|(at, _)| *at)
     }
 
-    /// Expires every action whose deadline is at or before `now`.
+    /// Expires every action whose deadline is at or before `now`. Like [`Self::cancel`], a
+    /// list under way keeps being drained so that its late items never surface as events.
     pub fn expire(&mut self, now: Instant) -> Vec<Expired<T>> {
         let due: Vec<String> = self
             .deadlines
@@ -241,12 +253,11 @@ impl<T> Correlator<T> {
             .collect();
         due.into_iter()
             .filter_map(|id| {
-                let pending = self.remove(&id)?;
-                let token = pending.token?;
+                let (token, partial) = self.give_up(&id)?;
                 Some(Expired {
                     action_id: id,
                     token,
-                    partial: pending.outcome,
+                    partial,
                 })
             })
             .collect()

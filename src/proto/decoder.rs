@@ -11,7 +11,7 @@
 
 use memchr::memchr;
 
-use super::message::{LineIndex, Message, bytes_eq_ignore_case};
+use super::message::{Kind, LineIndex, Message, bytes_eq_ignore_case};
 use crate::error::{DecodeError, DecodeErrorKind};
 
 /// Inbound limits. The defaults are far above anything Asterisk sends (its longest line in the
@@ -55,6 +55,10 @@ pub struct Decoder {
     line_start: usize,
     /// Where the search for the next LF resumes.
     scan: usize,
+    /// The current line's first colon, if the scan has passed one.
+    colon: Option<usize>,
+    /// What the message's header names said so far (classified while scanning).
+    kind: Kind,
     index: LineIndex,
     follows: Follows,
     /// Whether the message's first line ended in CRLF (tells legacy body lines from headers).
@@ -88,6 +92,8 @@ impl Decoder {
             start: 0,
             line_start: 0,
             scan: 0,
+            colon: None,
+            kind: Kind::Other,
             index: LineIndex::default(),
             follows: Follows::No,
             first_line_crlf: true,
@@ -158,6 +164,7 @@ impl Decoder {
             self.base += self.start as u64;
             self.line_start -= self.start;
             self.scan -= self.start;
+            self.colon = self.colon.map(|c| c - self.start);
             self.start = 0;
         }
     }
@@ -173,11 +180,10 @@ impl Decoder {
     /// more bytes are needed.
     pub fn next_message(&mut self) -> Option<Result<Message, DecodeError>> {
         loop {
-            let Some(found) = memchr(b'\n', self.buf.get(self.scan..).unwrap_or_default()) else {
+            self.fast_headers();
+            let Some(nl) = self.next_line() else {
                 return self.check_partial();
             };
-            let nl = self.scan + found;
-            self.scan = nl + 1;
             let crlf = nl > self.line_start && self.buf.get(nl - 1) == Some(&b'\r');
             let content_end = if crlf { nl - 1 } else { nl };
             if let Some(out) = self.line(content_end, nl, crlf) {
@@ -186,33 +192,139 @@ impl Decoder {
         }
     }
 
-    /// No complete line is buffered: enforce the limits on what is waiting.
-    fn check_partial(&mut self) -> Option<Result<Message, DecodeError>> {
-        if self.skipping {
-            // Discard the partial line; remember that it was not empty.
-            if self.buf.len() > self.line_start {
-                self.skipped_partial_line = true;
+    /// The hot loop: complete `Key: value` lines after the first line of an ordinary message,
+    /// which is nearly every line Asterisk sends. It stops, without consuming it, at anything
+    /// else (an empty or colon-less line, a partial line, a limit reached) and leaves that line
+    /// to the general path in [`Self::line`], so the two cannot disagree on anything but speed.
+    fn fast_headers(&mut self) {
+        if self.skipping
+            || self.follows != Follows::No
+            || self.colon.is_some()
+            || self.scan != self.line_start
+            || self.index.len() == 0
+        {
+            return;
+        }
+        let Decoder {
+            buf,
+            start,
+            line_start,
+            scan,
+            index,
+            kind,
+            limits,
+            ..
+        } = self;
+        let mut pos = *line_start;
+        while index.len() < limits.max_lines {
+            let (Some(c), Some(l)) = scan_line(buf.get(pos..).unwrap_or_default()) else {
+                break;
+            };
+            let colon = pos + c;
+            let nl = pos + l;
+            let content_end = if buf.get(nl - 1) == Some(&b'\r') {
+                nl - 1
+            } else {
+                nl
+            };
+            if content_end - pos > limits.max_line || nl + 1 - *start > limits.max_message {
+                break;
             }
-            self.start = self.buf.len();
-            self.line_start = self.buf.len();
-            self.scan = self.buf.len();
-            return None;
+            *kind = kind_after(*kind, buf.get(pos..colon).unwrap_or_default());
+            index.push(Some((colon - *start) as u32), (content_end - *start) as u32);
+            pos = nl + 1;
         }
-        let line_len = self.buf.len() - self.line_start;
-        if line_len > self.limits.max_line {
-            let at = self.line_start + self.limits.max_line;
-            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, None)));
-        }
-        if self.buf.len() - self.start > self.limits.max_message {
-            let at = self.start + self.limits.max_message;
-            return Some(Err(self.fail(DecodeErrorKind::MessageTooLarge, at, None)));
-        }
-        None
+        *line_start = pos;
+        *scan = pos;
     }
 
-    /// Records an error, drops the message so far and starts skipping to the next blank line.
-    /// `line_done` is the end of the offending line when it was complete.
-    fn fail(&mut self, kind: DecodeErrorKind, at: usize, line_done: Option<usize>) -> DecodeError {
+    /// Finds the end of the current line, noting its first colon on the way, in one pass
+    /// over the bytes. Resumes where the last call stopped, so a line fed in pieces is
+    /// scanned once.
+    fn next_line(&mut self) -> Option<usize> {
+        let from = self.scan;
+        let (colon, lf) = scan_line(self.buf.get(from..).unwrap_or_default());
+        if self.colon.is_none() {
+            self.colon = colon.map(|c| from + c);
+        }
+        match lf {
+            Some(l) => {
+                self.scan = from + l + 1;
+                Some(from + l)
+            }
+            None => {
+                self.scan = self.buf.len();
+                None
+            }
+        }
+    }
+
+    /// No complete line is buffered: enforce the limits on what is waiting.
+    fn check_partial(&mut self) -> Option<Result<Message, DecodeError>> {
+        let pending = self.pending_end();
+        if self.skipping {
+            // Discard the partial line; remember that it was not empty.
+            if pending > self.line_start {
+                self.skipped_partial_line = true;
+            }
+            self.start = pending;
+            self.line_start = pending;
+            self.scan = pending;
+            self.colon = None;
+            return None;
+        }
+        let (kind, at) = self.over_limit(self.line_start, pending, pending)?;
+        Some(Err(self.fail(kind, at, None)))
+    }
+
+    /// The byte limit crossed first, if any, by a line `[line_start, line_end)` of a message
+    /// running to `message_end`. Taking the earliest crossing (not a fixed order) gives the
+    /// same error whether the line arrives whole or in pieces.
+    fn over_limit(
+        &self,
+        line_start: usize,
+        line_end: usize,
+        message_end: usize,
+    ) -> Option<(DecodeErrorKind, usize)> {
+        let line = (line_end - line_start > self.limits.max_line).then(|| {
+            (
+                DecodeErrorKind::LineTooLong,
+                line_start + self.limits.max_line,
+            )
+        });
+        let message = (message_end - self.start > self.limits.max_message).then(|| {
+            (
+                DecodeErrorKind::MessageTooLarge,
+                self.start + self.limits.max_message,
+            )
+        });
+        match (line, message) {
+            (Some(l), Some(m)) => Some(if m.1 < l.1 { m } else { l }),
+            (l, m) => l.or(m),
+        }
+    }
+
+    /// The end of the buffered bytes, less a final CR: it may begin the CRLF of an empty line,
+    /// so it is neither counted against a limit nor discarded before its LF is seen. This keeps
+    /// errors and resynchronisation the same however the stream is chunked.
+    fn pending_end(&self) -> usize {
+        let len = self.buf.len();
+        if len > self.line_start && self.buf.last() == Some(&b'\r') {
+            len - 1
+        } else {
+            len
+        }
+    }
+
+    /// Records an error, drops the message so far and skips to the next blank line.
+    /// `line_done` is (LF position, line was empty) when the offending line was complete; an
+    /// empty one closed the message itself, so there is nothing left to skip.
+    fn fail(
+        &mut self,
+        kind: DecodeErrorKind,
+        at: usize,
+        line_done: Option<(usize, bool)>,
+    ) -> DecodeError {
         self.errors += 1;
         let detail = match kind {
             DecodeErrorKind::LineTooLong => {
@@ -229,20 +341,23 @@ impl Decoder {
             message_offset: self.base + self.start as u64,
             detail,
         };
-        self.skipping = true;
         let resume = match line_done {
-            Some(nl) => {
+            Some((nl, empty)) => {
+                self.skipping = !empty;
                 self.skipped_partial_line = false;
                 nl + 1
             }
             None => {
-                self.skipped_partial_line = true;
-                self.buf.len()
+                self.skipping = true;
+                let pending = self.pending_end();
+                self.skipped_partial_line = pending > self.line_start;
+                pending
             }
         };
         self.start = resume;
         self.line_start = resume;
         self.scan = resume;
+        self.colon = None;
         self.reset_message();
         err
     }
@@ -251,6 +366,7 @@ impl Decoder {
         self.index.clear();
         self.follows = Follows::No;
         self.first_line_crlf = true;
+        self.kind = Kind::Other;
     }
 
     /// Handles one complete line `[line_start, content_end)` whose LF is at `nl`.
@@ -262,6 +378,7 @@ impl Decoder {
     ) -> Option<Result<Message, DecodeError>> {
         let line_start = self.line_start;
         self.line_start = nl + 1;
+        let colon = self.colon.take();
         let empty = content_end == line_start;
 
         if self.skipping {
@@ -272,25 +389,14 @@ impl Decoder {
             self.skipped_partial_line = false;
             return None;
         }
-        if content_end - line_start > self.limits.max_line {
-            let at = line_start + self.limits.max_line;
-            return Some(Err(self.fail(DecodeErrorKind::LineTooLong, at, Some(nl))));
-        }
-        if nl + 1 - self.start > self.limits.max_message {
-            let at = self.start + self.limits.max_message;
-            return Some(Err(self.fail(
-                DecodeErrorKind::MessageTooLarge,
-                at,
-                Some(nl),
-            )));
+        if let Some((kind, at)) = self.over_limit(line_start, content_end, nl + 1) {
+            return Some(Err(self.fail(kind, at, Some((nl, empty)))));
         }
         if self.expect_banner {
             self.expect_banner = false;
             if !empty && self.index.len() == 0 {
                 let line = self.buf.get(line_start..content_end).unwrap_or_default();
-                if memchr(b':', line).is_none()
-                    || memchr::memmem::find(line, b"Call Manager").is_some()
-                {
+                if colon.is_none() || memchr::memmem::find(line, b"Call Manager").is_some() {
                     self.banner = Some(String::from_utf8_lossy(line).into_owned());
                     self.start = nl + 1;
                     return None;
@@ -311,8 +417,8 @@ impl Decoder {
                     let at = self.rel(line_start);
                     return Some(Ok(self.finish(nl, Some((at, at)))));
                 }
-                let line = self.buf.get(line_start..content_end).unwrap_or_default();
-                let is_header = !empty && is_header_line(line) && (crlf || !self.first_line_crlf);
+                let is_header =
+                    self.is_header_line(line_start, colon) && (crlf || !self.first_line_crlf);
                 if !is_header && (!empty || !crlf) {
                     // First line of the raw CLI text (bare LF where headers used CRLF, or no
                     // `Token:` shape); from here on only the end marker ends the message.
@@ -340,28 +446,42 @@ impl Decoder {
             return Some(Err(self.fail(
                 DecodeErrorKind::TooManyLines,
                 line_start,
-                Some(nl),
+                Some((nl, false)),
             )));
         }
-        let line = self.buf.get(line_start..content_end).unwrap_or_default();
-        let colon = memchr(b':', line);
+        if let Some(c) = colon {
+            self.classify(line_start, c, content_end);
+        }
         if self.index.len() == 0 {
             self.first_line_crlf = crlf;
-            if let Some(c) = colon {
-                let (name, value) = line.split_at(c);
-                let value = value.get(1..).unwrap_or_default();
-                if bytes_eq_ignore_case(name, b"response")
-                    && bytes_eq_ignore_case(value.trim_ascii_start(), b"follows")
-                {
-                    self.follows = Follows::Headers;
-                }
+        }
+        self.index
+            .push(colon.map(|c| self.rel(c)), self.rel(content_end));
+        None
+    }
+
+    /// Notes what the header `[line_start, colon)` says about the message's kind. A first
+    /// line of `Response: Follows` switches to the legacy Command framing.
+    fn classify(&mut self, line_start: usize, colon: usize, content_end: usize) {
+        let name = self.buf.get(line_start..colon).unwrap_or_default();
+        self.kind = kind_after(self.kind, name);
+        if self.index.len() == 0 && bytes_eq_ignore_case(name, b"response") {
+            let value = self.buf.get(colon + 1..content_end).unwrap_or_default();
+            if bytes_eq_ignore_case(value.trim_ascii_start(), b"follows") {
+                self.follows = Follows::Headers;
             }
         }
-        self.index.push(
-            colon.map(|c| self.rel(line_start + c)),
-            self.rel(content_end),
-        );
-        None
+    }
+
+    /// `Token: value` with a non-empty token free of white space: what a real header looks like.
+    fn is_header_line(&self, line_start: usize, colon: Option<usize>) -> bool {
+        match colon {
+            Some(c) if c > line_start => self
+                .buf
+                .get(line_start..c)
+                .is_some_and(|name| !name.iter().any(|b| b.is_ascii_whitespace())),
+            _ => false,
+        }
     }
 
     fn rel(&self, pos: usize) -> u32 {
@@ -381,21 +501,82 @@ impl Decoder {
     fn finish(&mut self, nl: usize, body: Option<(u32, u32)>) -> Message {
         let end = nl + 1;
         let raw = self.buf.get(self.start..end).unwrap_or_default();
-        let msg = Message::from_parts(raw, &self.index, body, self.base + self.start as u64);
+        let msg = Message::from_parts(
+            raw,
+            &self.index,
+            self.kind,
+            body,
+            self.base + self.start as u64,
+        );
         self.start = end;
         self.reset_message();
         msg
     }
 }
 
-/// `Token: value` with a non-empty token free of white space: what a real header looks like.
-fn is_header_line(line: &[u8]) -> bool {
-    match memchr(b':', line) {
-        Some(0) | None => false,
-        Some(c) => line
-            .get(..c)
-            .is_some_and(|name| !name.iter().any(|b| b.is_ascii_whitespace())),
+/// A message's kind after a header named `name`: `Event` wins over `Response`
+/// (OriginateResponse carries both), whatever the order.
+#[inline(always)]
+fn kind_after(kind: Kind, name: &[u8]) -> Kind {
+    match name.len() {
+        5 if bytes_eq_ignore_case(name, b"event") => Kind::Event,
+        8 if kind == Kind::Other && bytes_eq_ignore_case(name, b"response") => Kind::Response,
+        _ => kind,
     }
+}
+
+/// SWAR (8 bytes per step) line scanning: AMI lines average ~21 bytes, too short for
+/// memchr's per-call setup to pay off, so short lines are scanned inline and only the rest
+/// of a long value goes to memchr.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// Bytes scanned inline before the rest of a line (colon found) goes to memchr.
+const INLINE_SCAN: usize = 64;
+
+/// High bit set in each byte of `v` that is zero. The lowest flagged byte is exact (borrows
+/// only run upwards), which is all the searches use.
+#[inline(always)]
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))
+}
+
+/// Scans `hay` to its first LF in one pass, noting the first colon before it: (colon, LF).
+/// Without an LF, the colon found so far (the scan resumes after `hay` later).
+#[inline(always)]
+fn scan_line(hay: &[u8]) -> (Option<usize>, Option<usize>) {
+    const COLONS: u64 = ONES * b':' as u64;
+    const LFS: u64 = ONES * b'\n' as u64;
+    let mut colon = None;
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let v = word(chunk);
+        let lfs = zero_bytes(v ^ LFS);
+        if colon.is_none() {
+            let colons = zero_bytes(v ^ COLONS);
+            if colons != 0 && (lfs == 0 || colons.trailing_zeros() < lfs.trailing_zeros()) {
+                colon = Some(i + (colons.trailing_zeros() / 8) as usize);
+            }
+        }
+        if lfs != 0 {
+            return (colon, Some(i + (lfs.trailing_zeros() / 8) as usize));
+        }
+        i += 8;
+        if i >= INLINE_SCAN && colon.is_some() {
+            break;
+        }
+    }
+    let tail = hay.get(i..).unwrap_or_default();
+    let lf = memchr(b'\n', tail);
+    if colon.is_none() {
+        let before_lf = tail.get(..lf.unwrap_or(tail.len())).unwrap_or_default();
+        colon = memchr(b':', before_lf).map(|c| i + c);
+    }
+    (colon, lf.map(|l| i + l))
 }
 
 /// Decodes a complete byte string. Errors are returned in stream order beside the messages.

@@ -63,30 +63,9 @@ impl LineIndex {
     }
 }
 
+#[inline]
 pub(crate) fn bytes_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
-}
-
-fn classify(raw: &[u8], index: &LineIndex) -> Kind {
-    let mut is_response = false;
-    let mut start = 0usize;
-    for &(colon, end) in &index.entries {
-        if colon != NO_COLON_32 {
-            let name = raw.get(start..colon as usize).unwrap_or_default();
-            if bytes_eq_ignore_case(name, b"event") {
-                return Kind::Event;
-            }
-            if bytes_eq_ignore_case(name, b"response") {
-                is_response = true;
-            }
-        }
-        start = next_line_start(raw, end as usize);
-    }
-    if is_response {
-        Kind::Response
-    } else {
-        Kind::Other
-    }
 }
 
 /// A line ends at `end` (a CR or LF byte); the next line starts after its LF.
@@ -103,26 +82,32 @@ impl Message {
     pub(crate) fn from_parts(
         raw: &[u8],
         index: &LineIndex,
+        kind: Kind,
         body: Option<(u32, u32)>,
         offset: u64,
     ) -> Message {
-        let kind = classify(raw, index);
         let wide = raw.len() > SMALL_LIMIT;
         let entry = if wide { 8 } else { 4 };
-        let mut data = Vec::with_capacity(raw.len() + index.len() * entry);
+        // Sized once and filled in place: one exact allocation, no per-entry capacity checks.
+        let total = raw.len() + index.len() * entry;
+        let mut data = Vec::with_capacity(total);
         data.extend_from_slice(raw);
-        for &(colon, end) in &index.entries {
+        data.resize(total, 0);
+        let tail = data.get_mut(raw.len()..).unwrap_or_default();
+        for (slot, &(colon, end)) in tail.chunks_exact_mut(entry).zip(&index.entries) {
             if wide {
-                data.extend_from_slice(&colon.to_le_bytes());
-                data.extend_from_slice(&end.to_le_bytes());
+                let [a, b, c, d] = colon.to_le_bytes();
+                let [e, f, g, h] = end.to_le_bytes();
+                slot.copy_from_slice(&[a, b, c, d, e, f, g, h]);
             } else {
                 let colon = if colon == NO_COLON_32 {
                     NO_COLON_16
                 } else {
                     colon as u16
                 };
-                data.extend_from_slice(&colon.to_le_bytes());
-                data.extend_from_slice(&(end as u16).to_le_bytes());
+                let [a, b] = colon.to_le_bytes();
+                let [c, d] = (end as u16).to_le_bytes();
+                slot.copy_from_slice(&[a, b, c, d]);
             }
         }
         Message {
