@@ -43,7 +43,7 @@ use quick_xml::events::Event as XmlEvent;
 
 use super::action::{Action, hex_lower};
 use super::decoder::Decoder;
-use super::message::{LineIndex, Message, is_secret_header};
+use super::message::{Kind, LineIndex, Message, is_secret_header};
 use crate::error::{Error, Result};
 
 /// `http.conf` `httptimeout` default: a cookie's Max-Age and the idle expiry of a session.
@@ -567,11 +567,16 @@ struct MessageBuilder {
     index: LineIndex,
     /// Each key seen so far and how often, to fold Asterisk's `-N` repeat suffixes.
     seen: Vec<(Vec<u8>, usize)>,
+    /// `Event` wins over `Response` (OriginateResponse carries both), as in the decoder.
+    has_event: bool,
+    has_response: bool,
 }
 
 impl MessageBuilder {
     fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let key = self.fold_repeat(key);
+        self.has_event |= key.eq_ignore_ascii_case(b"event");
+        self.has_response |= key.eq_ignore_ascii_case(b"response");
         self.raw.extend(key.iter().map(|&b| line_safe(b)));
         let colon = self.raw.len();
         self.raw.extend_from_slice(b": ");
@@ -614,7 +619,18 @@ impl MessageBuilder {
             return Ok(None);
         }
         self.raw.extend_from_slice(b"\r\n");
-        Ok(Some(Message::from_parts(&self.raw, &self.index, None, 0)))
+        let kind = match (self.has_event, self.has_response) {
+            (true, _) => Kind::Event,
+            (false, true) => Kind::Response,
+            (false, false) => Kind::Other,
+        };
+        Ok(Some(Message::from_parts(
+            &self.raw,
+            &self.index,
+            kind,
+            None,
+            0,
+        )))
     }
 }
 
