@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import atexit
+from collections.abc import Mapping
 
 from . import _core
-from ._core import Message, __version__
+from ._core import Message, Parser, __version__, encode_action, parse
 from .exceptions import (
     ActionError,
     ActionTimeout,
@@ -19,6 +20,9 @@ from .exceptions import (
     RemoteProtocolError,
 )
 
+# Message implements the Mapping protocol in Rust; registering it makes isinstance() agree.
+Mapping.register(Message)
+
 atexit.register(_core._shutdown)
 
 __all__ = [
@@ -31,7 +35,10 @@ __all__ = [
     "InternalError",
     "LocalProtocolError",
     "Message",
+    "Parser",
     "ProtocolError",
     "RemoteProtocolError",
     "__version__",
+    "encode_action",
+    "parse",
 ]
