@@ -165,7 +165,7 @@ fn parse<'py>(
     parser.decode(py, data)
 }
 
-/// The wire bytes of an action: `Action`, then `ActionID` (the `action_id` argument, or an
+/// The wire bytes of an action: `Action`, then `ActionID` (the `action_id` argument, else an
 /// `ActionID` entry in `headers`), then the headers in order. `headers` is a Mapping or an
 /// iterable of (name, value) pairs; pairs allow repeats (`Variable`). Raises
 /// `LocalProtocolError` for CR, LF or NUL anywhere (header injection), an empty name or one
@@ -191,9 +191,11 @@ fn encode_action<'py>(
             action.push(key, value);
         }
     }
-    let bytes = action
-        .to_bytes(action_id.as_deref())
-        .map_err(|e| to_pyerr(py, e))?;
+    if let Some(id) = action_id {
+        // Set on the action (not passed to `encode`) so that it is validated like any id.
+        action = action.with_action_id(id);
+    }
+    let bytes = action.to_bytes(None).map_err(|e| to_pyerr(py, e))?;
     Ok(PyBytes::new(py, &bytes))
 }
 
