@@ -21,54 +21,75 @@ pub struct PyMessage {
     pub(crate) inner: proto::Message,
 }
 
-// ---- header names --------------------------------------------------------------------------
+// ---- cached strings ------------------------------------------------------------------------
 //
-// Header names (and event names) come from a small vocabulary, so their Python strings are
-// cached instead of being built for every message: `to_dict()` on an event stream is mostly
-// key strings otherwise, and a cached string also keeps its hash for the dict insert. A
-// direct-mapped table keyed by a case-folded hash keeps a lookup to one hash and one byte
-// comparison; a collision simply replaces the slot.
+// Header names, event names and most short values come from a small vocabulary (`Up`, `en`,
+// `call,all`, `<unknown>`...), so their Python strings are cached instead of being built for
+// every message: `to_dict()` on an event stream is mostly string building otherwise, and a
+// cached key also keeps its hash for the dict insert. A direct-mapped table keyed by a
+// case-folded hash keeps a lookup to one hash and one byte comparison; a collision simply
+// replaces the slot. Long values (ids, channel names, timestamps) are rarely repeated and
+// bypass it.
 
-const CACHE_BITS: u32 = 9;
+const CACHE_BITS: u32 = 11;
+/// Values up to this many bytes go through the cache in `to_dict()`.
+const SHORT_VALUE: usize = 12;
 
 type Slot = Option<(Box<[u8]>, Py<PyString>)>;
 
-static NAME_CACHE: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
+static STRINGS: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 
 /// A hash equal for names that match ASCII case-insensitively: the first and last 8 bytes
 /// with bit 0x20 set (the only bit where a letter differs from its other case) and the
 /// length. Header names are short and mostly differ in length or at one end.
 fn folded_hash(name: &[u8]) -> u64 {
-    fn load(bytes: &[u8]) -> u64 {
-        let mut word = [0u8; 8];
-        for (w, b) in word.iter_mut().zip(bytes) {
-            *w = *b;
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let (head, tail) = ends(name);
+    ((head | FOLD) ^ (tail | FOLD).rotate_left(29) ^ name.len() as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
+/// as integers: plain loads, not a `memcpy` call.
+fn ends(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => {
+            let word = bytes.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b));
+            (word, word)
         }
-        u64::from_le_bytes(word) | 0x2020_2020_2020_2020
     }
-    let head = load(name);
-    let tail = load(name.get(name.len().saturating_sub(8)..).unwrap_or_default());
-    (head ^ tail.rotate_left(29) ^ name.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Byte equality without a `memcmp` call for short strings (the cache's hot path): two
+/// words cover up to 16 bytes exactly once the lengths match.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && if a.len() <= 16 {
+            ends(a) == ends(b)
+        } else {
+            a == b
+        }
 }
 
 fn text<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &decode_text(bytes))
 }
 
-/// The name cache, held for one operation. `try_lock` rather than `lock`: the cache is only
+/// The string cache, held for one operation. `try_lock` rather than `lock`: the cache is only
 /// an optimisation, so contention (another thread) or re-entry (a finaliser run while a
 /// dict is allocated) makes fresh strings instead of waiting or deadlocking.
-struct Names(Option<MutexGuard<'static, Vec<Slot>>>);
+struct Strings(Option<MutexGuard<'static, Vec<Slot>>>);
 
-impl Names {
-    fn lock() -> Names {
-        let guard = NAME_CACHE.try_lock().ok().map(|mut cache| {
+impl Strings {
+    fn lock() -> Strings {
+        let guard = STRINGS.try_lock().ok().map(|mut cache| {
             if cache.is_empty() {
                 cache.resize_with(1 << CACHE_BITS, || None);
             }
             cache
         });
-        Names(guard)
+        Strings(guard)
     }
 
     fn get<'py>(&mut self, py: Python<'py>, name: &[u8], hash: u64) -> Bound<'py, PyString> {
@@ -77,7 +98,7 @@ impl Names {
             .as_mut()
             .and_then(|cache| cache.get_mut((hash >> (64 - CACHE_BITS)) as usize));
         match slot {
-            Some(Some((bytes, s))) if **bytes == *name => s.bind(py).clone(),
+            Some(Some((bytes, s))) if same_bytes(bytes, name) => s.bind(py).clone(),
             Some(slot) => {
                 let s = text(py, name);
                 *slot = Some((name.into(), s.clone().unbind()));
@@ -89,7 +110,7 @@ impl Names {
 }
 
 fn cached_name<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
-    Names::lock().get(py, name, folded_hash(name))
+    Strings::lock().get(py, name, folded_hash(name))
 }
 
 /// Where `name` is among the distinct names seen so far (case-insensitively).
@@ -121,12 +142,14 @@ fn to_dict<'py>(
         One(Bound<'py, PyString>),
         Many(Bound<'py, PyList>),
     }
-    let mut names = Names::lock();
+    let mut names = Strings::lock();
     let mut seen: Vec<(u64, &[u8])> = Vec::with_capacity(32);
     let mut values: Vec<(Bound<'py, PyString>, Values<'py>)> = Vec::with_capacity(32);
     for h in message.headers() {
         let value = if mask && proto::message::is_secret_header(h.name) {
             PyString::new(py, MASK)
+        } else if h.value.len() <= SHORT_VALUE {
+            names.get(py, h.value, folded_hash(h.value))
         } else {
             text(py, h.value)
         };
@@ -339,7 +362,7 @@ impl PyMessage {
 
     /// Distinct header names in their first-seen spelling.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
-        let mut names = Names::lock();
+        let mut names = Strings::lock();
         let keys = distinct_names(&self.inner)
             .into_iter()
             .map(|(hash, name)| names.get(py, name, hash));
