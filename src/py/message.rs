@@ -142,14 +142,16 @@ fn to_dict<'py>(
         One(Bound<'py, PyString>),
         Many(Bound<'py, PyList>),
     }
-    let mut names = Strings::lock();
+    let mut strings = Strings::lock();
     let mut seen: Vec<(u64, &[u8])> = Vec::with_capacity(32);
     let mut values: Vec<(Bound<'py, PyString>, Values<'py>)> = Vec::with_capacity(32);
     for h in message.headers() {
-        let value = if mask && proto::message::is_secret_header(h.name) {
+        // A secret never enters the process-wide cache.
+        let secret = proto::message::is_secret_header(h.name);
+        let value = if mask && secret {
             PyString::new(py, MASK)
-        } else if h.value.len() <= SHORT_VALUE {
-            names.get(py, h.value, folded_hash(h.value))
+        } else if h.value.len() <= SHORT_VALUE && !secret {
+            strings.get(py, h.value, folded_hash(h.value))
         } else {
             text(py, h.value)
         };
@@ -157,7 +159,7 @@ fn to_dict<'py>(
         match find_name(&seen, hash, h.name).and_then(|i| values.get_mut(i)) {
             None => {
                 seen.push((hash, h.name));
-                values.push((names.get(py, h.name, hash), Values::One(value)));
+                values.push((strings.get(py, h.name, hash), Values::One(value)));
             }
             Some((_, entry)) => match entry {
                 Values::Many(list) => list.append(value)?,
@@ -168,7 +170,7 @@ fn to_dict<'py>(
             },
         }
     }
-    drop(names);
+    drop(strings);
     let dict = PyDict::new(py);
     for (key, value) in values {
         match value {
@@ -362,10 +364,10 @@ impl PyMessage {
 
     /// Distinct header names in their first-seen spelling.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
-        let mut names = Strings::lock();
+        let mut strings = Strings::lock();
         let keys = distinct_names(&self.inner)
             .into_iter()
-            .map(|(hash, name)| names.get(py, name, hash));
+            .map(|(hash, name)| strings.get(py, name, hash));
         PyList::new(py, keys)?.try_iter()
     }
 

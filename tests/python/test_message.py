@@ -182,3 +182,16 @@ def test_sizeof_counts_owned_bytes() -> None:
     # The object plus its wire bytes and line index: what a retained message really costs.
     assert sys.getsizeof(HANGUP) >= len(HANGUP.raw) + 4 * 8
     assert sys.getsizeof(HANGUP) < 2 * len(HANGUP.raw) + 200
+
+
+def test_short_strings_are_shared_but_secrets_never_cached() -> None:
+    wire = b"Event: Login\r\nStatus: Up\r\nSecret: pw-1\r\nKey: k-1\r\nUniqueid: 1795691133.6512\r\n\r\n"
+    first, second = amiwire.parse(wire + wire, expect_banner=False)
+    a, b = first.to_dict(), second.to_dict()
+    assert a == b
+    # Header names, event names and short values come from one process-wide cache...
+    assert [k1 is k2 for k1, k2 in zip(a, b)] == [True] * 5
+    assert a["Status"] is b["Status"] and first.name is second.name
+    # ...long values are built per message, and secrets are never kept by the cache.
+    assert a["Uniqueid"] is not b["Uniqueid"]
+    assert a["Secret"] is not b["Secret"] and a["Key"] is not b["Key"]
