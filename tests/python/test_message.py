@@ -37,13 +37,13 @@ def test_is_a_read_only_mapping() -> None:
     assert isinstance(HANGUP, Mapping)
     assert not isinstance(HANGUP, dict)
     with pytest.raises(TypeError):
-        HANGUP["Channel"] = "x"  # type: ignore[index]
+        HANGUP["Channel"] = "x"
     with pytest.raises(AttributeError):
-        HANGUP.name = "x"  # type: ignore[misc]
+        HANGUP.name = "x"
     with pytest.raises(TypeError):
         hash(HANGUP)
     with pytest.raises(TypeError):
-        Message()  # type: ignore[call-arg]
+        Message()
 
 
 def test_mapping_protocol_and_views() -> None:

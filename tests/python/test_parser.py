@@ -322,6 +322,6 @@ def test_encode_action_error_never_shows_a_secret() -> None:
 
 def test_encode_action_needs_string_pairs() -> None:
     with pytest.raises(TypeError):
-        amiwire.encode_action("Ping", {"Count": 3})  # type: ignore[dict-item]
+        amiwire.encode_action("Ping", {"Count": 3})  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError)):
         amiwire.encode_action("Ping", ["not a pair"])  # type: ignore[list-item]
