@@ -168,7 +168,7 @@ def retained_memory(retain: Callable[[list[bytes]], list[Any]], chunks: list[byt
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--capture", type=Path, default=CAPTURE)
     args = ap.parse_args()
     data = args.capture.read_bytes()
