@@ -16,6 +16,14 @@ use crate::proto::{self, decode_text};
 /// What `repr` and `_repr_html_` show instead of a `Secret` or `Key` value.
 const MASK: &str = "********";
 
+/// A read-only, case-insensitive `Mapping[str, str]` over one decoded AMI message.
+///
+/// `m[key]` and `get` give the first value of a repeated header, `get_all` every value, and
+/// `to_dict()` maps a repeated name to the list of its values. Iteration yields each distinct
+/// name once, in its first-seen spelling. Values are decoded when read: UTF-8, or Latin-1 when
+/// the bytes are not valid UTF-8 (lossless: `value.encode("latin-1")` gives them back);
+/// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask `Secret` and `Key`
+/// values. A Message equals another with the same wire bytes, or a Mapping with the same items.
 #[pyclass(name = "Message", module = "amiwire", frozen, mapping)]
 pub struct PyMessage {
     pub(crate) inner: proto::Message,
