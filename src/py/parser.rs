@@ -2,6 +2,7 @@
 //! Python code that does its own I/O (a capture file, an asyncio Protocol, a test).
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
 
 use super::errors::{decode_error, to_pyerr};
@@ -101,9 +102,10 @@ impl PyParser {
         })
     }
 
-    /// Adds bytes; returns every message now complete (see the class docstring for errors).
-    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        self.decode(py, data)
+    /// Adds bytes (`bytes` or `bytearray`); returns every message now complete (see the
+    /// class docstring for errors).
+    fn feed<'py>(&mut self, py: Python<'py>, data: PyBackedBytes) -> PyResult<Bound<'py, PyList>> {
+        self.decode(py, &data)
     }
 
     /// Returns what is complete without adding bytes: after `feed` raised, the messages
@@ -146,7 +148,7 @@ impl PyParser {
 #[allow(clippy::too_many_arguments)]
 fn parse<'py>(
     py: Python<'py>,
-    data: &[u8],
+    data: PyBackedBytes,
     max_line: Option<usize>,
     max_lines: Option<usize>,
     max_message: Option<usize>,
@@ -162,7 +164,7 @@ fn parse<'py>(
         expect_banner,
         errors,
     )?;
-    parser.decode(py, data)
+    parser.decode(py, &data)
 }
 
 /// The wire bytes of an action: `Action`, then `ActionID` (the `action_id` argument, else an

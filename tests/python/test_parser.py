@@ -236,6 +236,15 @@ def test_too_many_lines_and_message_too_large() -> None:
     assert [m.name for m in amiwire.parse(GOOD_A + many + GOOD_C, max_lines=5, errors="skip")] == ["A", "C"]
 
 
+def test_bytearray_input() -> None:
+    wire = bytearray(GOOD_A + GOOD_C)
+    parser = Parser()
+    got = parser.feed(wire)
+    wire[:] = b"x" * len(wire)  # the parser copied what it needed
+    assert [m.name for m in got] == ["A", "C"] and got[0].raw == GOOD_A
+    assert amiwire.parse(bytearray(GOOD_A))[0].name == "A"
+
+
 def test_bad_options() -> None:
     with pytest.raises(ValueError, match="errors"):
         Parser(errors="ignore")
