@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 develop: $(STAMP)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop $(MATURIN_FLAGS) --quiet
 
+# Until the client demo (`python -m amiwire demo`) lands: parse the real load capture.
 demo: develop
-	$(PY) -m amiwire demo
+	$(PY) examples/parse_capture.py
 
 test: test-rust test-python
 

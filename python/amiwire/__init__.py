@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import atexit
+from collections.abc import Mapping
 
 from . import _core
-from ._core import Message, __version__
+from ._core import Message, Parser, __version__, encode_action, parse
 from .blocking import BlockingClient, BlockingEventStream, connect_blocking
 from .client import Client, EventStream, OriginateFailed, connect, parse_url
 from .exceptions import (
@@ -20,6 +21,9 @@ from .exceptions import (
     ProtocolError,
     RemoteProtocolError,
 )
+
+# Message implements the Mapping protocol in Rust; registering it makes isinstance() agree.
+Mapping.register(Message)
 
 atexit.register(_core._shutdown)
 
@@ -41,7 +45,10 @@ __all__ = [
     "InternalError",
     "LocalProtocolError",
     "Message",
+    "Parser",
     "ProtocolError",
     "RemoteProtocolError",
     "__version__",
+    "encode_action",
+    "parse",
 ]

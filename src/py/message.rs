@@ -1,60 +1,512 @@
-//! `amiwire.Message`: a read-only, case-insensitive Mapping over one decoded message.
-//! (Minimal skeleton; the full API lands with the parser work.)
+//! `amiwire.Message`: a read-only, case-insensitive `Mapping[str, str]` over one decoded
+//! message. It wraps `proto::Message` (the wire bytes plus a line index) and makes Python
+//! strings only when a value is read, so a parsed message costs little more than its bytes.
+//!
+//! Text policy (`proto::decode_text`): UTF-8 when valid, otherwise Latin-1, which maps every
+//! byte to one character, so nothing is dropped (`get_bytes` and `raw` give the exact bytes).
+
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyType};
 
-use crate::proto;
+use crate::proto::{self, decode_text};
 
-#[pyclass(name = "Message", module = "amiwire", frozen)]
+/// What `repr` and `_repr_html_` show instead of a `Secret` or `Key` value.
+const MASK: &str = "********";
+
+/// A read-only, case-insensitive `Mapping[str, str]` over one decoded AMI message.
+///
+/// `m[key]` and `get` give the first value of a repeated header, `get_all` every value, and
+/// `to_dict()` maps a repeated name to the list of its values. Iteration yields each distinct
+/// name once, in its first-seen spelling. Values are decoded when read: UTF-8, or Latin-1 when
+/// the bytes are not valid UTF-8 (lossless: `value.encode("latin-1")` gives them back);
+/// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask `Secret` and `Key`
+/// values. A Message equals another with the same wire bytes, or a Mapping with the same items.
+#[pyclass(name = "Message", module = "amiwire", frozen, mapping)]
 pub struct PyMessage {
     pub(crate) inner: proto::Message,
-    /// For an action's response: the list items (empty otherwise).
-    events: Option<Py<PyList>>,
-    /// For an action's response: the list's completion event or the OriginateResponse.
+    /// Only on an action's result: its list items and completion (or OriginateResponse).
+    /// Boxed so that the many plain events pay one pointer for it.
+    outcome: Option<Box<OutcomeParts>>,
+}
+
+struct OutcomeParts {
+    events: Py<PyList>,
     complete: Option<Py<PyMessage>>,
+}
+
+// ---- cached strings ------------------------------------------------------------------------
+//
+// Header names, event names and most short values come from a small vocabulary (`Up`, `en`,
+// `call,all`, `<unknown>`...), so their Python strings are cached instead of being built for
+// every message: `to_dict()` on an event stream is mostly string building otherwise, and a
+// cached key also keeps its hash for the dict insert. A direct-mapped table keyed by a
+// case-folded hash keeps a lookup to one hash and one byte comparison; a collision simply
+// replaces the slot. Long values (ids, channel names, timestamps) are rarely repeated and
+// bypass it.
+
+const CACHE_BITS: u32 = 11;
+/// Values up to this many bytes go through the cache in `to_dict()`.
+const SHORT_VALUE: usize = 12;
+
+type Slot = Option<(Box<[u8]>, Py<PyString>)>;
+
+static STRINGS: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
+
+/// A hash equal for names that match ASCII case-insensitively: the first and last 8 bytes
+/// with bit 0x20 set (the only bit where a letter differs from its other case) and the
+/// length. Header names are short and mostly differ in length or at one end.
+fn folded_hash(name: &[u8]) -> u64 {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let (head, tail) = ends(name);
+    ((head | FOLD) ^ (tail | FOLD).rotate_left(29) ^ name.len() as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
+/// as integers: plain loads, not a `memcpy` call.
+fn ends(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => {
+            let word = bytes.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b));
+            (word, word)
+        }
+    }
+}
+
+/// Byte equality without a `memcmp` call for short strings (the cache's hot path): two
+/// words cover up to 16 bytes exactly once the lengths match.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && if a.len() <= 16 {
+            ends(a) == ends(b)
+        } else {
+            a == b
+        }
+}
+
+fn text<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    PyString::new(py, &decode_text(bytes))
+}
+
+/// The string cache, held for one operation. `try_lock` rather than `lock`: the cache is only
+/// an optimisation, so contention (another thread) or re-entry (a finaliser run while a
+/// dict is allocated) makes fresh strings instead of waiting or deadlocking.
+struct Strings(Option<MutexGuard<'static, Vec<Slot>>>);
+
+impl Strings {
+    fn lock() -> Strings {
+        let guard = STRINGS.try_lock().ok().map(|mut cache| {
+            if cache.is_empty() {
+                cache.resize_with(1 << CACHE_BITS, || None);
+            }
+            cache
+        });
+        Strings(guard)
+    }
+
+    fn get<'py>(&mut self, py: Python<'py>, name: &[u8], hash: u64) -> Bound<'py, PyString> {
+        let slot = self
+            .0
+            .as_mut()
+            .and_then(|cache| cache.get_mut((hash >> (64 - CACHE_BITS)) as usize));
+        match slot {
+            Some(Some((bytes, s))) if same_bytes(bytes, name) => s.bind(py).clone(),
+            Some(slot) => {
+                let s = text(py, name);
+                *slot = Some((name.into(), s.clone().unbind()));
+                s
+            }
+            None => text(py, name),
+        }
+    }
+}
+
+fn cached_name<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    Strings::lock().get(py, name, folded_hash(name))
+}
+
+/// Where `name` is among the distinct names seen so far (case-insensitively).
+fn find_name(seen: &[(u64, &[u8])], hash: u64, name: &[u8]) -> Option<usize> {
+    seen.iter()
+        .position(|&(h, first)| h == hash && first.eq_ignore_ascii_case(name))
+}
+
+/// Distinct header names in first-seen order (first spelling), with their hashes.
+fn distinct_names(message: &proto::Message) -> Vec<(u64, &[u8])> {
+    let mut seen = Vec::with_capacity(32);
+    for h in message.headers() {
+        let hash = folded_hash(h.name);
+        if find_name(&seen, hash, h.name).is_none() {
+            seen.push((hash, h.name));
+        }
+    }
+    seen
+}
+
+/// `{name: value}` in first-seen order, a list of values for a repeated name; with `mask`
+/// (for `repr`) secret values are replaced.
+fn to_dict<'py>(
+    py: Python<'py>,
+    message: &proto::Message,
+    mask: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    enum Values<'py> {
+        One(Bound<'py, PyString>),
+        Many(Bound<'py, PyList>),
+    }
+    let mut strings = Strings::lock();
+    let mut seen: Vec<(u64, &[u8])> = Vec::with_capacity(32);
+    let mut values: Vec<(Bound<'py, PyString>, Values<'py>)> = Vec::with_capacity(32);
+    for h in message.headers() {
+        // A secret never enters the process-wide cache.
+        let secret = proto::message::is_secret_header(h.name);
+        let value = if mask && secret {
+            PyString::new(py, MASK)
+        } else if h.value.len() <= SHORT_VALUE && !secret {
+            strings.get(py, h.value, folded_hash(h.value))
+        } else {
+            text(py, h.value)
+        };
+        let hash = folded_hash(h.name);
+        match find_name(&seen, hash, h.name).and_then(|i| values.get_mut(i)) {
+            None => {
+                seen.push((hash, h.name));
+                values.push((strings.get(py, h.name, hash), Values::One(value)));
+            }
+            Some((_, entry)) => match entry {
+                Values::Many(list) => list.append(value)?,
+                Values::One(first) => {
+                    let list = PyList::new(py, [first.clone(), value])?;
+                    *entry = Values::Many(list);
+                }
+            },
+        }
+    }
+    drop(strings);
+    let dict = PyDict::new(py);
+    for (key, value) in values {
+        match value {
+            Values::One(v) => dict.set_item(key, v)?,
+            Values::Many(list) => dict.set_item(key, list)?,
+        }
+    }
+    Ok(dict)
+}
+
+/// Matches a Python key against header names. Names that are not UTF-8 were decoded as
+/// Latin-1, so a key also matches its Latin-1 bytes: every key that iteration yields can be
+/// looked up again.
+struct KeyMatcher<'k> {
+    utf8: &'k [u8],
+    latin1: Option<Vec<u8>>,
+}
+
+impl<'k> KeyMatcher<'k> {
+    fn new(key: &'k str) -> KeyMatcher<'k> {
+        let latin1 = (!key.is_ascii())
+            .then(|| {
+                key.chars()
+                    .map(|c| u8::try_from(u32::from(c)).ok())
+                    .collect()
+            })
+            .flatten();
+        KeyMatcher {
+            utf8: key.as_bytes(),
+            latin1,
+        }
+    }
+
+    fn matches(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(self.utf8)
+            || self
+                .latin1
+                .as_deref()
+                .is_some_and(|l| name.eq_ignore_ascii_case(l))
+    }
+}
+
+impl PyMessage {
+    /// The first value of a header, if `key` is a str naming one.
+    fn first(&self, key: &Bound<'_, PyAny>) -> Option<&[u8]> {
+        let key = key.cast::<PyString>().ok()?.to_str().ok()?;
+        let m = KeyMatcher::new(key);
+        self.inner
+            .headers()
+            .find(|h| m.matches(h.name))
+            .map(|h| h.value)
+    }
+
+    fn text_of<'py>(&self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyString>> {
+        self.inner.get_bytes(name).map(|v| text(py, v))
+    }
+}
+
+fn html_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[pymethods]
 impl PyMessage {
-    /// List items of an action's response (empty for plain responses and events).
+    // A Mapping is not hashable (equality follows the content, like dict's).
+    #[classattr]
+    const __hash__: Option<Py<PyAny>> = None;
+
+    /// For an action's response: the list items, in order (empty for anything else).
     #[getter]
     fn events<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
-        match &self.events {
-            Some(list) => list.bind(py).clone(),
+        match &self.outcome {
+            Some(parts) => parts.events.bind(py).clone(),
             None => PyList::empty(py),
         }
     }
 
-    /// The list's completion event, or a tracked originate's OriginateResponse.
+    /// For an action's response: the list's completion event, or a tracked originate's
+    /// OriginateResponse; None otherwise.
     #[getter]
     fn complete(&self, py: Python<'_>) -> Option<Py<PyMessage>> {
-        self.complete.as_ref().map(|c| c.clone_ref(py))
+        self.outcome
+            .as_ref()
+            .and_then(|p| p.complete.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    /// The event name (`Event:` value) for events, else None.
+    #[getter]
+    fn name<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        if !self.inner.is_event() {
+            return None;
+        }
+        self.inner.get_bytes("Event").map(|v| cached_name(py, v))
     }
 
     #[getter]
-    fn name(&self) -> Option<String> {
-        self.inner.event_name().map(|s| s.into_owned())
+    fn is_event(&self) -> bool {
+        self.inner.is_event()
+    }
+
+    #[getter]
+    fn is_response(&self) -> bool {
+        self.inner.is_response()
+    }
+
+    /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`) for responses.
+    #[getter]
+    fn response<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        if !self.inner.is_response() {
+            return None;
+        }
+        self.inner.get_bytes("Response").map(|v| cached_name(py, v))
+    }
+
+    #[getter]
+    fn action_id<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.text_of(py, "ActionID")
+    }
+
+    /// The exact bytes received, closing blank line included.
+    #[getter]
+    fn raw<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.raw())
+    }
+
+    /// Stream offset of the message's first byte.
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+
+    /// Lines without a colon, in order (not the legacy Command body).
+    #[getter]
+    fn unparsed_lines<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyString>> {
+        self.inner.unparsed_lines().map(|l| text(py, l)).collect()
+    }
+
+    /// The legacy (Asterisk <= 13) `Response: Follows` CLI text, end marker excluded.
+    #[getter]
+    fn body<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.inner.body().map(|b| text(py, b))
+    }
+
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> Option<Bound<'py, PyAny>> {
+        match self.first(key) {
+            Some(v) => Some(text(py, v).into_any()),
+            None => default,
+        }
+    }
+
+    /// Every value of `key`, in wire order (empty when absent).
+    fn get_all<'py>(&self, py: Python<'py>, key: &str) -> Vec<Bound<'py, PyString>> {
+        let m = KeyMatcher::new(key);
+        self.inner
+            .headers()
+            .filter(|h| m.matches(h.name))
+            .map(|h| text(py, h.value))
+            .collect()
+    }
+
+    /// The first value of `key` as the exact bytes received.
+    fn get_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> Option<Bound<'py, PyBytes>> {
+        self.first(key).map(|v| PyBytes::new(py, v))
+    }
+
+    /// `{name: value}` in wire order; a name that repeats maps to the list of its values.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        to_dict(py, &self.inner, false)
+    }
+
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyString>> {
+        match self.first(key) {
+            Some(v) => Ok(text(py, v)),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind())),
+        }
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
+        self.first(key).is_some()
+    }
+
+    /// The number of distinct header names.
+    fn __len__(&self) -> usize {
+        distinct_names(&self.inner).len()
+    }
+
+    /// Distinct header names in their first-seen spelling.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        let mut strings = Strings::lock();
+        let keys = distinct_names(&self.inner)
+            .into_iter()
+            .map(|(hash, name)| strings.get(py, name, hash));
+        PyList::new(py, keys)?.try_iter()
+    }
+
+    fn keys<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, &KEYS_VIEW, "KeysView")
+    }
+
+    fn values<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, &VALUES_VIEW, "ValuesView")
+    }
+
+    fn items<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        view(slf, &ITEMS_VIEW, "ItemsView")
+    }
+
+    /// Equal to a Message with the same wire bytes, or to a Mapping with the same items
+    /// (first value per name, as `Mapping.__eq__` compares).
+    fn __eq__<'py>(slf: &Bound<'py, Self>, other: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Ok(other) = other.cast::<PyMessage>() {
+            let equal = slf.get().inner.raw() == other.get().inner.raw();
+            return Ok(equal.into_pyobject(py)?.to_owned().into_any().unbind());
+        }
+        let mapping = MAPPING.import(py, "collections.abc", "Mapping")?;
+        if !other.is_instance(mapping)? {
+            return Ok(py.NotImplemented());
+        }
+        let mine = PyDict::from_sequence(&Self::items(slf)?)?;
+        let theirs = PyDict::from_sequence(&other.call_method0("items")?)?;
+        Ok(mine
+            .eq(theirs)?
+            .into_pyobject(py)?
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+
+    /// Shows every header; `Secret` and `Key` values are masked.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let dict = to_dict(py, &self.inner, true)?;
+        Ok(format!("Message({})", dict.repr()?))
+    }
+
+    /// An HTML table for Jupyter: every header line in order, escaped, secrets masked.
+    fn _repr_html_(&self) -> String {
+        let mut html = String::from("<table class=\"amiwire-message\">");
+        for h in self.inner.headers() {
+            html.push_str("<tr><th>");
+            html_escape(&decode_text(h.name), &mut html);
+            html.push_str("</th><td>");
+            if proto::message::is_secret_header(h.name) {
+                html.push_str(MASK);
+            } else {
+                html_escape(&decode_text(h.value), &mut html);
+            }
+            html.push_str("</td></tr>");
+        }
+        for line in self.inner.unparsed_lines() {
+            html.push_str("<tr><td colspan=\"2\">");
+            html_escape(&decode_text(line), &mut html);
+            html.push_str("</td></tr>");
+        }
+        html.push_str("</table>");
+        if let Some(body) = self.inner.body() {
+            html.push_str("<pre>");
+            html_escape(&decode_text(body), &mut html);
+            html.push_str("</pre>");
+        }
+        html
+    }
+
+    /// Object size plus the bytes and line index it owns (for memory accounting).
+    fn __sizeof__(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        let basic: usize = slf.get_type().getattr("__basicsize__")?.extract()?;
+        Ok(basic + slf.get().inner.heap_size())
     }
 }
 
+static MAPPING: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static KEYS_VIEW: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static VALUES_VIEW: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ITEMS_VIEW: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The standard `collections.abc` views: set-like keys and items, exactly as for a dict.
+fn view<'py>(
+    slf: &Bound<'py, PyMessage>,
+    cell: &PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    cell.import(slf.py(), "collections.abc", name)?
+        .call1((slf,))
+}
+
+/// Wraps one message. Only allocation can fail here; a message then becomes `None`.
 pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
     match Py::new(
         py,
         PyMessage {
             inner: message,
-            events: None,
-            complete: None,
+            outcome: None,
         },
     ) {
         Ok(obj) => obj.into_any(),
         Err(_) => py.None(),
     }
-}
-
-pub fn to_py_list(py: Python<'_>, messages: Vec<proto::Message>) -> Bound<'_, PyList> {
-    PyList::new(py, messages.into_iter().map(|m| to_py(py, m)))
-        .unwrap_or_else(|_| PyList::empty(py))
 }
 
 /// An action's result: the response Message carrying `.events` and `.complete`.
@@ -65,23 +517,29 @@ pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
             py,
             PyMessage {
                 inner: m,
-                events: None,
-                complete: None,
+                outcome: None,
             },
         )
         .ok()
     });
+    let parts = OutcomeParts { events, complete };
     match Py::new(
         py,
         PyMessage {
             inner: outcome.response,
-            events: Some(events),
-            complete,
+            outcome: Some(Box::new(parts)),
         },
     ) {
         Ok(obj) => obj.into_any(),
         Err(_) => py.None(),
     }
+}
+
+/// Wraps a batch (an event batch from the client, a parser feed) into one list.
+pub fn to_py_list(py: Python<'_>, messages: Vec<proto::Message>) -> Bound<'_, PyList> {
+    let items = messages.into_iter().map(|m| to_py(py, m).into_bound(py));
+    // Only converting an element can fail, and `Bound<PyAny>` converts infallibly.
+    PyList::new(py, items).unwrap_or_else(|_| PyList::empty(py))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

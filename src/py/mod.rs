@@ -3,6 +3,7 @@
 pub mod client;
 pub mod errors;
 pub mod message;
+pub mod parser;
 pub mod runtime;
 
 use pyo3::prelude::*;
@@ -13,6 +14,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     message::register(m)?;
+    parser::register(m)?;
     client::register(m)?;
     Ok(())
 }

@@ -1,0 +1,124 @@
+"""Type stubs for the compiled core (hand-written; checked by ``mypy.stubtest``)."""
+
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import ClassVar, TypeVar, final, overload
+
+_T = TypeVar("_T")
+
+__all__ = ["Message", "Parser", "__version__", "_shutdown", "encode_action", "parse"]
+__version__: str
+
+def _shutdown() -> None: ...
+@final
+class Message:
+    """A read-only, case-insensitive ``Mapping[str, str]`` over one decoded AMI message.
+
+    ``m[key]`` and ``get`` give the first value of a repeated header; ``get_all`` gives
+    every value. Iteration yields each distinct name once, in its first-seen spelling.
+    Values decode as UTF-8, or as Latin-1 when they are not valid UTF-8 (lossless:
+    ``value.encode("latin-1")`` gives the bytes back); ``get_bytes`` and ``raw`` give the
+    exact bytes. ``repr`` and ``_repr_html_`` mask ``Secret`` and ``Key`` values.
+    A Message equals another with the same wire bytes, or a Mapping with the same items.
+    """
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    @property
+    def name(self) -> str | None:
+        """The event name (``Event:`` value) for events, else None."""
+
+    @property
+    def is_event(self) -> bool: ...
+    @property
+    def is_response(self) -> bool: ...
+    @property
+    def response(self) -> str | None:
+        """``Success``, ``Error``, ``Follows``, ``Goodbye``... for responses, else None."""
+
+    @property
+    def action_id(self) -> str | None: ...
+    @property
+    def raw(self) -> bytes:
+        """The exact bytes received, closing blank line included."""
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the message's first byte."""
+
+    @property
+    def unparsed_lines(self) -> list[str]:
+        """Lines without a colon, in order (not the legacy Command body)."""
+
+    @property
+    def body(self) -> str | None:
+        """The legacy (Asterisk <= 13) ``Response: Follows`` CLI text, end marker excluded."""
+
+    @overload
+    def get(self, key: str, default: None = None) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: _T) -> str | _T: ...
+    def get_all(self, key: str) -> list[str]: ...
+    def get_bytes(self, key: str) -> bytes | None: ...
+    def to_dict(self) -> dict[str, str | list[str]]:
+        """``{name: value}`` in wire order; a repeated name maps to the list of its values."""
+
+    def keys(self) -> KeysView[str]: ...
+    def values(self) -> ValuesView[str]: ...
+    def items(self) -> ItemsView[str, str]: ...
+    def __getitem__(self, key: str, /) -> str: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def _repr_html_(self) -> str: ...
+
+@final
+class Parser:
+    """Incremental AMI decoder: bytes in, ``Message`` objects out, whatever the chunking.
+
+    A message that breaks a limit never costs the stream: it is skipped up to the next blank
+    line. With ``errors="raise"`` (default) ``feed`` raises ``RemoteProtocolError`` for it and
+    keeps the messages decoded before it: the next ``feed()`` or ``drain()`` returns them
+    first. With ``errors="skip"`` bad messages are only counted in ``error_count``.
+    """
+
+    def __new__(
+        cls,
+        *,
+        max_line: int | None = None,
+        max_lines: int | None = None,
+        max_message: int | None = None,
+        end_markers: list[str] | None = None,
+        expect_banner: bool = True,
+        errors: str = "raise",
+    ) -> Parser: ...
+    def feed(self, data: bytes | bytearray) -> list[Message]: ...
+    def drain(self) -> list[Message]: ...
+    @property
+    def banner(self) -> str | None: ...
+    @property
+    def error_count(self) -> int: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+def parse(
+    data: bytes | bytearray,
+    *,
+    max_line: int | None = None,
+    max_lines: int | None = None,
+    max_message: int | None = None,
+    end_markers: list[str] | None = None,
+    expect_banner: bool = True,
+    errors: str = "raise",
+) -> list[Message]:
+    """Decode a complete byte string; same options as ``Parser``."""
+
+def encode_action(
+    name: str,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    action_id: str | None = None,
+) -> bytes:
+    """The wire bytes of an action; raises ``LocalProtocolError`` for header injection."""
