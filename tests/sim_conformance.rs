@@ -13,7 +13,7 @@
 
 mod sim_support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use amiwire::proto::{Message, decode_all};
@@ -127,6 +127,8 @@ struct Segment {
 
 struct Script {
     banner: String,
+    /// Names of every event the recorded connection received.
+    events: BTreeSet<String>,
     start_t: f64,
     segments: Vec<Segment>,
     eof: bool,
@@ -176,8 +178,13 @@ fn script(recs: &[Rec], conn: usize) -> Script {
             expected,
         });
     }
+    let events = msgs
+        .iter()
+        .filter_map(|m| m.event_name().map(|n| n.into_owned()))
+        .collect();
     Script {
         banner: banner.unwrap_or_default(),
+        events,
         start_t: start_t.unwrap_or(0.0),
         segments,
         eof,
@@ -229,6 +236,9 @@ fn template_names(m: &Message) -> Vec<String> {
 struct Leeway {
     /// List sizes depend on which of several running calls exist at that millisecond.
     list_counts: bool,
+    /// The connection drives its own calls, so the simulator must send every kind of event
+    /// the recording got.
+    same_events: bool,
 }
 
 fn compare(
@@ -298,7 +308,7 @@ async fn run_conn(
     leeway: Leeway,
     s: Script,
     templates: &HashMap<String, HashSet<Vec<String>>>,
-) -> Result<usize, String> {
+) -> Result<(usize, BTreeSet<String>), String> {
     let started = tokio::time::Instant::now();
     let mut conn = Conn::connect(sim).await;
     if conn.banner.as_deref() != Some(s.banner.as_str()) {
@@ -306,6 +316,7 @@ async fn run_conn(
     }
     let mut subst: BTreeMap<String, String> = BTreeMap::new();
     let mut compared = 0;
+    let mut seen = BTreeSet::new();
     for seg in &s.segments {
         let at = started + Duration::from_secs_f64((seg.t - s.start_t).max(0.0));
         tokio::time::sleep_until(at).await;
@@ -339,6 +350,9 @@ async fn run_conn(
                 }
                 Err(_) => return Err(format!("{fixture}: no reply to {text:?}")),
             };
+            if let Some(name) = m.event_name() {
+                seen.insert(name.into_owned());
+            }
             if !is_reply(&m) {
                 check_event(fixture, &m, templates)?;
             }
@@ -376,7 +390,13 @@ async fn run_conn(
     if s.eof && !conn.closes_within(Duration::from_secs(3)).await {
         return Err(format!("{fixture}: the connection was not closed"));
     }
-    Ok(compared)
+    if leeway.same_events {
+        let missing: Vec<_> = s.events.difference(&seen).collect();
+        if !missing.is_empty() {
+            return Err(format!("{fixture}: the simulator never sent {missing:?}"));
+        }
+    }
+    Ok((compared, seen))
 }
 
 fn check_event(
@@ -428,6 +448,12 @@ async fn conform(fixture: &str) -> usize {
     let recs = load(fixture);
     let leeway = Leeway {
         list_counts: fixture == "tcp-pipelining.jsonl",
+        // Skipped where the recorded calls came from another client (`drv-N` Originates in
+        // events-off-on and userevent-action) or started before this login (pipelining).
+        same_events: !matches!(
+            fixture,
+            "tcp-events-off-on.jsonl" | "tcp-userevent-action.jsonl" | "tcp-pipelining.jsonl"
+        ),
     };
     let sim = start(SimConfig::new().auth_timeout(Duration::from_millis(500))).await;
     match fixture {
@@ -470,7 +496,7 @@ async fn conform(fixture: &str) -> usize {
     for conn in conns {
         let s = script(&recs, conn);
         match run_conn(&sim, fixture, leeway, s, &templates).await {
-            Ok(n) => compared += n,
+            Ok((n, _)) => compared += n,
             Err(e) => panic!("{e}"),
         }
     }
