@@ -65,8 +65,8 @@ pub struct Faults {
     pub stall_after_login: bool,
     /// Write a block of non-AMI bytes right after the login reply, then carry on.
     pub garbage_after_login: bool,
-    /// Write everything one byte at a time.
-    pub drip: bool,
+    /// Write everything one byte at a time, pausing this long after each byte.
+    pub drip: Option<Duration>,
     /// Never answer Ping; everything else works (a half-open link as the client sees it).
     pub ignore_pings: bool,
 }

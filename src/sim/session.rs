@@ -189,10 +189,11 @@ pub(crate) async fn serve(
 
 impl Session {
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.core.cfg.faults.drip {
+        if let Some(pause) = self.core.cfg.faults.drip {
             for b in bytes {
                 self.wr.write_all(std::slice::from_ref(b)).await?;
                 self.wr.flush().await?;
+                tokio::time::sleep(pause).await;
             }
             Ok(())
         } else {
