@@ -1,5 +1,7 @@
 //! The simulator's actions, login variants, permissions, event masks, filters and calls.
 
+#![allow(clippy::unwrap_used)]
+
 mod sim_support;
 
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //! substituted into later sends (the recording's `Local/500@test-0000000b;2` is another number
 //! here).
 
+#![allow(clippy::unwrap_used)]
+
 mod sim_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

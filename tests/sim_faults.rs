@@ -1,5 +1,7 @@
 //! Each injected fault, as a client sees it.
 
+#![allow(clippy::unwrap_used)]
+
 mod sim_support;
 
 use std::time::Duration;

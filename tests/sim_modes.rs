@@ -1,5 +1,7 @@
 //! Firehose, replay and TLS modes.
 
+#![allow(clippy::unwrap_used)]
+
 mod sim_support;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! A minimal raw AMI client for the simulator tests: writes action text, reads messages with
 //! the project's decoder, and bounds every wait.
 
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::time::Duration;
