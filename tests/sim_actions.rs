@@ -321,7 +321,12 @@ async fn async_originate_broadcasts_originate_response_to_call_readers_only() {
     let mut hangups = 0;
     while hangups < 2 {
         let m = b.next().await.unwrap();
-        if m.event_name().as_deref() == Some("Hangup") {
+        let name = m.event_name().unwrap().into_owned();
+        assert!(
+            !["Newexten", "VarSet", "UserEvent"].contains(&name.as_str()),
+            "{name} is outside the call class"
+        );
+        if name == "Hangup" {
             hangups += 1;
         }
     }

@@ -3,6 +3,7 @@
 pub mod errors;
 pub mod message;
 pub mod runtime;
+pub mod sim;
 
 use pyo3::prelude::*;
 
@@ -12,5 +13,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     message::register(m)?;
+    sim::register(m)?;
     Ok(())
 }

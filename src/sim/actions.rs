@@ -28,16 +28,6 @@ fn truncated_id_response(id: Option<&str>) -> Out {
     out
 }
 
-/// The classes an action needs; any one of them suffices, as in manager.c (`all` in the
-/// listing is only a label).
-fn action_classes(privs: &str) -> u32 {
-    privs
-        .split(',')
-        .filter(|p| !p.eq_ignore_ascii_case("all"))
-        .map(class::parse)
-        .fold(0, |a, b| a | b)
-}
-
 impl Session {
     pub(crate) async fn action(&mut self, name: &str, m: &Message, id: Option<&str>) -> Flow {
         let Some((canonical, _, privs)) = COMMANDS
@@ -51,7 +41,7 @@ impl Session {
             self.security_bad_format(name);
             return flow;
         };
-        let needed = action_classes(privs);
+        let needed = class::privilege(privs);
         let write = self.user.as_ref().map_or(0, |u| u.write);
         if needed != 0 && needed & write == 0 {
             let flow = self.reply(Out::error(id, "Permission denied")).await;
@@ -98,7 +88,7 @@ impl Session {
             "listcommands" => {
                 let mut out = Out::success(id);
                 for (n, synopsis, privs) in COMMANDS {
-                    let needed = action_classes(privs);
+                    let needed = class::privilege(privs);
                     if needed == 0 || needed & write != 0 {
                         out.push(n, &format!("{synopsis} (Priv: {privs})"));
                     }

@@ -242,7 +242,7 @@ impl Core {
             }
             out.finish()
         };
-        self.emit(Event::new(name, class::parse(privilege), event));
+        self.emit(Event::new(name, class::privilege(privilege), event));
     }
 
     fn dial_event(&self, name: &str, caller: Option<ChanId>, dest: ChanId, extra: &[(&str, &str)]) {

@@ -129,6 +129,15 @@ pub mod class {
         ("message", MESSAGE),
     ];
 
+    /// The classes of an event's `Privilege:` or an action's requirement: `call,all` is the
+    /// call class (`all` there is a label, not every class).
+    pub fn privilege(list: &str) -> u32 {
+        list.split(',')
+            .filter(|p| !p.trim().eq_ignore_ascii_case("all"))
+            .map(parse)
+            .fold(0, |a, b| a | b)
+    }
+
     /// Parses `call,user`, `all`, `none` (case-insensitive). Unknown names count for nothing,
     /// which is how `EventMask: nonsense` ends up as "events off".
     pub fn parse(list: &str) -> u32 {
@@ -172,7 +181,7 @@ impl Event {
         for (k, v) in headers {
             out.push(k, v);
         }
-        Event::new(name, class::parse(privilege), out.finish())
+        Event::new(name, class::privilege(privilege), out.finish())
     }
 
     pub fn name(&self) -> &str {
