@@ -303,6 +303,9 @@ impl Session {
         let Some(command) = header(m, "Command") else {
             return self.reply(Out::error(id, "No command provided")).await;
         };
+        if cli::blacklisted(&command) {
+            return self.reply(Out::error(id, "Command blacklisted")).await;
+        }
         let result = cli::run(&self.core, &command);
         match self.core.cfg.command_style {
             CommandStyle::Output => {

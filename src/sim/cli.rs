@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::calls::state_desc;
+use super::calls::{Ctl, state_desc};
 use super::commands::COMMANDS;
 use super::server::{Core, lock};
 
@@ -18,6 +18,14 @@ pub(crate) fn run(core: &Core, command: &str) -> Result<Vec<String>, Vec<String>
         ["core", "show", "channels"] => Ok(channels(core, false)),
         ["core", "show", "channels", "count"] => Ok(channels(core, true)),
         ["core", "show", "channels", "concise"] => Ok(concise(core)),
+        ["core", "show", "uptime", "seconds"] => {
+            let up = core.uptime().as_secs();
+            Ok(vec![
+                format!("System uptime: {up}"),
+                format!("Last reload: {up}"),
+            ])
+        }
+        ["channel", "request", "hangup", target] => Ok(hangup(core, target)),
         ["core", "show", "uptime"] => {
             let up = human(core.uptime());
             Ok(vec![
@@ -165,4 +173,40 @@ fn dialplan(core: &Core, ctx: &str) -> Result<Vec<String>, Vec<String>> {
         if priorities == 1 { "y" } else { "ies" }
     ));
     Ok(out)
+}
+
+/// `channel request hangup <name|all>`.
+fn hangup(core: &Core, target: &str) -> Vec<String> {
+    let chosen: Vec<(u64, String)> = lock(&core.calls)
+        .channels
+        .iter()
+        .rev()
+        .filter(|(_, c)| target == "all" || c.name == target)
+        .map(|(id, c)| (*id, c.name.clone()))
+        .collect();
+    if chosen.is_empty() && target != "all" {
+        return vec![format!("{target} is not a known channel")];
+    }
+    chosen
+        .into_iter()
+        .map(|(id, name)| {
+            core.send(
+                id,
+                Ctl::Hangup {
+                    cause: 16,
+                    requested: true,
+                },
+            );
+            format!("Requested Hangup on channel '{name}'")
+        })
+        .collect()
+}
+
+/// Commands manager.c refuses to run over AMI.
+pub(crate) fn blacklisted(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    matches!(
+        words.as_slice(),
+        ["module", "load" | "unload", ..] | ["restart", "gracefully", ..]
+    )
 }
