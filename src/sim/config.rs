@@ -234,7 +234,8 @@ impl SimConfig {
         self
     }
 
-    pub fn get_users(&self) -> &[User] {
+    /// The configured users.
+    pub fn user_list(&self) -> &[User] {
         &self.users
     }
 }
