@@ -985,8 +985,19 @@ impl Runner {
         );
         match step.app.to_ascii_lowercase().as_str() {
             "answer" => {
+                let was_up = lock(&core.calls)
+                    .channels
+                    .get(&self.id)
+                    .is_some_and(|c| c.state == 6);
                 core.answer(self.id);
-                Next::Step
+                if was_up {
+                    Next::Step
+                } else {
+                    // Asterisk's Answer() waits up to 500 ms for media on a newly answered
+                    // channel; the recordings show the next step half a second later.
+                    let until = tokio::time::Instant::now() + core.scaled(0.5);
+                    self.hold(Some(until)).await
+                }
             }
             "ringing" => {
                 core.ringing(self.id);

@@ -86,6 +86,14 @@ impl Conn {
         }
     }
 
+    /// Like `next`, but a timeout is `Err` instead of a panic.
+    pub async fn try_next(&mut self, wait: Duration) -> Result<Option<Message>, ()> {
+        match tokio::time::timeout(wait, self.next_within(wait + Duration::from_secs(1))).await {
+            Ok(m) => Ok(m),
+            Err(_) => Err(()),
+        }
+    }
+
     pub async fn next(&mut self) -> Option<Message> {
         self.next_within(WAIT).await
     }
