@@ -183,3 +183,31 @@ def test_cli_simulate_prints_address_and_users_and_stops_on_sigterm() -> None:
             proc.stdout.close()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+
+
+def test_option_plumbing_firehose_legacy_dialplan_replay() -> None:
+    with Simulator(firehose_count=10, firehose_repeats=2, command_style="legacy") as sim:
+        c = RawClient(sim.host, sim.port)
+        c.login("admin", "amiwire")
+        names = {c.next()["Event"] for _ in range(20)}
+        assert names == {"Newexten", "VarSet"}
+        c.send("Action: Command\r\nActionID: v\r\nCommand: core show version\r\n\r\n")
+        while b"--END COMMAND--\r\n\r\n" not in c.buf:
+            c._fill()
+        assert c.buf.startswith(b"Response: Follows\r\nPrivilege: Command\r\nActionID: v\r\n")
+        c.close()
+    plan = "[lab]\nexten => 7,1,Answer()\n same => n,Hangup()\n"
+    with Simulator(dialplan=plan) as sim:
+        c = RawClient(sim.host, sim.port)
+        c.login("admin", "amiwire")
+        c.send("Action: ShowDialPlan\r\nActionID: d\r\n\r\n")
+        assert c.reply("d")["EventList"] == "start"
+        c.close()
+    with Simulator(replay=str(FIXTURES / "asterisk-22" / "tcp-login-logoff.jsonl")) as sim:
+        c = RawClient(sim.host, sim.port)
+        c.send("Action: Login\r\nActionID: login-1\r\nUsername: admin\r\nSecret: amiwire\r\n\r\n")
+        assert c.reply("login-1")["Message"] == "Authentication accepted"
+        c.close()
