@@ -543,11 +543,7 @@ impl Session {
                 .values()
                 .rev()
                 .map(|c| {
-                    let bridge = c
-                        .bridge
-                        .and_then(|b| calls.bridges.get(&b))
-                        .map(|b| b.uniqueid.clone())
-                        .unwrap_or_default();
+                    let bridge = calls.bridge_uid(c);
                     let mut out = Out::event("CoreShowChannel").id(id);
                     snapshot(&mut out, "", c);
                     out.h("Application", &c.app)
@@ -582,11 +578,7 @@ impl Session {
                         .rev()
                         .filter(|c| only.as_ref().is_none_or(|n| *n == c.name))
                         .map(|c| {
-                            let bridge = c
-                                .bridge
-                                .and_then(|b| calls.bridges.get(&b))
-                                .map(|b| b.uniqueid.clone())
-                                .unwrap_or_default();
+                            let bridge = calls.bridge_uid(c);
                             let mut out = Out::event("Status").h("Privilege", "Call");
                             snapshot(&mut out, "", c);
                             out.h("Type", "Local")

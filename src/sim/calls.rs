@@ -71,6 +71,14 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
+    /// The uniqueid of the bridge a channel is in (empty when none).
+    pub(crate) fn bridge_uid(&self, c: &Channel) -> String {
+        c.bridge
+            .and_then(|b| self.bridges.get(&b))
+            .map(|b| b.uniqueid.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn find(&self, name: &str) -> Option<ChanId> {
         self.channels
             .iter()
@@ -153,7 +161,7 @@ fn bridge_headers(out: &mut Out, b: &Bridge) {
     out.push("BridgeVideoSourceMode", "none");
 }
 
-/// What the dialplan application of a channel looks like to `CoreShowChannel`/`Status`.
+/// `HH:MM:SS`, as `CoreShowChannel` reports a channel's age.
 pub(crate) fn duration_hms(d: Duration) -> String {
     let s = d.as_secs();
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
