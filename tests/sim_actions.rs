@@ -524,3 +524,36 @@ async fn shutdown_closes_connections_and_drop_stops_listening() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn emitted_events_follow_privilege_and_mask() {
+    let sim = start(SimConfig::new()).await;
+    let mut on = Conn::admin(&sim, "on").await;
+    let mut off = Conn::admin(&sim, "off").await;
+    let mut reader = Conn::connect(&sim).await;
+    reader
+        .send("Action: Login\r\nActionID: l\r\nUsername: local\r\nSecret: localonly\r\n\r\n")
+        .await;
+    reader.reply("l").await;
+    // The `local` user may not read security events, so its own SuccessfulAuth never comes;
+    // wait until all three sessions are registered.
+    while sim.session_count() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sim.emit_event(Event::build("Custom", "all", &[("K", "v")]));
+    sim.emit_event(Event::build("Secret", "security,all", &[("K", "s")]));
+    for c in [&mut on, &mut off, &mut reader] {
+        c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
+    }
+    let seen = |msgs: Vec<amiwire::proto::Message>| -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| m.event_name().map(|n| n.into_owned()))
+            .filter(|n| n == "Custom" || n == "Secret")
+            .collect()
+    };
+    let p = |m: &amiwire::proto::Message| m.action_id().as_deref() == Some("p");
+    assert_eq!(seen(on.until(p).await), ["Custom", "Secret"]);
+    assert!(seen(off.until(p).await).is_empty());
+    assert_eq!(seen(reader.until(p).await), ["Custom"]);
+    sim.shutdown().await;
+}

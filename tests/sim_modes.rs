@@ -44,8 +44,13 @@ async fn firehose_streams_the_load_capture_after_login() {
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(got, 21_828);
     eprintln!(
-        "firehose: {got} messages in {secs:.3} s ({:.0} msg/s, debug build)",
-        got as f64 / secs
+        "firehose: {got} messages in {secs:.3} s ({:.0} msg/s, {} build)",
+        got as f64 / secs,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     // The session still answers afterwards.
     c.send("Action: Ping\r\nActionID: after\r\n\r\n").await;

@@ -214,7 +214,9 @@ impl Session {
     /// (includes first, then excludes).
     pub(crate) fn wants(&self, ev: &Event) -> bool {
         let read = self.user.as_ref().map_or(0, |u| u.read);
-        if ev.class & read & self.event_mask == 0 {
+        // An event without a known class (`Privilege: all`) goes to every reader.
+        let class = if ev.class == 0 { class::ALL } else { ev.class };
+        if class & read & self.event_mask == 0 {
             return false;
         }
         let mut includes = self.filters.iter().filter(|f| f.include).peekable();

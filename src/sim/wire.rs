@@ -161,7 +161,7 @@ pub mod class {
 #[derive(Clone, Debug)]
 pub struct Event {
     pub(crate) name: Arc<str>,
-    /// The `Privilege:` classes; 0 for events every session gets (none so far).
+    /// The `Privilege:` classes; 0 (`Privilege: all`) reaches every session that reads events.
     pub(crate) class: u32,
     pub(crate) bytes: Arc<[u8]>,
 }
