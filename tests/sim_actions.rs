@@ -420,6 +420,31 @@ async fn dial_bridges_and_lists_show_the_call() {
     .await;
     let l = c.list("bi").await;
     assert_eq!(l.last().unwrap().get("ListItems").as_deref(), Some("2"));
+    // Dial's variables on the caller (the 600;2 half), as in event-stream-load.raw.
+    let chans: Vec<String> = l[1..3]
+        .iter()
+        .filter_map(|m| m.get("Channel").map(|n| n.into_owned()))
+        .collect();
+    let caller = chans
+        .iter()
+        .find(|n| n.starts_with("Local/600@test-") && n.ends_with(";2"))
+        .unwrap();
+    let peer = chans
+        .iter()
+        .find(|n| n.starts_with("Local/500@test-"))
+        .unwrap();
+    for (var, want) in [
+        ("DIALEDPEERNUMBER", "500@test"),
+        ("BRIDGEPEER", peer.as_str()),
+        ("DIALSTATUS", "ANSWER"),
+    ] {
+        c.send(&format!(
+            "Action: Getvar\r\nActionID: v-{var}\r\nChannel: {caller}\r\nVariable: {var}\r\n\r\n"
+        ))
+        .await;
+        let r = c.reply(&format!("v-{var}")).await;
+        assert_eq!(r.get("Value").as_deref(), Some(want), "{var}");
+    }
     c.send("Action: CoreShowChannels\r\nActionID: cs\r\n\r\n")
         .await;
     let l = c.list("cs").await;

@@ -817,6 +817,21 @@ fn uuid() -> String {
     format!("{}-{}-{}-{}-{}", h(8), h(4), h(4), h(4), h(12))
 }
 
+/// The variables Dial resets when it starts (in the recorded order).
+const DIAL_VARS: &[&str] = &[
+    "DIALSTATUS",
+    "DIALEDPEERNUMBER",
+    "DIALEDPEERNAME",
+    "ANSWEREDTIME",
+    "ANSWEREDTIME_MS",
+    "DIALEDTIME",
+    "DIALEDTIME_MS",
+    "RINGTIME",
+    "RINGTIME_MS",
+    "PROGRESSTIME",
+    "PROGRESSTIME_MS",
+];
+
 enum Wake {
     Timer,
     Ctl(Ctl),
@@ -1066,6 +1081,11 @@ impl Runner {
             .channels
             .get(&self.id)
             .map(|c| c.linkedid.clone());
+        // Dial clears its result variables first (event-stream-load.raw).
+        for var in DIAL_VARS {
+            core.set_var(self.id, var, "");
+        }
+        let dial_started = Instant::now();
         let pair = parse_local(target).and_then(|(exten, context)| {
             core.create_pair(&exten, &context, linkedid, Some(self.id))
         });
@@ -1095,10 +1115,31 @@ impl Runner {
                 c.exten = num;
             }
         }
+        let dial_string = target.strip_prefix("Local/").unwrap_or(target).to_string();
         core.chan_event("Newchannel", "call,all", a, &[]);
         core.chan_event("Newchannel", "call,all", b, &[]);
+        core.set_var(a, "DIALEDPEERNUMBER", &dial_string);
+        if let Some(c) = lock(&core.calls).channels.get_mut(&a) {
+            c.app = "AppDial".into();
+            c.appdata = "(Outgoing Line)".into();
+        }
+        let exten_a = lock(&core.calls)
+            .channels
+            .get(&a)
+            .map(|c| c.exten.clone())
+            .unwrap_or_default();
+        core.chan_event(
+            "Newexten",
+            "dialplan,all",
+            a,
+            &[
+                ("Extension", &exten_a),
+                ("Application", "AppDial"),
+                ("AppData", "(Outgoing Line)"),
+            ],
+        );
+        core.set_var(b, "DIALEDPEERNUMBER", &dial_string);
         core.local_bridge_event(a, b);
-        let dial_string = target.strip_prefix("Local/").unwrap_or(target).to_string();
         core.dial_event(
             "DialBegin",
             Some(self.id),
@@ -1147,27 +1188,41 @@ impl Runner {
         };
         match outcome {
             Some(true) => {
+                let answered_at = Instant::now();
+                let (name_a, name_c) = {
+                    let calls = lock(&core.calls);
+                    let name = |id| {
+                        calls
+                            .channels
+                            .get(&id)
+                            .map(|c| c.name.clone())
+                            .unwrap_or_default()
+                    };
+                    (name(a), name(self.id))
+                };
                 core.set_var(self.id, "DIALSTATUS", "ANSWER");
+                core.set_var(self.id, "DIALEDPEERNAME", &name_a);
+                core.set_var(self.id, "DIALEDPEERNUMBER", &dial_string);
                 core.answer(self.id);
                 core.bridge_two(self.id, a);
+                core.set_var(a, "BRIDGEPEER", &name_c);
+                core.set_var(self.id, "BRIDGEPEER", &name_a);
                 core.send(a, Ctl::Start(Program::Bridged));
-                loop {
+                let next = loop {
                     match self.wait(None).await {
-                        Wake::Ctl(Ctl::BridgeEnded) => {
-                            core.leave_bridge(self.id);
-                            return Next::Step;
-                        }
+                        Wake::Ctl(Ctl::BridgeEnded) => break Next::Step,
                         Wake::Ctl(Ctl::Hangup { cause, requested }) => {
                             return Next::End(End::Hangup { cause, requested });
                         }
-                        Wake::Ctl(Ctl::Redirect(p)) => {
-                            core.leave_bridge(self.id);
-                            return Next::Goto(p);
-                        }
+                        Wake::Ctl(Ctl::Redirect(p)) => break Next::Goto(p),
                         Wake::Stop => return Next::End(End::Stop),
                         _ => {}
                     }
-                }
+                };
+                core.set_var(self.id, "BRIDGEPEER", "");
+                core.leave_bridge(self.id);
+                self.dial_times(dial_started, Some(answered_at), "ANSWER");
+                next
             }
             other => {
                 let status = if other.is_none() {
@@ -1190,9 +1245,24 @@ impl Runner {
                         requested: true,
                     },
                 );
-                core.set_var(self.id, "DIALSTATUS", status);
+                self.dial_times(dial_started, None, status);
                 Next::Step
             }
+        }
+    }
+
+    /// The variables Dial sets when it returns.
+    fn dial_times(&self, started: Instant, answered: Option<Instant>, status: &str) {
+        let answered = answered.map(|a| a.elapsed()).unwrap_or_default();
+        let dialed = started.elapsed();
+        for (var, value) in [
+            ("ANSWEREDTIME", answered.as_secs().to_string()),
+            ("ANSWEREDTIME_MS", answered.as_millis().to_string()),
+            ("DIALEDTIME", dialed.as_secs().to_string()),
+            ("DIALEDTIME_MS", dialed.as_millis().to_string()),
+            ("DIALSTATUS", status.to_string()),
+        ] {
+            self.core.set_var(self.id, var, &value);
         }
     }
 
