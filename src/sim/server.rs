@@ -143,7 +143,11 @@ async fn accept_loop(
         tokio::select! {
             _ = stopped(&mut stop) => break,
             accepted = listener.accept() => {
-                let Ok((sock, peer)) = accepted else { continue };
+                let Ok((sock, peer)) = accepted else {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let _ = sock.set_nodelay(true);
                 let local = sock.local_addr().unwrap_or(peer);
                 let core = core.clone();
