@@ -5,6 +5,7 @@ pub mod errors;
 pub mod message;
 pub mod parser;
 pub mod runtime;
+pub mod sim;
 
 use pyo3::prelude::*;
 
@@ -16,5 +17,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     message::register(m)?;
     parser::register(m)?;
     client::register(m)?;
+    sim::register(m)?;
     Ok(())
 }

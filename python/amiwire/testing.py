@@ -1,0 +1,171 @@
+"""Test helpers: an embedded AMI server that behaves like a real Asterisk 22.
+
+``Simulator`` starts amiwire's built-in simulator (Rust, in-process) on an ephemeral loopback
+port. Use it as a context manager, sync or async::
+
+    from amiwire.testing import Simulator
+
+    with Simulator() as sim:
+        print(sim.url)          # tcp://admin:amiwire@127.0.0.1:PORT
+
+    async with Simulator(faults=["drip"], time_scale=0.1) as sim:
+        ...
+
+Options (all keyword-only): ``host``, ``port``, ``users`` (a list of ``(name, secret, read,
+write)`` tuples in manager.conf terms, e.g. ``("ops", "pw", "all", "system,call")``),
+``command_style`` (``"output"`` like Asterisk 14+ or ``"legacy"`` like 13), ``faults``
+(names: ``close_during_login``, ``close_mid_message``, ``close_mid_list``,
+``stall_after_login``, ``garbage_after_login``, ``ignore_pings``, ``drip``), ``drip_interval``
+(seconds), ``firehose_file`` / ``firehose_count`` and ``firehose_repeats``, ``replay`` (a
+recorded JSONL transcript), ``tls`` / ``tls_cert`` / ``tls_key`` (PEM text),
+``auth_fail_delay`` and ``auth_timeout`` (seconds), ``time_scale`` (multiplies dialplan waits),
+``dialplan`` (extensions.conf text).
+
+The pytest fixture ``ami_simulator`` yields a started simulator with a short
+``auth_fail_delay``. Enable it with ``pytest_plugins = ["amiwire.testing"]`` in a conftest, or
+import it into a test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from . import _core
+
+try:  # The fixture needs pytest; the Simulator class does not.
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None  # type: ignore[assignment]
+
+__all__ = ["Simulator", "ami_simulator"]
+
+
+class Simulator:
+    """An in-process AMI simulator; started by ``start()`` or a ``with`` block."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._core: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        if self._core is None:
+            self._core = _core.Simulator(**self._options)
+        return self
+
+    def close(self) -> None:
+        core, self._core = self._core, None
+        if core is not None:
+            core.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Simulator:
+        # Binding is quick, but stay off the loop thread anyway.
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Closing waits for the connections to end; never block the event loop on it.
+        await asyncio.to_thread(self.close)
+
+    # -- where and who ---------------------------------------------------------------------
+
+    def _running(self) -> Any:
+        if self._core is None:
+            raise RuntimeError("the simulator is not running; use start() or a with block")
+        return self._core
+
+    @property
+    def running(self) -> bool:
+        return self._core is not None and bool(self._core.running)
+
+    @property
+    def host(self) -> str:
+        return str(self._running().host)
+
+    @property
+    def port(self) -> int:
+        return int(self._running().port)
+
+    @property
+    def users(self) -> dict[str, str]:
+        """Username -> secret for every configured user."""
+        return dict(self._running().users)
+
+    @property
+    def username(self) -> str:
+        """The first user (``admin`` by default)."""
+        return next(iter(self.users))
+
+    @property
+    def secret(self) -> str:
+        return self.users[self.username]
+
+    @property
+    def url(self) -> str:
+        """``tcp://user:secret@host:port`` (``tls://`` with TLS) for the first user."""
+        scheme = "tls" if self.tls_cert_pem is not None else "tcp"
+        return f"{scheme}://{self.username}:{self.secret}@{self.host}:{self.port}"
+
+    @property
+    def tls_cert_pem(self) -> str | None:
+        """The server certificate (PEM) when TLS is on, for clients to trust."""
+        pem = self._running().tls_cert_pem
+        return None if pem is None else str(pem)
+
+    # -- driving it --------------------------------------------------------------------------
+
+    def emit_event(
+        self,
+        name: str,
+        headers: Sequence[tuple[str, str]] | dict[str, str] = (),
+        *,
+        privilege: str = "user,all",
+    ) -> None:
+        """Broadcasts an event to every logged-in session allowed to read ``privilege``."""
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+        self._running().emit_event(name, privilege, pairs)
+
+    @property
+    def session_count(self) -> int:
+        """Logged-in sessions right now."""
+        return int(self._running().session_count())
+
+    @property
+    def channel_count(self) -> int:
+        """Live simulated channels."""
+        return int(self._running().channel_count())
+
+    def __repr__(self) -> str:
+        if self._core is None:
+            return "<amiwire.testing.Simulator (stopped)>"
+        return f"<amiwire.testing.Simulator {self.host}:{self.port}>"
+
+
+def _ami_simulator() -> Iterator[Simulator]:
+    """A running simulator on an ephemeral loopback port (failed logins answer in 50 ms)."""
+    with Simulator(auth_fail_delay=0.05) as sim:
+        yield sim
+
+
+if pytest is not None:
+    ami_simulator = pytest.fixture(name="ami_simulator")(_ami_simulator)

@@ -1,0 +1,241 @@
+//! What a simulator is told: users, dialplan, Command style, faults, firehose, replay, TLS.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::dialplan::Dialplan;
+use super::wire::class;
+
+/// One `manager.conf` user.
+#[derive(Clone)]
+pub struct User {
+    pub name: String,
+    pub secret: String,
+    /// Event classes the user may read (bits of [`class`]).
+    pub read: u32,
+    /// Action classes the user may run.
+    pub write: u32,
+}
+
+impl User {
+    /// `read`/`write` are manager.conf lists such as `all`, `none` or `system,call`.
+    pub fn new(name: &str, secret: &str, read: &str, write: &str) -> User {
+        User {
+            name: name.into(),
+            secret: secret.into(),
+            read: class::parse(read),
+            write: class::parse(write),
+        }
+    }
+}
+
+impl fmt::Debug for User {
+    // The secret stays out of Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How `Action: Command` answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommandStyle {
+    /// Asterisk 14+: `Response: Success`, `Message: Command output follows`, `Output:` lines.
+    #[default]
+    Output,
+    /// Asterisk <= 13: `Response: Follows`, raw text, `--END COMMAND--`.
+    Legacy,
+}
+
+/// Misbehaviours a client must survive. Each applies to every connection of the simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Close the connection when a Login arrives, without answering.
+    pub close_during_login: bool,
+    /// Write the first half of the reply to the first action after login, then close.
+    pub close_mid_message: bool,
+    /// List actions send their start and first item, then the connection closes.
+    pub close_mid_list: bool,
+    /// After the login reply, stop reading and writing (the socket stays open).
+    pub stall_after_login: bool,
+    /// Write a block of non-AMI bytes right after the login reply, then carry on.
+    pub garbage_after_login: bool,
+    /// Write everything one byte at a time, pausing this long after each byte.
+    pub drip: Option<Duration>,
+    /// Never answer Ping; everything else works (a half-open link as the client sees it).
+    pub ignore_pings: bool,
+}
+
+/// What the firehose streams after login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirehoseSource {
+    /// A raw capture such as `event-stream-load.raw`; its banner and login reply are skipped.
+    File(PathBuf),
+    /// Generated call events shaped like the load capture (`count` per repeat).
+    Generated { count: u64 },
+}
+
+/// Stream events as fast as the socket accepts, right after a successful login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firehose {
+    pub source: FirehoseSource,
+    /// How many times the source is sent (at least once).
+    pub repeats: u32,
+}
+
+/// TLS: a certificate given as PEM, or one generated for `localhost`/`127.0.0.1`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Tls {
+    Pem { cert: String, key: String },
+    Generate,
+}
+
+impl fmt::Debug for Tls {
+    // The private key never appears in Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tls::Pem { .. } => f.write_str("Tls::Pem { .. }"),
+            Tls::Generate => f.write_str("Tls::Generate"),
+        }
+    }
+}
+
+/// The simulator's configuration, built with chained setters.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) users: Vec<User>,
+    pub(crate) dialplan: Dialplan,
+    pub(crate) command_style: CommandStyle,
+    pub(crate) faults: Faults,
+    pub(crate) firehose: Option<Firehose>,
+    pub(crate) replay: Option<PathBuf>,
+    pub(crate) tls: Option<Tls>,
+    pub(crate) auth_fail_delay: Duration,
+    pub(crate) auth_timeout: Duration,
+    /// Multiplies every dialplan wait and ring (0.1 makes calls ten times faster).
+    pub(crate) time_scale: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: default_users(),
+            dialplan: Dialplan::default(),
+            command_style: CommandStyle::Output,
+            faults: Faults::default(),
+            firehose: None,
+            replay: None,
+            tls: None,
+            auth_fail_delay: Duration::from_secs(1),
+            auth_timeout: Duration::from_secs(30),
+            time_scale: 1.0,
+        }
+    }
+}
+
+/// The users of the recorded server's `manager.conf` (`config/manager.conf` in the fixtures).
+pub fn default_users() -> Vec<User> {
+    vec![
+        User::new("admin", "amiwire", "all", "all"),
+        User::new("reader", "readonly", "all", "none"),
+        User::new(
+            "local",
+            "localonly",
+            "system,call,log,verbose,agent,user,config,dtmf,reporting,cdr,dialplan",
+            "system,call,agent,user,config,command,reporting,originate,message",
+        ),
+    ]
+}
+
+impl SimConfig {
+    pub fn new() -> SimConfig {
+        SimConfig::default()
+    }
+
+    /// Where to listen (default 127.0.0.1, port 0 = ephemeral).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    pub fn port(mut self, port: u16) -> Self {
+        self.bind.set_port(port);
+        self
+    }
+
+    /// Replaces the user list.
+    pub fn users(mut self, users: Vec<User>) -> Self {
+        self.users = users;
+        self
+    }
+
+    pub fn user(mut self, user: User) -> Self {
+        self.users.retain(|u| u.name != user.name);
+        self.users.push(user);
+        self
+    }
+
+    pub fn dialplan(mut self, dialplan: Dialplan) -> Self {
+        self.dialplan = dialplan;
+        self
+    }
+
+    pub fn command_style(mut self, style: CommandStyle) -> Self {
+        self.command_style = style;
+        self
+    }
+
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn firehose(mut self, firehose: Firehose) -> Self {
+        self.firehose = Some(firehose);
+        self
+    }
+
+    /// Serve a recorded JSONL transcript instead of simulating.
+    pub fn replay(mut self, path: impl Into<PathBuf>) -> Self {
+        self.replay = Some(path.into());
+        self
+    }
+
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The pause before `Authentication failed` (Asterisk: 1 s).
+    pub fn auth_fail_delay(mut self, delay: Duration) -> Self {
+        self.auth_fail_delay = delay;
+        self
+    }
+
+    /// How long a connection may stay without logging in (Asterisk `authtimeout`: 30 s).
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
+        self
+    }
+
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = if scale.is_finite() && scale >= 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// The configured users.
+    pub fn user_list(&self) -> &[User] {
+        &self.users
+    }
+}

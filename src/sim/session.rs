@@ -1,0 +1,465 @@
+//! One client connection: banner, login, the action loop, event delivery, faults.
+//!
+//! A connection runs its actions one after another, as Asterisk does: a slow action (a sync
+//! Originate, WaitEvent) holds back the replies and events behind it. Events queue in the
+//! session's channel meanwhile and go out after the reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use regex::Regex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::mpsc;
+
+use super::config::User;
+use super::firehose;
+use super::replay;
+use super::server::{Core, stopped};
+use super::time::Stamp;
+use super::wire::{Event, Out, class, header};
+use crate::proto::{Decoder, Message, md5_key};
+
+pub(crate) const BANNER: &[u8] = b"Asterisk Call Manager/11.0.0\r\n";
+
+pub(crate) trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+pub(crate) type Stream = Box<dyn AsyncStream>;
+
+/// What the loop does after an action.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+    /// Fault: neither read nor write any more.
+    Stall,
+    /// Stream the firehose now.
+    Firehose,
+}
+
+/// An event filter added with `Action: Filter` (ami-protocol.md §7).
+#[derive(Debug)]
+pub(crate) struct Filter {
+    pub(crate) include: bool,
+    pub(crate) name: Option<String>,
+    pub(crate) header: Option<String>,
+    pub(crate) method: Method,
+    pub(crate) expr: String,
+    pub(crate) regex: Option<Regex>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    None,
+    Regex,
+    Exact,
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+impl Filter {
+    pub(crate) fn matches(&self, ev: &Event) -> bool {
+        if self.name.as_deref().is_some_and(|n| n != &*ev.name) {
+            return false;
+        }
+        let subject = match &self.header {
+            Some(h) => match ev.header(h) {
+                Some(v) => v,
+                None => return false,
+            },
+            None => ev.text().into_owned(),
+        };
+        match self.method {
+            Method::None => true,
+            Method::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(&subject)),
+            Method::Exact => subject == self.expr,
+            Method::StartsWith => subject.starts_with(&self.expr),
+            Method::EndsWith => subject.ends_with(&self.expr),
+            Method::Contains => subject.contains(&self.expr),
+        }
+    }
+}
+
+pub(crate) struct Session {
+    pub(crate) core: Arc<Core>,
+    wr: WriteHalf<Stream>,
+    pub(crate) session_id: String,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) opened: SystemTime,
+    pub(crate) user: Option<User>,
+    /// The session's own `EventMask` (login `Events:` or `Action: Events`).
+    pub(crate) event_mask: u32,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) challenge: Option<String>,
+    /// Set by a successful login; the loop takes it.
+    registered: Option<(u64, mpsc::UnboundedReceiver<Event>)>,
+    /// Actions answered since login (the close-mid-message fault hits the first).
+    pub(crate) actions_since_login: u64,
+}
+
+pub(crate) async fn serve(
+    core: Arc<Core>,
+    stream: Stream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    index: usize,
+) {
+    if let Some(path) = core.cfg.replay.clone() {
+        replay::serve(core, stream, &path, index).await;
+        return;
+    }
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut s = Session {
+        core: core.clone(),
+        wr,
+        session_id: format!("0x7f{:010x}", fastrand::u64(..1 << 40)),
+        local,
+        remote,
+        opened: SystemTime::now(),
+        user: None,
+        event_mask: class::ALL,
+        filters: Vec::new(),
+        challenge: None,
+        registered: None,
+        actions_since_login: 0,
+    };
+    if s.write(BANNER).await.is_err() {
+        return;
+    }
+    let mut stop = core.shutdown.clone();
+    let auth_deadline = tokio::time::Instant::from_std(Instant::now() + core.cfg.auth_timeout);
+    let mut decoder = Decoder::new();
+    decoder.set_expect_banner(false);
+    let mut events: Option<mpsc::UnboundedReceiver<Event>> = None;
+    let mut reg_id = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => break,
+            _ = tokio::time::sleep_until(auth_deadline), if s.user.is_none() => break,
+            read = rd.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                decoder.feed(buf.get(..n).unwrap_or_default());
+                while let Some(item) = decoder.next_message() {
+                    let Ok(msg) = item else { continue };
+                    let flow = s.handle(&msg).await;
+                    if let Some((id, rx)) = s.registered.take() {
+                        reg_id = Some(id);
+                        events = Some(rx);
+                    }
+                    match flow {
+                        Flow::Continue => {}
+                        Flow::Close => break 'conn,
+                        Flow::Stall => {
+                            stopped(&mut core.shutdown.clone()).await;
+                            break 'conn;
+                        }
+                        Flow::Firehose => {
+                            if firehose::stream(&mut s).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                    }
+                    if let Some(rx) = events.as_mut() {
+                        while let Ok(ev) = rx.try_recv() {
+                            if s.deliver(&ev).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                    }
+                }
+            }
+            Some(ev) = async { events.as_mut()?.recv().await }, if events.is_some() => {
+                if s.deliver(&ev).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(id) = reg_id {
+        core.unregister(id);
+    }
+    let _ = s.wr.shutdown().await;
+}
+
+impl Session {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(pause) = self.core.cfg.faults.drip {
+            for b in bytes {
+                self.wr.write_all(std::slice::from_ref(b)).await?;
+                self.wr.flush().await?;
+                tokio::time::sleep(pause).await;
+            }
+            Ok(())
+        } else {
+            self.wr.write_all(bytes).await?;
+            self.wr.flush().await
+        }
+    }
+
+    /// Writes a reply; a write error ends the connection.
+    pub(crate) async fn reply(&mut self, out: Out) -> Flow {
+        match self.write(&out.finish()).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
+    /// Whether this session gets `ev`: the user's read classes, the session mask, then filters
+    /// (includes first, then excludes).
+    pub(crate) fn wants(&self, ev: &Event) -> bool {
+        let read = self.user.as_ref().map_or(0, |u| u.read);
+        // An event without a known class (`Privilege: all`) goes to every reader.
+        let class = if ev.class == 0 { class::ALL } else { ev.class };
+        if class & read & self.event_mask == 0 {
+            return false;
+        }
+        let mut includes = self.filters.iter().filter(|f| f.include).peekable();
+        if includes.peek().is_some() && !includes.any(|f| f.matches(ev)) {
+            return false;
+        }
+        !self
+            .filters
+            .iter()
+            .filter(|f| !f.include)
+            .any(|f| f.matches(ev))
+    }
+
+    async fn deliver(&mut self, ev: &Event) -> std::io::Result<()> {
+        if self.wants(ev) {
+            self.write(&ev.bytes).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn handle(&mut self, m: &Message) -> Flow {
+        let id = header(m, "ActionID");
+        let id = id.as_deref();
+        if let Some(flow) = self.check_limits(m, id).await {
+            return flow;
+        }
+        let Some(action) = header(m, "Action") else {
+            let flow = self
+                .reply(Out::error(id, "Missing action in request"))
+                .await;
+            self.security_bad_format("NONE");
+            return flow;
+        };
+        if self.user.is_none() {
+            return match action.to_ascii_lowercase().as_str() {
+                "login" => self.login(m, id).await,
+                "challenge" => self.challenge(m, id).await,
+                "logoff" => self.logoff(id).await,
+                _ => self.reply(Out::error(id, "Permission denied")).await,
+            };
+        }
+        self.actions_since_login += 1;
+        self.action(&action, m, id).await
+    }
+
+    /// Asterisk's input limits (ami-protocol.md §8): lines of at most 1022 bytes, at most 128
+    /// lines per action. A line of exactly 1023 bytes also yields an ActionID-less
+    /// `Missing action in request`, as the recorded server did.
+    async fn check_limits(&mut self, m: &Message, id: Option<&str>) -> Option<Flow> {
+        let raw = m.raw();
+        let lines: Vec<&[u8]> = raw
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let longest = lines.iter().map(|l| l.len()).max().unwrap_or(0);
+        if longest > 1022 {
+            let flow = self
+                .reply(Out::error(id, "Failed to parse message: line too long"))
+                .await;
+            if longest == 1023 && flow == Flow::Continue {
+                let flow = self
+                    .reply(Out::error(None, "Missing action in request"))
+                    .await;
+                self.security_bad_format("NONE");
+                return Some(flow);
+            }
+            return Some(flow);
+        }
+        if lines.len() > 128 {
+            return Some(
+                self.reply(Out::error(
+                    id,
+                    "Too many lines in message or allocation failure",
+                ))
+                .await,
+            );
+        }
+        None
+    }
+
+    async fn challenge(&mut self, m: &Message, id: Option<&str>) -> Flow {
+        let md5 = header(m, "AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
+        if !md5 {
+            return self.reply(Out::error(id, "Must specify AuthType")).await;
+        }
+        let challenge = self
+            .challenge
+            .get_or_insert_with(|| fastrand::u32(100_000_000..1_000_000_000).to_string())
+            .clone();
+        self.reply(Out::success(id).h("Challenge", &challenge))
+            .await
+    }
+
+    async fn login(&mut self, m: &Message, id: Option<&str>) -> Flow {
+        if self.core.cfg.faults.close_during_login {
+            return Flow::Close;
+        }
+        let user = header(m, "Username")
+            .and_then(|name| self.core.user(&name).cloned())
+            .filter(|u| {
+                let md5 = header(m, "AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
+                if md5 {
+                    match (&self.challenge, header(m, "Key")) {
+                        (Some(ch), Some(key)) => key == md5_key(ch, &u.secret),
+                        _ => false,
+                    }
+                } else {
+                    header(m, "Secret").is_some_and(|s| s == u.secret)
+                }
+            });
+        let Some(user) = user else {
+            tokio::time::sleep(self.core.cfg.auth_fail_delay).await;
+            let _ = self.reply(Out::error(id, "Authentication failed")).await;
+            return Flow::Close;
+        };
+        if let Some(events) = header(m, "Events") {
+            self.event_mask = event_mask(&events);
+        }
+        self.user = Some(user);
+        let reply = Out::success(id).h("Message", "Authentication accepted");
+        if self.reply(reply).await == Flow::Close {
+            return Flow::Close;
+        }
+        if self.core.cfg.faults.garbage_after_login
+            && self
+                .write(b"\x00\xff\xfegarbage without a colon\r\n\x07\x08\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return Flow::Close;
+        }
+        self.registered = Some(self.core.register());
+        let booted = Event::build(
+            "FullyBooted",
+            "system,all",
+            &[
+                ("Uptime", &self.core.uptime().as_secs().to_string()),
+                ("LastReload", &self.core.uptime().as_secs().to_string()),
+                ("Status", "Fully Booted"),
+            ],
+        );
+        // FullyBooted goes to this session only; SuccessfulAuth is a broadcast security event.
+        if self.wants(&booted) && self.write(&booted.bytes).await.is_err() {
+            return Flow::Close;
+        }
+        self.security_event("SuccessfulAuth", "Informational", None);
+        if self.core.cfg.faults.stall_after_login {
+            return Flow::Stall;
+        }
+        if self.core.cfg.firehose.is_some() {
+            return Flow::Firehose;
+        }
+        Flow::Continue
+    }
+
+    pub(crate) async fn logoff(&mut self, id: Option<&str>) -> Flow {
+        let _ = self
+            .reply(Out::response("Goodbye", id).h("Message", "Thanks for all the fish."))
+            .await;
+        Flow::Close
+    }
+
+    fn address(&self, addr: SocketAddr) -> String {
+        let family = if addr.is_ipv4() { "IPV4" } else { "IPV6" };
+        let proto = if self.core.cfg.tls.is_some() {
+            "TLS"
+        } else {
+            "TCP"
+        };
+        format!("{family}/{proto}/{}/{}", addr.ip(), addr.port())
+    }
+
+    /// Security events (`Privilege: security,all`) in the recorded header order.
+    pub(crate) fn security_event(&self, name: &str, severity: &str, request: Option<&str>) {
+        let now = Stamp::of(SystemTime::now()).event_tv();
+        let account = self
+            .user
+            .as_ref()
+            .map_or("", |u| u.name.as_str())
+            .to_string();
+        let local = self.address(self.local);
+        let remote = self.address(self.remote);
+        let session_tv = Stamp::of(self.opened).event_tv();
+        let mut h: Vec<(&str, &str)> = vec![
+            ("EventTV", &now),
+            ("Severity", severity),
+            ("Service", "AMI"),
+            ("EventVersion", "1"),
+        ];
+        match (name, request) {
+            ("RequestBadFormat", Some(req)) => {
+                h.extend([
+                    ("SessionID", self.session_id.as_str()),
+                    ("LocalAddress", &local),
+                    ("RemoteAddress", &remote),
+                    ("RequestType", req),
+                    ("SessionTV", &session_tv),
+                    ("AccountID", &account),
+                ]);
+            }
+            (_, request) => {
+                h.extend([
+                    ("AccountID", account.as_str()),
+                    ("SessionID", &self.session_id),
+                    ("LocalAddress", &local),
+                    ("RemoteAddress", &remote),
+                ]);
+                match request {
+                    Some(req) => h.push(("RequestType", req)),
+                    None => h.push(("UsingPassword", "0")),
+                }
+                h.push(("SessionTV", &session_tv));
+            }
+        }
+        self.core.emit(Event::build(name, "security,all", &h));
+    }
+
+    pub(crate) fn security_bad_format(&self, action: &str) {
+        if self.user.is_some() {
+            let req = format!("Action: {action}");
+            self.security_event("RequestBadFormat", "Error", Some(&req));
+        }
+    }
+}
+
+/// `Events:` / `EventMask:` values: on/off words, a number, or a list of classes.
+pub(crate) fn event_mask(value: &str) -> u32 {
+    let v = value.trim();
+    if ["on", "yes", "true"]
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w))
+    {
+        class::ALL
+    } else if ["off", "no", "false"]
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w))
+    {
+        0
+    } else if let Ok(n) = v.parse::<u32>() {
+        n & class::ALL
+    } else {
+        class::parse(v)
+    }
+}
