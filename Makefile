@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.deps-stamp
 # Release build: the demo and the benchmarks measure it; debug Rust tests are built by cargo test.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test test-rust test-python lint develop bench bench-rust bench-python clean venv
+.PHONY: demo test test-rust test-python develop bench bench-rust bench-python bench-client bench-peers clean venv
 
 venv: $(STAMP)
 
@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 develop: $(STAMP)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH maturin develop $(MATURIN_FLAGS) --quiet
 
-# Until the client demo (`python -m amiwire demo`) lands: parse the real load capture.
+# Starts the embedded simulator, runs the client against it, exits within 30 s.
 demo: develop
-	$(PY) examples/parse_capture.py
+	$(PY) -m amiwire demo
 
 test: test-rust test-python
 
@@ -38,14 +38,19 @@ test-python: develop
 	$(PY) -m mypy.stubtest amiwire._core --allowlist tests/stubtest-allowlist.txt
 	$(PY) -m pytest -q
 
-bench: bench-rust bench-python
+bench: bench-rust bench-python bench-client
 
 bench-rust:
 	cargo bench --no-default-features --bench decode
 
-bench-python: develop
+bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet panoramisk asterisk-ami
+
+bench-python: develop bench-peers
 	$(PY) benches/bench_parse.py
+
+bench-client: develop bench-peers
+	$(PY) benches/bench_client.py
 
 clean:
 	cargo clean

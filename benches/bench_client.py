@@ -78,7 +78,7 @@ async def _idle_wait(q: Quiet) -> None:
 
 
 def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, float, int]:
-    with Simulator(firehose=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
 
         async def run() -> tuple[Quiet, float, int]:
             async with amiwire.connect(sim.url, keepalive=None) as ami:
@@ -118,7 +118,7 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, float, int]
 def events_panoramisk(repeats: int) -> tuple[float, int]:
     from panoramisk import Manager
 
-    with Simulator(firehose=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
 
         async def run() -> Quiet:
             q = Quiet()
@@ -141,7 +141,7 @@ def events_panoramisk(repeats: int) -> tuple[float, int]:
 def events_asterisk_ami(repeats: int) -> tuple[float, int]:
     from asterisk.ami import AMIClient
 
-    with Simulator(firehose=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
         q = Quiet()
         lock = threading.Lock()
 
@@ -161,7 +161,7 @@ def events_asterisk_ami(repeats: int) -> tuple[float, int]:
 
 def events_raw_socket(repeats: int) -> tuple[float, int]:
     """The floor: read the socket and count message terminators, nothing else."""
-    with Simulator(firehose=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
         sock = socket.create_connection((sim.host, sim.port))
         sock.sendall(f"Action: Login\r\nUsername: {USER}\r\nSecret: {SECRET}\r\n\r\n".encode())
         sock.settimeout(0.5)

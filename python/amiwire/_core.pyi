@@ -5,10 +5,26 @@ from typing import ClassVar, TypeVar, final, overload
 
 _T = TypeVar("_T")
 
-__all__ = ["Message", "Parser", "__version__", "_shutdown", "encode_action", "parse"]
+__all__ = [
+    "Connection",
+    "EventSubscription",
+    "Message",
+    "Parser",
+    "Simulator",
+    "__version__",
+    "_shutdown",
+    "log_records_dropped",
+    "check_event_mask",
+    "command_output",
+    "encode_action",
+    "parse",
+]
 __version__: str
 
 def _shutdown() -> None: ...
+def log_records_dropped() -> int:
+    """Rust log records dropped because Python's logging could not keep up."""
+
 @final
 class Message:
     """A read-only, case-insensitive ``Mapping[str, str]`` over one decoded AMI message.
@@ -25,6 +41,15 @@ class Message:
     @property
     def name(self) -> str | None:
         """The event name (``Event:`` value) for events, else None."""
+
+    @property
+    def events(self) -> list[Message]:
+        """For an action's response: the list items, in order (empty for anything else)."""
+
+    @property
+    def complete(self) -> Message | None:
+        """For an action's response: the list's completion event, or a tracked originate's
+        OriginateResponse; None otherwise."""
 
     @property
     def is_event(self) -> bool: ...
@@ -122,3 +147,114 @@ def encode_action(
     action_id: str | None = None,
 ) -> bytes:
     """The wire bytes of an action; raises ``LocalProtocolError`` for header injection."""
+
+def command_output(response: Message) -> str:
+    """A Command response's CLI output as text, exact, from either Asterisk format."""
+
+def check_event_mask(mask: str) -> None:
+    """Raises LocalProtocolError for an event mask Asterisk would silently treat as "off"."""
+
+@final
+class Connection:
+    """One AMI connection driven by a tokio task; methods never block (see amiwire.client)."""
+
+    def __new__(cls, options: Mapping[str, object]) -> Connection: ...
+    def fileno(self) -> int: ...
+    def drain_wakeups(self) -> None: ...
+    def send(
+        self,
+        token: int,
+        name: str,
+        headers: list[tuple[str, str]],
+        expect: str = "auto",
+        complete: str | None = None,
+        timeout: float | None = None,
+        action_id: str | None = None,
+    ) -> None: ...
+    def cancel(self, token: int) -> None: ...
+    def take_completions(self) -> list[tuple[int, Message | None, BaseException | None]]: ...
+    def subscribe(
+        self,
+        names: list[str],
+        headers: list[tuple[str, list[tuple[str, str]]]],
+        maxsize: int = 10000,
+        overflow: str = "drop_oldest",
+    ) -> EventSubscription: ...
+    def close(self, token: int) -> None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def state_reason(self) -> str | None: ...
+    @property
+    def state_changes(self) -> int: ...
+    @property
+    def banner(self) -> str | None: ...
+    @property
+    def ami_version(self) -> str | None: ...
+    @property
+    def asterisk_version(self) -> str | None: ...
+    @property
+    def default_timeout(self) -> float: ...
+    def stats(self) -> dict[str, int]: ...
+
+@final
+class EventSubscription:
+    """A bounded event queue fed by the connection's driver."""
+
+    def drain(self, max: int = 4096) -> list[Message]: ...
+    def arm(self) -> bool: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def overflowed(self) -> bool: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def delivered(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def gaps(self) -> int: ...
+
+@final
+class Simulator:
+    """The embedded AMI simulator (see amiwire.testing.Simulator for the options)."""
+
+    def __new__(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        users: list[tuple[str, str, str, str]] | None = None,
+        command_style: str = "output",
+        faults: list[str] = ...,
+        drip_interval: float = 0.001,
+        firehose_file: str | None = None,
+        firehose_count: int | None = None,
+        firehose_repeats: int = 1,
+        replay: str | None = None,
+        tls: bool = False,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        auth_fail_delay: float = 1.0,
+        auth_timeout: float = 30.0,
+        time_scale: float = 1.0,
+        dialplan: str | None = None,
+    ) -> Simulator: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def users(self) -> list[tuple[str, str]]: ...
+    @property
+    def tls_cert_pem(self) -> str | None: ...
+    @property
+    def running(self) -> bool: ...
+    def emit_event(
+        self, name: str, privilege: str = "user,all", headers: list[tuple[str, str]] = ...
+    ) -> None: ...
+    def session_count(self) -> int: ...
+    def channel_count(self) -> int: ...
+    def close(self) -> None: ...

@@ -165,8 +165,12 @@ impl Connection {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let client = Client::spawn(options, Reply::Queued(0), &runtime);
-        client.set_waker(Arc::new(SocketWaker(wake_tx)));
+        let client = Client::spawn(
+            options,
+            Reply::Queued(0),
+            Some(Arc::new(SocketWaker(wake_tx))),
+            &runtime,
+        );
         Ok(Connection {
             client,
             wake_rx,

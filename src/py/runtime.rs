@@ -60,6 +60,7 @@ pub fn handle() -> Result<Handle, crate::Error> {
 /// cannot deadlock the shutdown.
 #[pyfunction]
 pub fn _shutdown(py: Python<'_>) {
+    super::logging::stop();
     let runtime = match SLOT.lock() {
         Ok(mut slot) => {
             slot.shut_down = true;

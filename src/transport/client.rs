@@ -147,21 +147,20 @@ impl Shared {
     }
 
     pub(super) fn set_state(&self, state: State, reason: Option<String>) {
-        if let Ok(mut s) = self.state.lock() {
-            if s.0 == state {
-                return;
-            }
-            info!(
-                "amiwire connection {} -> {}{}",
-                s.0.as_str(),
-                state.as_str(),
-                reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            );
-            *s = (state, reason);
-        }
+        let previous = match self.state.lock() {
+            Ok(mut s) if s.0 != state => std::mem::replace(&mut *s, (state, reason.clone())).0,
+            _ => return,
+        };
+        // Logged after the lock is released: logging may be slow and must never hold it.
+        info!(
+            "amiwire connection {} -> {}{}",
+            previous.as_str(),
+            state.as_str(),
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
         self.state_changes.fetch_add(1, Ordering::Relaxed);
         self.wake();
     }
@@ -218,6 +217,7 @@ impl Client {
         let client = Client::spawn(
             options,
             Reply::Oneshot(tx),
+            None,
             &tokio::runtime::Handle::current(),
         );
         match rx.await {
@@ -229,11 +229,20 @@ impl Client {
         }
     }
 
-    /// Starts the driver on `runtime`; `ready` learns whether the first login worked.
-    /// (The completion carries a dummy outcome: the login response.)
-    pub fn spawn(options: Options, ready: Reply, runtime: &tokio::runtime::Handle) -> Client {
+    /// Starts the driver on `runtime`; `ready` learns whether the first login worked (its
+    /// outcome is a synthetic login response). The waker is installed before the driver
+    /// starts, so not even the first completion can happen unannounced.
+    pub fn spawn(
+        options: Options,
+        ready: Reply,
+        waker: Option<Arc<dyn Wake>>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new());
+        if let Ok(mut slot) = shared.waker.lock() {
+            *slot = waker;
+        }
         let default_timeout = options.action_timeout;
         let driver = Driver {
             options,
@@ -270,13 +279,6 @@ impl Client {
             tx,
             shared,
             default_timeout,
-        }
-    }
-
-    /// Installs what pokes the consumer side when completions or events are waiting.
-    pub fn set_waker(&self, waker: Arc<dyn Wake>) {
-        if let Ok(mut w) = self.shared.waker.lock() {
-            *w = Some(waker);
         }
     }
 

@@ -1,0 +1,125 @@
+//! Rust `log` records reach Python's `logging` (logger `amiwire.…`) without the I/O threads
+//! ever touching the interpreter.
+//!
+//! pyo3-log attaches to the interpreter on whichever thread logs. Done from a tokio worker,
+//! that thread would wait for the GIL: the socket reader would then wait on Python code, and a
+//! worker that logs while holding a lock the Python thread also takes would deadlock. So the
+//! records go through a bounded queue to one forwarding thread, which alone talks to Python;
+//! when the queue is full a record is dropped and counted rather than waited for.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use pyo3::prelude::*;
+
+const QUEUE: usize = 4096;
+
+struct Owned {
+    level: Level,
+    target: String,
+    message: String,
+    module: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+}
+
+struct Forwarding {
+    tx: Mutex<Option<SyncSender<Owned>>>,
+    dropped: AtomicU64,
+    /// Records at or below this level are forwarded; trace never crosses into Python.
+    max: LevelFilter,
+}
+
+static FORWARDING: OnceLock<Forwarding> = OnceLock::new();
+
+impl Log for Forwarding {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.max
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let owned = Owned {
+            level: record.level(),
+            target: record.target().to_owned(),
+            message: record.args().to_string(),
+            module: record.module_path().map(str::to_owned),
+            file: record.file().map(str::to_owned),
+            line: record.line(),
+        };
+        let sent = match self.tx.lock() {
+            Ok(tx) => tx.as_ref().map(|tx| tx.try_send(owned)),
+            Err(_) => None,
+        };
+        if matches!(sent, Some(Err(TrySendError::Full(_)))) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn forward(rx: Receiver<Owned>, python: pyo3_log::Logger) {
+    while let Ok(r) = rx.recv() {
+        python.log(
+            &Record::builder()
+                .level(r.level)
+                .target(&r.target)
+                .args(format_args!("{}", r.message))
+                .module_path(r.module.as_deref())
+                .file(r.file.as_deref())
+                .line(r.line)
+                .build(),
+        );
+    }
+}
+
+/// Installs the forwarding logger (once per process).
+pub fn init(py: Python<'_>) -> PyResult<()> {
+    if FORWARDING.get().is_some() {
+        return Ok(());
+    }
+    let python =
+        pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?.filter(LevelFilter::Debug);
+    let (tx, rx) = sync_channel(QUEUE);
+    let forwarding = Forwarding {
+        tx: Mutex::new(Some(tx)),
+        dropped: AtomicU64::new(0),
+        max: LevelFilter::Debug,
+    };
+    if FORWARDING.set(forwarding).is_err() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("amiwire-log".into())
+        .spawn(move || forward(rx, python))?;
+    if let Some(logger) = FORWARDING.get() {
+        // Fails only if the embedding program installed its own Rust logger: keep that one.
+        if log::set_logger(logger).is_ok() {
+            log::set_max_level(LevelFilter::Debug);
+        }
+    }
+    Ok(())
+}
+
+/// Stops forwarding (at interpreter exit: the forwarding thread must not attach to an
+/// interpreter that is finalizing). Later records are dropped.
+pub fn stop() {
+    if let Some(f) = FORWARDING.get() {
+        if let Ok(mut tx) = f.tx.lock() {
+            tx.take();
+        }
+    }
+}
+
+/// Log records dropped because Python's logging could not keep up.
+#[pyfunction]
+pub fn log_records_dropped() -> u64 {
+    FORWARDING
+        .get()
+        .map_or(0, |f| f.dropped.load(Ordering::Relaxed))
+}
