@@ -106,6 +106,8 @@ async fn login_ping_list_and_version() {
 
     let pong = client.action(Action::new("Ping")).await.unwrap();
     assert_eq!(pong.response.get("Ping").as_deref(), Some("Pong"));
+    // Every byte read during login is decoded exactly once: nothing shows up twice.
+    assert_eq!(client.stats().orphans, 0);
 
     let sub = client.subscribe(
         Filter {

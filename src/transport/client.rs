@@ -788,6 +788,7 @@ impl Driver {
             return Err(lost("the server closed the connection"));
         }
         s.decoder.feed(&s.rbuf);
+        s.rbuf.clear();
         Ok(())
     }
 

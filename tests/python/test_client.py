@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -184,3 +185,26 @@ def test_blocking_client(sim):
         events = ami.events("UserEvent")
         ami.action("UserEvent", UserEvent="Sync")
         assert next(events)["UserEvent"] == "Sync"
+
+
+async def test_recording_masks_secrets_and_replays(sim, tmp_path):
+    path = tmp_path / "session.jsonl"
+    async with amiwire.connect(sim.url, record=str(path)) as ami:
+        first = await ami.action("Getvar", Variable="GLOBAL(NOPE)")
+        assert ami.stats()["orphans"] == 0
+    text = path.read_text()
+    assert "amiwire" not in text.replace("amiwire.", ""), "the secret was recorded"
+    records = [json.loads(line) for line in text.splitlines()]
+    assert records[0]["dir"] == "recv" and records[0]["data"].startswith("Asterisk Call Manager/")
+    sent = "".join(r.get("data", "") for r in records if r["dir"] == "send")
+    assert "Secret: ********" in sent and "Action: Getvar" in sent
+    # The simulator answers a replayed client with what was recorded.
+    with Simulator(replay=str(path)) as replay:
+        async with amiwire.connect(replay.url, reconnect=False) as again:
+            assert again.banner == "Asterisk Call Manager/11.0.0"
+            second = await again.action("Getvar", Variable="GLOBAL(NOPE)")
+    # The recorded answer, delivered under the replaying client's own ActionID.
+    assert second.action_id != first.action_id
+    assert {k: v for k, v in second.items() if k != "ActionID"} == {
+        k: v for k, v in first.items() if k != "ActionID"
+    }

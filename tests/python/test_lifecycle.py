@@ -57,9 +57,13 @@ def test_client_used_after_fork_raises_client_closed():
             ami.close()
 
 
+async def _connect(url: str) -> amiwire.Client:
+    return await amiwire.connect(url)
+
+
 def test_one_client_across_two_event_loops():
     with Simulator() as sim:
-        ami = asyncio.run(amiwire.connect(sim.url))
+        ami = asyncio.run(_connect(sim.url))
         assert asyncio.run(ami.ping())["Ping"] == "Pong"
         assert asyncio.run(ami.ping())["Ping"] == "Pong"
         asyncio.run(ami.close())
@@ -68,7 +72,7 @@ def test_one_client_across_two_event_loops():
 
 def test_calling_without_a_loop_says_what_to_do():
     with Simulator() as sim:
-        ami = asyncio.run(amiwire.connect(sim.url))
+        ami = asyncio.run(_connect(sim.url))
         with pytest.raises(RuntimeError, match="connect_blocking"):
             ami.events("X").__anext__().send(None)
         asyncio.run(ami.close())
