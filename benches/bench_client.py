@@ -67,18 +67,20 @@ class Quiet:
         return self.count / (self.last - self.first) if self.last > self.first else 0.0
 
 
-async def _idle_wait(q: Quiet) -> None:
-    while True:
+async def _idle_wait(q: Quiet, limit: float = 120.0) -> None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
         await asyncio.sleep(q.idle / 2)
         if q.count and time.perf_counter() - q.last > q.idle:
             return
+    raise TimeoutError("no end of the event stream in sight")
 
 
 # -- events ---------------------------------------------------------------------------------
 
 
 def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, float, int]:
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
 
         async def run() -> tuple[Quiet, float, int]:
             async with amiwire.connect(sim.url, keepalive=None) as ami:
@@ -107,6 +109,7 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, float, int]
                                 peak = max(peak, rss_mb())
 
                 task = asyncio.ensure_future(consume())
+                await ami.action("UserEvent", UserEvent="firehose")  # starts the stream
                 await _idle_wait(q)
                 task.cancel()
                 return q, peak, stream.dropped
@@ -118,7 +121,7 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, float, int]
 def events_panoramisk(repeats: int) -> tuple[float, int]:
     from panoramisk import Manager
 
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
 
         async def run() -> Quiet:
             q = Quiet()
@@ -130,6 +133,7 @@ def events_panoramisk(repeats: int) -> tuple[float, int]:
 
             manager.register_event("*", on_event)
             await manager.connect()
+            await manager.send_action({"Action": "UserEvent", "UserEvent": "firehose"})
             await _idle_wait(q)
             manager.close()
             return q
@@ -141,7 +145,7 @@ def events_panoramisk(repeats: int) -> tuple[float, int]:
 def events_asterisk_ami(repeats: int) -> tuple[float, int]:
     from asterisk.ami import AMIClient
 
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
         q = Quiet()
         lock = threading.Lock()
 
@@ -153,6 +157,9 @@ def events_asterisk_ami(repeats: int) -> tuple[float, int]:
         client = AMIClient(address=sim.host, port=sim.port)
         client.add_event_listener(on_event)
         client.login(username=USER, secret=SECRET)
+        from asterisk.ami import SimpleAction
+
+        client.send_action(SimpleAction("UserEvent", UserEvent="firehose"))
         while not q.count or time.perf_counter() - q.last < q.idle:
             time.sleep(0.1)
         client.logoff()
@@ -161,9 +168,12 @@ def events_asterisk_ami(repeats: int) -> tuple[float, int]:
 
 def events_raw_socket(repeats: int) -> tuple[float, int]:
     """The floor: read the socket and count message terminators, nothing else."""
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats) as sim:
+    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
         sock = socket.create_connection((sim.host, sim.port))
-        sock.sendall(f"Action: Login\r\nUsername: {USER}\r\nSecret: {SECRET}\r\n\r\n".encode())
+        sock.sendall(
+            f"Action: Login\r\nUsername: {USER}\r\nSecret: {SECRET}\r\n\r\n"
+            "Action: UserEvent\r\nUserEvent: firehose\r\n\r\n".encode()
+        )
         sock.settimeout(0.5)
         q = Quiet()
         tail = b""

@@ -35,6 +35,7 @@ async fn firehose_streams_the_load_capture_after_login() {
     let sim = start(SimConfig::new().firehose(Firehose {
         source: FirehoseSource::File(path.into()),
         repeats: 1,
+        after_action: None,
     }))
     .await;
     let t0 = Instant::now();
@@ -59,10 +60,39 @@ async fn firehose_streams_the_load_capture_after_login() {
 }
 
 #[tokio::test]
+async fn firehose_can_wait_for_a_trigger_action() {
+    let sim = start(SimConfig::new().firehose(Firehose {
+        source: FirehoseSource::Generated { count: 50 },
+        repeats: 1,
+        after_action: Some("UserEvent".into()),
+    }))
+    .await;
+    let mut c = Conn::admin(&sim, "off").await;
+    // Nothing streams before the trigger: the Ping's reply is the next message.
+    c.send("Action: Ping\r\nActionID: first\r\n\r\n").await;
+    let next = c.next().await.unwrap();
+    assert_eq!(next.action_id().as_deref(), Some("first"));
+    c.send("Action: UserEvent\r\nActionID: go\r\nUserEvent: go\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.reply("go").await.get("Message").as_deref(),
+        Some("Event Sent")
+    );
+    let mut events = 0;
+    while events < 50 {
+        if c.next().await.unwrap().is_event() {
+            events += 1;
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn firehose_generated_events_repeat() {
     let sim = start(SimConfig::new().firehose(Firehose {
         source: FirehoseSource::Generated { count: 500 },
         repeats: 3,
+        after_action: None,
     }))
     .await;
     let mut c = Conn::admin(&sim, "off").await;

@@ -233,6 +233,7 @@ class Simulator:
         firehose_file: str | None = None,
         firehose_count: int | None = None,
         firehose_repeats: int = 1,
+        firehose_after: str | None = None,
         replay: str | None = None,
         tls: bool = False,
         tls_cert: str | None = None,

@@ -16,7 +16,8 @@ write)`` tuples in manager.conf terms, e.g. ``("ops", "pw", "all", "system,call"
 ``command_style`` (``"output"`` like Asterisk 14+ or ``"legacy"`` like 13), ``faults``
 (names: ``close_during_login``, ``close_mid_message``, ``close_mid_list``,
 ``stall_after_login``, ``garbage_after_login``, ``ignore_pings``, ``drip``), ``drip_interval``
-(seconds), ``firehose_file`` / ``firehose_count`` and ``firehose_repeats``, ``replay`` (a
+(seconds), ``firehose_file`` / ``firehose_count`` and ``firehose_repeats`` (``firehose_after``: an action
+name whose reply starts the stream instead of the login, so a client can subscribe first), ``replay`` (a
 recorded JSONL transcript), ``tls`` / ``tls_cert`` / ``tls_key`` (PEM text),
 ``auth_fail_delay`` and ``auth_timeout`` (seconds), ``time_scale`` (multiplies dialplan waits),
 ``dialplan`` (extensions.conf text).

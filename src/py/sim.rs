@@ -53,7 +53,7 @@ impl PySimulator {
     #[pyo3(signature = (
         *, host = "127.0.0.1", port = 0, users = None, command_style = "output",
         faults = Vec::new(), drip_interval = 0.001, firehose_file = None, firehose_count = None,
-        firehose_repeats = 1, replay = None, tls = false, tls_cert = None, tls_key = None,
+        firehose_repeats = 1, firehose_after = None, replay = None, tls = false, tls_cert = None, tls_key = None,
         auth_fail_delay = 1.0, auth_timeout = 30.0, time_scale = 1.0, dialplan = None
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -68,6 +68,7 @@ impl PySimulator {
         firehose_file: Option<PathBuf>,
         firehose_count: Option<u64>,
         firehose_repeats: u32,
+        firehose_after: Option<String>,
         replay: Option<PathBuf>,
         tls: bool,
         tls_cert: Option<String>,
@@ -108,12 +109,14 @@ impl PySimulator {
                 cfg = cfg.firehose(Firehose {
                     source: FirehoseSource::File(path),
                     repeats: firehose_repeats,
+                    after_action: firehose_after,
                 })
             }
             (None, Some(count)) => {
                 cfg = cfg.firehose(Firehose {
                     source: FirehoseSource::Generated { count },
                     repeats: firehose_repeats,
+                    after_action: firehose_after,
                 })
             }
             (None, None) => {}

@@ -86,6 +86,9 @@ pub struct Firehose {
     pub source: FirehoseSource,
     /// How many times the source is sent (at least once).
     pub repeats: u32,
+    /// Start after the reply to this action instead of right after login, so that a client
+    /// can subscribe first (benchmarks count every event).
+    pub after_action: Option<String>,
 }
 
 /// TLS: a certificate given as PEM, or one generated for `localhost`/`127.0.0.1`.

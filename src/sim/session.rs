@@ -260,7 +260,19 @@ impl Session {
             };
         }
         self.actions_since_login += 1;
-        self.action(&action, m, id).await
+        let flow = self.action(&action, m, id).await;
+        let trigger = self
+            .core
+            .cfg
+            .firehose
+            .as_ref()
+            .and_then(|f| f.after_action.as_deref());
+        match flow {
+            Flow::Continue if trigger.is_some_and(|t| t.eq_ignore_ascii_case(&action)) => {
+                Flow::Firehose
+            }
+            other => other,
+        }
     }
 
     /// Asterisk's input limits (ami-protocol.md §8): lines of at most 1022 bytes, at most 128
@@ -368,7 +380,13 @@ impl Session {
         if self.core.cfg.faults.stall_after_login {
             return Flow::Stall;
         }
-        if self.core.cfg.firehose.is_some() {
+        if self
+            .core
+            .cfg
+            .firehose
+            .as_ref()
+            .is_some_and(|f| f.after_action.is_none())
+        {
             return Flow::Firehose;
         }
         Flow::Continue
