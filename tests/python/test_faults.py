@@ -5,6 +5,7 @@ restores the session where the fault allows one."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,9 @@ from conftest import LOAD_CAPTURE
 # Short deadlines keep the whole file fast; MARGIN absorbs scheduling noise on 2 shared cores.
 FAST = {"timeout": 1.0, "connect_timeout": 1.0, "keepalive": None, "reconnect_initial": 0.05, "reconnect_max": 0.2}
 MARGIN = 0.5
+# on_state_change reports the state current when the loop wakes, so a reconnect faster than a
+# busy loop's wake-up could hide "reconnecting"; tests that watch it keep it visible longer.
+WATCHED = {**FAST, "reconnect_initial": 0.3, "reconnect_max": 0.5}
 UTF8 = "Zoë Ñandú – 東京 ✓"
 
 
@@ -124,7 +128,7 @@ async def test_fault_during_login_fails_connect_fast(fault, why):
 
 async def test_close_mid_list_fails_every_pending_action_at_once_then_reconnects():
     async with Simulator(faults=["close_mid_list"]) as sim:
-        ami = await amiwire.connect(sim.url, events="user", **FAST)
+        ami = await amiwire.connect(sim.url, events="user", **WATCHED)
         states: list[tuple[str, str | None]] = []
         ami.on_state_change(lambda state, reason: states.append((state, reason)))
         stream = ami.events("UserEvent")
@@ -139,7 +143,8 @@ async def test_close_mid_list_fails_every_pending_action_at_once_then_reconnects
 
             await wait_until(lambda: ami.state == "connected" and ami.stats()["reconnects"] == 1, 2.0)
             assert [s for s, _ in states] == ["reconnecting", "connected"]
-            assert "closed" in (states[0][1] or "")
+            # EOF, or a reset if our pipelined Pings hit the closed socket first.
+            assert re.search("closed|reset", states[0][1] or ""), states
             assert stream.gaps == 1
             assert (await ami.ping(timeout=1))["Ping"] == "Pong"
             # The iterator made before the loss carries on with events after it.
@@ -174,13 +179,13 @@ async def test_drip_one_byte_per_read_keeps_utf8_intact():
             event = await asyncio.wait_for(anext(stream), 8)
             assert event["Text"] == UTF8
             stats = ami.stats()
-            # Every byte was its own read (give or take coalescing), and nothing went astray.
+            # Each multi-byte character crossed reads, and nothing went astray on the way.
             assert stats["decode_errors"] == stats["orphans"] == stats["reconnects"] == 0
 
 
 async def test_ignore_pings_half_open_is_detected_by_keepalive_and_reconnects():
     async with Simulator(faults=["ignore_pings"]) as sim:
-        ami = await amiwire.connect(sim.url, events="off", **{**FAST, "keepalive": 0.3})
+        ami = await amiwire.connect(sim.url, events="off", **{**WATCHED, "keepalive": 0.3})
         reasons: list[str | None] = []
         ami.on_state_change(lambda state, reason: reasons.append(reason) if state == "reconnecting" else None)
         stream = ami.events()
@@ -252,7 +257,7 @@ async def test_cut_mid_message_fails_the_action_and_reconnect_restores_the_sessi
 async def test_stall_mid_session_times_actions_out_then_keepalive_declares_it_dead():
     async with Simulator() as sim, Relay(sim.port) as relay:
         url = f"tcp://{sim.username}:{sim.secret}@127.0.0.1:{relay.port}"
-        ami = await amiwire.connect(url, events="off", **{**FAST, "keepalive": 0.4})
+        ami = await amiwire.connect(url, events="off", **{**WATCHED, "keepalive": 0.4})
         reasons: list[str | None] = []
         ami.on_state_change(lambda state, reason: reasons.append(reason) if state == "reconnecting" else None)
         try:
