@@ -534,18 +534,21 @@ impl Driver {
                 }
             };
             attempt = 0;
-            if let Some(ready) = ready.take() {
+            let first = ready.take();
+            if first.is_none() {
+                self.shared.stats_mut(|s| s.reconnects += 1);
+                self.restore(&mut session);
+            }
+            // Connected before `ready` is answered: whoever wakes on it must see the state.
+            self.shared.set_state(State::Connected, None);
+            if let Some(ready) = first {
                 self.shared.deliver(
                     ready,
                     Ok(local_outcome(
                         b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n",
                     )),
                 );
-            } else {
-                self.shared.stats_mut(|s| s.reconnects += 1);
-                self.restore(&mut session);
             }
-            self.shared.set_state(State::Connected, None);
             let end = self.serve(&mut session).await;
             let reason = match &end {
                 End::Lost(reason) => reason.clone(),
@@ -735,10 +738,11 @@ impl Driver {
             asterisk_version: None,
         };
         // The Asterisk version is worth one round trip; a user without `system` read gets
-        // Permission denied and simply no version.
-        if let Ok(settings) = self.roundtrip(s, Action::new("CoreSettings")).await {
-            info.asterisk_version = settings.get("AsteriskVersion").map(|v| v.into_owned());
-        }
+        // Permission denied and simply no version. A failed round trip (the socket died)
+        // fails the login: announcing a dead session as connected made a server that drops
+        // every session after login a reconnect storm at the initial backoff.
+        let settings = self.roundtrip(s, Action::new("CoreSettings")).await?;
+        info.asterisk_version = settings.get("AsteriskVersion").map(|v| v.into_owned());
         if let Ok(mut shared) = self.shared.info.lock() {
             *shared = info;
         }
@@ -760,14 +764,31 @@ impl Driver {
             .map_err(|e| lost(format!("write: {e}")))?;
         loop {
             while let Some(item) = s.next_message() {
-                let msg = item?;
-                if msg.is_event() {
+                // An oversized message is dropped, as in the main loop; the session goes on.
+                let msg = match item {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        warn!("amiwire: dropped a message during login: {e}");
+                        self.shared.stats_mut(|st| st.decode_errors += 1);
+                        continue;
+                    }
+                };
+                // Login traffic counts like the main loop's (a firehose may arrive right here).
+                let event = msg.is_event();
+                self.shared.stats_mut(|st| {
+                    st.messages += 1;
+                    st.events += u64::from(event);
+                });
+                if event {
                     self.shared.publish(vec![msg]);
                 } else if msg.action_id().as_deref() == Some(id.as_str()) {
                     return Ok(msg);
                 } else if msg.has_value("Response", "Error") && msg.action_id().is_none() {
                     // Asterisk answers a failed login without echoing the ActionID on some paths.
                     return Ok(msg);
+                } else {
+                    // Counted like the main loop's unmatched messages (garbage lands here).
+                    self.shared.stats_mut(|st| st.orphans += 1);
                 }
             }
             self.read_some(s).await?;
@@ -787,6 +808,7 @@ impl Driver {
         if n == 0 {
             return Err(lost("the server closed the connection"));
         }
+        self.shared.stats_mut(|st| st.bytes_read += n as u64);
         s.decoder.feed(&s.rbuf);
         s.rbuf.clear();
         Ok(())
