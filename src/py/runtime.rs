@@ -1,8 +1,12 @@
-//! The tokio runtime owned by the extension: created lazily, recreated in a forked child,
+//! The tokio runtimes owned by the extension: created lazily, recreated in a forked child,
 //! and shut down at interpreter exit (atexit -> `_shutdown`). A static runtime that can never
 //! be shut down lets worker threads touch a finalizing interpreter and crash the exit
 //! (architecture.md §4); after `_shutdown`, calls raise `ClientClosed` instead of quietly
 //! building a new runtime.
+//!
+//! Clients and simulators get separate runtimes. An embedded simulator stands in for a PBX in
+//! another process; on the clients' single worker it would take turns with the connection
+//! drivers, and every benchmark and flood test would measure the two interleaved.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,20 +15,28 @@ use pyo3::prelude::*;
 use tokio::runtime::{Handle, Runtime};
 
 struct Slot {
+    name: &'static str,
     runtime: Option<Runtime>,
     pid: u32,
     shut_down: bool,
 }
 
-static SLOT: Mutex<Slot> = Mutex::new(Slot {
-    runtime: None,
-    pid: 0,
-    shut_down: false,
-});
+impl Slot {
+    const fn new(name: &'static str) -> Slot {
+        Slot {
+            name,
+            runtime: None,
+            pid: 0,
+            shut_down: false,
+        }
+    }
+}
 
-/// A handle to the runtime, building it on first use (or again in a forked child).
-pub fn handle() -> Result<Handle, crate::Error> {
-    let mut slot = SLOT
+static CLIENTS: Mutex<Slot> = Mutex::new(Slot::new("amiwire"));
+static SIMULATORS: Mutex<Slot> = Mutex::new(Slot::new("amiwire-sim"));
+
+fn get(slot: &Mutex<Slot>) -> Result<Handle, crate::Error> {
+    let mut slot = slot
         .lock()
         .map_err(|_| crate::Error::Internal("runtime lock poisoned".into()))?;
     if slot.shut_down {
@@ -43,7 +55,7 @@ pub fn handle() -> Result<Handle, crate::Error> {
     if slot.runtime.is_none() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("amiwire")
+            .thread_name(slot.name)
             .enable_all()
             .build()
             .map_err(crate::Error::Io)?;
@@ -56,23 +68,38 @@ pub fn handle() -> Result<Handle, crate::Error> {
         .ok_or_else(|| crate::Error::Internal("no runtime".into()))
 }
 
-/// Shuts the runtime down, detached from the interpreter so that tasks waiting to attach
+/// The clients' runtime, built on first use (or again in a forked child).
+pub fn handle() -> Result<Handle, crate::Error> {
+    get(&CLIENTS)
+}
+
+/// The embedded simulators' runtime.
+pub fn sim_handle() -> Result<Handle, crate::Error> {
+    get(&SIMULATORS)
+}
+
+fn take(slot: &Mutex<Slot>) -> Option<Runtime> {
+    let mut slot = slot.lock().ok()?;
+    slot.shut_down = true;
+    if slot.pid == std::process::id() {
+        slot.runtime.take()
+    } else {
+        None
+    }
+}
+
+/// Shuts the runtimes down, detached from the interpreter so that tasks waiting to attach
 /// cannot deadlock the shutdown.
 #[pyfunction]
 pub fn _shutdown(py: Python<'_>) {
     super::logging::stop();
-    let runtime = match SLOT.lock() {
-        Ok(mut slot) => {
-            slot.shut_down = true;
-            if slot.pid == std::process::id() {
-                slot.runtime.take()
-            } else {
-                None
-            }
+    let runtimes: Vec<Runtime> = [take(&CLIENTS), take(&SIMULATORS)]
+        .into_iter()
+        .flatten()
+        .collect();
+    py.detach(move || {
+        for runtime in runtimes {
+            runtime.shutdown_timeout(Duration::from_secs(2));
         }
-        Err(_) => None,
-    };
-    if let Some(runtime) = runtime {
-        py.detach(move || runtime.shutdown_timeout(Duration::from_secs(2)));
-    }
+    });
 }

@@ -137,7 +137,7 @@ impl PySimulator {
         if let Some(text) = dialplan {
             cfg = cfg.dialplan(Dialplan::parse("extensions.conf", &text));
         }
-        let rt = runtime::handle().map_err(|e| to_pyerr(py, e))?;
+        let rt = runtime::sim_handle().map_err(|e| to_pyerr(py, e))?;
         let handle = py
             .detach(|| rt.block_on(Simulator::start(cfg)))
             .map_err(|e| to_pyerr(py, e.into()))?;
@@ -223,7 +223,7 @@ impl PySimulator {
         let handle = self.handle.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             // Without a runtime (interpreter exit) dropping the handle still signals the stop.
-            if let Ok(rt) = runtime::handle() {
+            if let Ok(rt) = runtime::sim_handle() {
                 py.detach(|| rt.block_on(handle.shutdown()));
             }
         }
