@@ -1,0 +1,72 @@
+"""`python -m amiwire ...` against the simulator, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from amiwire.testing import Simulator
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "amiwire", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_action_prints_the_response_and_list_items_as_json_lines():
+    with Simulator() as sim:
+        done = run("action", sim.url, "ShowDialPlan", "Context=test", "Extension=100")
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines[0]["Response"] == "Success" and lines[0]["EventList"] == "start"
+        assert {line["Event"] for line in lines[1:-1]} == {"ListDialplan"}
+        assert lines[-1]["Event"] == "ShowDialPlanComplete"
+        assert int(lines[-1]["ListItems"]) == len(lines) - 2
+
+        failed = run("action", sim.url, "Getvar")
+        assert failed.returncode == 1
+        assert json.loads(failed.stdout)["Message"] == "No variable specified"
+
+
+def test_command_prints_cli_output_exactly():
+    with Simulator() as sim:
+        done = run("command", sim.url, "core", "show", "version")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("Asterisk 22.10.1 built by") and done.stdout.endswith("\n")
+
+
+def test_events_tails_matching_events_as_json_lines():
+    with Simulator() as sim:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amiwire", "events", sim.url, "UserEvent", "--where", "UserEvent=Tail*", "--count", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                sim.emit_event("UserEvent", headers=[("UserEvent", "Other")])
+                sim.emit_event("UserEvent", headers=[("UserEvent", "TailMe"), ("N", "1")])
+                time.sleep(0.1)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        event = json.loads(out.splitlines()[0])
+        assert event["Event"] == "UserEvent" and event["UserEvent"] == "TailMe" and event["N"] == "1"
+
+
+def test_secret_from_the_environment_stays_out_of_the_url():
+    with Simulator() as sim:
+        url = f"tcp://admin@{sim.host}:{sim.port}"
+        env_run = subprocess.run(
+            [sys.executable, "-m", "amiwire", "action", url, "Ping"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**__import__("os").environ, "AMIWIRE_SECRET": "amiwire"},
+        )
+        assert env_run.returncode == 0, env_run.stderr
+        assert json.loads(env_run.stdout)["Ping"] == "Pong"
