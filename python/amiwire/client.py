@@ -127,6 +127,17 @@ class _Bridge:
         self.tokens = itertools.count(1)
         self.state_callbacks: list[Callable[[str, str | None], Any]] = []
         self.state_seen = conn.state_changes
+        self.flush_scheduled = False
+
+    def schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Actions sent during one loop tick go to the driver together, once the tick ends."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        self.conn.flush()
 
     def attach(self) -> asyncio.AbstractEventLoop:
         try:
@@ -216,7 +227,7 @@ class Client:
         :class:`~amiwire.ActionError` carrying the response, unless ``raise_on_error`` is
         false. A list value becomes a repeated header; booleans become ``true``/``false``.
         """
-        items = _header_items(headers) + _header_items(kwargs)
+        items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
         expect = "list" if list_complete else "auto"
         try:
             return await self._send(name, items, expect, list_complete, timeout, action_id)
@@ -258,6 +269,7 @@ class Client:
             bridge.futures.pop(token, None)
             fut.cancel()
             raise
+        bridge.schedule_flush(fut.get_loop())
         fut.add_done_callback(self._on_done(token))
         return fut
 
@@ -273,7 +285,7 @@ class Client:
 
     async def ping(self, *, timeout: float | None = None) -> Message:
         """``Ping``; the response has ``Ping: Pong`` and a ``Timestamp``."""
-        return await self.action("Ping", timeout=timeout)
+        return await self._send("Ping", [], "auto", None, timeout, None)  # type: ignore[no-any-return]
 
     async def command(self, command: str, *, timeout: float | None = None) -> str:
         """Runs a CLI command and returns its output as text, exactly (indentation and trailing

@@ -142,6 +142,9 @@ pub struct Connection {
     client: Client,
     wake_rx: UnixStream,
     pid: u32,
+    /// Actions queued by `send` until `flush`: handing the driver a whole loop tick's worth at
+    /// once lets it write them in one go instead of waking for each.
+    outbox: std::sync::Mutex<Vec<Request>>,
 }
 
 impl Connection {
@@ -175,6 +178,7 @@ impl Connection {
             client,
             wake_rx,
             pid: std::process::id(),
+            outbox: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -189,8 +193,8 @@ impl Connection {
         while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
     }
 
-    /// Queues an action. Invalid actions raise `LocalProtocolError` here, before anything is
-    /// sent. `expect` is "auto", "list" or "originate".
+    /// Queues an action for the next `flush`. Invalid actions raise `LocalProtocolError` here,
+    /// before anything is sent. `expect` is "auto", "list" or "originate".
     #[pyo3(signature = (token, name, headers, expect="auto", complete=None, timeout=None, action_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn send(
@@ -223,17 +227,41 @@ impl Connection {
             }
         };
         let timeout = timeout.map(|t| seconds(t, "timeout")).transpose()?;
+        action.validate().map_err(|e| to_pyerr(py, e))?;
         let request = Request {
             action,
             expect,
             timeout,
             reply: Reply::Queued(token),
         };
-        self.client.submit(request).map_err(|e| to_pyerr(py, e))
+        if let Ok(mut outbox) = self.outbox.lock() {
+            outbox.push(request);
+        }
+        Ok(())
+    }
+
+    /// Hands every queued action to the driver.
+    fn flush(&self) {
+        let queued = self
+            .outbox
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        for request in queued {
+            // A refused submit (client closed) already reported the failure to the waiter.
+            let _ = self.client.submit(request);
+        }
     }
 
     /// Forgets a pending action (its task was cancelled); a late reply becomes an orphan.
     fn cancel(&self, token: u64) {
+        if let Ok(mut outbox) = self.outbox.lock() {
+            let before = outbox.len();
+            outbox.retain(|r| !matches!(r.reply, Reply::Queued(t) if t == token));
+            if outbox.len() != before {
+                return;
+            }
+        }
         self.client.cancel(token);
     }
 
@@ -294,6 +322,7 @@ impl Connection {
 
     /// Logs off and closes; completion `token` reports when done.
     fn close(&self, token: u64) {
+        self.flush();
         self.client.close_with(Reply::Queued(token));
     }
 

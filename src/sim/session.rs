@@ -97,6 +97,10 @@ pub(crate) struct Session {
     registered: Option<(u64, mpsc::UnboundedReceiver<Event>)>,
     /// Actions answered since login (the close-mid-message fault hits the first).
     pub(crate) actions_since_login: u64,
+    /// While set, writes collect in `out`: the replies to every action of one read leave in
+    /// one write, as a busy Asterisk's would, instead of one syscall per reply.
+    corked: bool,
+    out: Vec<u8>,
 }
 
 pub(crate) async fn serve(
@@ -124,6 +128,8 @@ pub(crate) async fn serve(
         challenge: None,
         registered: None,
         actions_since_login: 0,
+        corked: false,
+        out: Vec::new(),
     };
     if s.write(BANNER).await.is_err() {
         return;
@@ -145,8 +151,12 @@ pub(crate) async fn serve(
                     Ok(n) => n,
                 };
                 decoder.feed(buf.get(..n).unwrap_or_default());
+                s.corked = true;
                 while let Some(item) = decoder.next_message() {
                     let Ok(msg) = item else { continue };
+                    if blocks(&msg) && s.uncork().await.is_err() {
+                        break 'conn;
+                    }
                     let flow = s.handle(&msg).await;
                     if let Some((id, rx)) = s.registered.take() {
                         reg_id = Some(id);
@@ -156,11 +166,12 @@ pub(crate) async fn serve(
                         Flow::Continue => {}
                         Flow::Close => break 'conn,
                         Flow::Stall => {
+                            let _ = s.uncork().await;
                             stopped(&mut core.shutdown.clone()).await;
                             break 'conn;
                         }
                         Flow::Firehose => {
-                            if firehose::stream(&mut s).await.is_err() {
+                            if s.uncork().await.is_err() || firehose::stream(&mut s).await.is_err() {
                                 break 'conn;
                             }
                         }
@@ -173,6 +184,9 @@ pub(crate) async fn serve(
                         }
                     }
                 }
+                if s.uncork().await.is_err() {
+                    break;
+                }
             }
             Some(ev) = async { events.as_mut()?.recv().await }, if events.is_some() => {
                 if s.deliver(&ev).await.is_err() {
@@ -184,11 +198,43 @@ pub(crate) async fn serve(
     if let Some(id) = reg_id {
         core.unregister(id);
     }
+    let _ = s.uncork().await;
     let _ = s.wr.shutdown().await;
 }
 
+/// Actions that hold the connection (a sync Originate waits for the answer, WaitEvent for its
+/// timeout): the replies before them must not wait with them.
+fn blocks(msg: &crate::proto::Message) -> bool {
+    let action = msg.get("Action").unwrap_or_default();
+    action.eq_ignore_ascii_case("WaitEvent")
+        || (action.eq_ignore_ascii_case("Originate")
+            && !msg.get("Async").is_some_and(|v| {
+                ["true", "yes", "1"]
+                    .iter()
+                    .any(|t| v.eq_ignore_ascii_case(t))
+            }))
+}
+
 impl Session {
+    /// Sends what collected while corked, and stops collecting.
+    async fn uncork(&mut self) -> std::io::Result<()> {
+        self.corked = false;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.wr.write_all(&out).await;
+        self.out = out;
+        self.out.clear();
+        written?;
+        self.wr.flush().await
+    }
+
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.corked && self.core.cfg.faults.drip.is_none() {
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
         if let Some(pause) = self.core.cfg.faults.drip {
             for b in bytes {
                 self.wr.write_all(std::slice::from_ref(b)).await?;
