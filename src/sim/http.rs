@@ -27,8 +27,8 @@ use super::session::{Flow, Session};
 use super::time::Stamp;
 use super::wire::{Event, Out, header};
 use crate::proto::http::{
-    DigestAuthorization, DigestChallenge, Endpoint, Method, SessionCookie,
-    decode_form, parse_cookie_header, render_body,
+    DigestAuthorization, DigestChallenge, Endpoint, Method, SessionCookie, decode_form,
+    parse_cookie_header, render_body,
 };
 use crate::proto::{Decoder, Message};
 
@@ -50,7 +50,11 @@ impl Capture {
 }
 
 impl AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         lock(&self.0).extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -98,7 +102,12 @@ struct HttpSession {
 
 impl HttpSession {
     /// A session; with a `user` (Digest) it starts logged in, as a Login would leave it.
-    fn new(core: Arc<Core>, local: SocketAddr, remote: SocketAddr, user: Option<User>) -> HttpSession {
+    fn new(
+        core: Arc<Core>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        user: Option<User>,
+    ) -> HttpSession {
         let out = Capture::default();
         let mut s = Session::new(core.clone(), Box::new(out.clone()), local, remote);
         s.over_http = true;
@@ -232,7 +241,9 @@ fn http_date(t: SystemTime) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let s = Stamp::of(t);
-    let weekday = DAYS.get((epoch_secs(t) / 86_400 % 7) as usize).unwrap_or(&"Thu");
+    let weekday = DAYS
+        .get((epoch_secs(t) / 86_400 % 7) as usize)
+        .unwrap_or(&"Thu");
     let month = MONTHS.get(s.month as usize - 1).unwrap_or(&"Jan");
     format!(
         "{weekday}, {:02} {month} {} {:02}:{:02}:{:02} GMT",
@@ -469,7 +480,10 @@ impl Http {
             return Err(challenge(&mut nonces, false));
         };
         let stale_after = self.core.cfg.digest_stale;
-        match nonces.get(&auth.nonce).map(|n| n.created.elapsed() > stale_after) {
+        match nonces
+            .get(&auth.nonce)
+            .map(|n| n.created.elapsed() > stale_after)
+        {
             None => return Err(challenge(&mut nonces, false)),
             Some(true) => return Err(challenge(&mut nonces, true)),
             Some(false) => {}
@@ -528,7 +542,9 @@ impl Http {
                 // Logoff or a failed login: the cookie is dead from now on.
                 lock(&self.cookies).retain(|_, s| !Arc::ptr_eq(s, session));
                 lock(&self.nonces).retain(|_, n| {
-                    n.session.as_ref().is_none_or(|(_, s)| !Arc::ptr_eq(s, session))
+                    n.session
+                        .as_ref()
+                        .is_none_or(|(_, s)| !Arc::ptr_eq(s, session))
                 });
             }
             bytes
@@ -541,9 +557,9 @@ impl Http {
     async fn wait_event(&self, session: &Arc<HttpSession>, msg: &Message) -> Vec<u8> {
         let id = header(msg, "ActionID");
         let id = id.as_deref();
-        let max = self
-            .http_timeout()
-            .saturating_sub(Duration::from_secs(crate::proto::http::WAIT_EVENT_MARGIN.into()));
+        let max = self.http_timeout().saturating_sub(Duration::from_secs(
+            crate::proto::http::WAIT_EVENT_MARGIN.into(),
+        ));
         let requested = header(msg, "Timeout")
             .and_then(|t| t.trim().parse::<u64>().ok())
             .map_or(max, Duration::from_secs);

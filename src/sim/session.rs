@@ -376,8 +376,7 @@ impl Session {
         );
         // FullyBooted goes to this session only (and never into an HTTP reply); SuccessfulAuth
         // is a broadcast security event.
-        if !self.over_http
-            && self.wants(&booted) && self.write(&booted.bytes).await.is_err() {
+        if !self.over_http && self.wants(&booted) && self.write(&booted.bytes).await.is_err() {
             return Flow::Close;
         }
         self.security_event("SuccessfulAuth", "Informational", None);
