@@ -164,10 +164,15 @@ impl Drop for HttpSession {
     }
 }
 
-struct Nonce {
-    created: Instant,
-    last_nc: u32,
-    session: Option<(String, Arc<HttpSession>)>,
+/// A Digest login, as manager.c keeps it: one session whose nonce is replaced (the old one
+/// remembered, to answer it `stale=true`) when `nc` goes backwards or the nonce ages.
+struct DigestLogin {
+    user: String,
+    nonce: String,
+    old_nonce: Option<String>,
+    nonce_time: Instant,
+    nc: u32,
+    session: Arc<HttpSession>,
 }
 
 /// The listener's state.
@@ -175,7 +180,9 @@ struct Http {
     core: Arc<Core>,
     local: SocketAddr,
     cookies: Mutex<HashMap<String, Arc<HttpSession>>>,
-    nonces: Mutex<HashMap<String, Nonce>>,
+    /// Nonces handed out by a plain 401, not yet used by a login.
+    issued: Mutex<HashMap<String, Instant>>,
+    digest: Mutex<Vec<DigestLogin>>,
 }
 
 /// A parsed request.
@@ -286,7 +293,8 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
         core: core.clone(),
         local,
         cookies: Mutex::new(HashMap::new()),
-        nonces: Mutex::new(HashMap::new()),
+        issued: Mutex::new(HashMap::new()),
+        digest: Mutex::new(Vec::new()),
     });
     let mut stop = core.shutdown.clone();
     let mut tasks = JoinSet::new();
@@ -308,7 +316,8 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
     }
     tasks.abort_all();
     lock(&http.cookies).clear();
-    lock(&http.nonces).clear();
+    lock(&http.issued).clear();
+    lock(&http.digest).clear();
 }
 
 /// One keep-alive connection: requests one after another until the peer closes or asks to.
@@ -382,8 +391,9 @@ impl Http {
     fn sweep(&self) {
         let timeout = self.http_timeout();
         lock(&self.cookies).retain(|_, s| !s.expired(timeout));
-        let max_age = self.core.cfg.digest_stale + timeout;
-        lock(&self.nonces).retain(|_, n| n.created.elapsed() <= max_age);
+        lock(&self.digest).retain(|d| !d.session.expired(timeout));
+        let stale = self.core.cfg.digest_stale;
+        lock(&self.issued).retain(|_, t| t.elapsed() <= stale);
     }
 
     async fn respond(&self, req: &Request) -> Response {
@@ -470,48 +480,77 @@ impl Http {
         (id, s)
     }
 
-    /// The Digest login's session, or the `WWW-authenticate` value of a 401.
+    /// The Digest login's session, or the `WWW-authenticate` value of a 401
+    /// (manager.c `auth_http_callback`).
     fn digest_session(&self, req: &Request, method: Method) -> Result<Arc<HttpSession>, String> {
-        let mut nonces = lock(&self.nonces);
-        let Some(auth) = req
+        let auth = req
             .header("Authorization")
-            .and_then(|v| DigestAuthorization::parse(v).ok())
-        else {
-            return Err(challenge(&mut nonces, false));
-        };
-        let stale_after = self.core.cfg.digest_stale;
-        match nonces
-            .get(&auth.nonce)
-            .map(|n| n.created.elapsed() > stale_after)
-        {
-            None => return Err(challenge(&mut nonces, false)),
-            Some(true) => return Err(challenge(&mut nonces, true)),
-            Some(false) => {}
-        }
-        let user = self.core.user(&auth.username).cloned().filter(|u| {
-            auth.uri == req.target && auth.realm == "asterisk" && auth.verify(method, &u.secret)
+            .and_then(|v| DigestAuthorization::parse(v).ok());
+        let user = auth.as_ref().and_then(|auth| {
+            self.core.user(&auth.username).cloned().filter(|u| {
+                auth.uri == req.target && auth.realm == "asterisk" && auth.verify(method, &u.secret)
+            })
         });
-        let nc = auth.nc.unwrap_or(0);
-        let fresh_nc = nonces.get(&auth.nonce).is_some_and(|n| nc > n.last_nc);
-        let (Some(user), true, Some(entry)) = (user, fresh_nc, nonces.get_mut(&auth.nonce)) else {
-            return Err(challenge(&mut nonces, false));
+        let (Some(auth), Some(user)) = (auth, user) else {
+            // No or wrong credentials: a fresh nonce, bound to nothing yet.
+            let nonce = new_token();
+            lock(&self.issued).insert(nonce.clone(), Instant::now());
+            return Err(challenge(&nonce, false));
         };
-        entry.last_nc = nc;
-        if let Some((name, s)) = &entry.session {
-            if *name == user.name {
-                s.touch();
-                return Ok(s.clone());
+        let nc = auth.nc.unwrap_or(0);
+        let stale_after = self.core.cfg.digest_stale;
+        let mut logins = lock(&self.digest);
+        let found = logins.iter_mut().find(|d| {
+            d.user == user.name
+                && (d.nonce == auth.nonce || d.old_nonce.as_deref() == Some(&auth.nonce))
+        });
+        match found {
+            Some(d) if d.nonce != auth.nonce => Err(challenge(&d.nonce, true)),
+            Some(d) if nc <= d.nc || d.nonce_time.elapsed() > stale_after => {
+                // Replayed counter or an old nonce: the same login continues under a new one.
+                d.old_nonce = Some(std::mem::replace(&mut d.nonce, new_token()));
+                d.nonce_time = Instant::now();
+                d.nc = 0;
+                Err(challenge(&d.nonce, true))
+            }
+            Some(d) => {
+                d.nc = nc;
+                d.session.touch();
+                Ok(d.session.clone())
+            }
+            None => {
+                let issued = lock(&self.issued).remove(&auth.nonce);
+                match issued {
+                    Some(t) if t.elapsed() <= stale_after => {}
+                    Some(_) => {
+                        let nonce = new_token();
+                        lock(&self.issued).insert(nonce.clone(), Instant::now());
+                        return Err(challenge(&nonce, true));
+                    }
+                    None => {
+                        let nonce = new_token();
+                        lock(&self.issued).insert(nonce.clone(), Instant::now());
+                        return Err(challenge(&nonce, false));
+                    }
+                }
+                let name = user.name.clone();
+                let session = Arc::new(HttpSession::new(
+                    self.core.clone(),
+                    self.local,
+                    req.remote,
+                    Some(user),
+                ));
+                logins.push(DigestLogin {
+                    user: name,
+                    nonce: auth.nonce,
+                    old_nonce: None,
+                    nonce_time: Instant::now(),
+                    nc,
+                    session: session.clone(),
+                });
+                Ok(session)
             }
         }
-        let name = user.name.clone();
-        let session = Arc::new(HttpSession::new(
-            self.core.clone(),
-            self.local,
-            req.remote,
-            Some(user),
-        ));
-        entry.session = Some((name, session.clone()));
-        Ok(session)
     }
 
     /// Runs one action on `session` and renders its whole answer.
@@ -541,11 +580,7 @@ impl Http {
             if flow == Flow::Close {
                 // Logoff or a failed login: the cookie is dead from now on.
                 lock(&self.cookies).retain(|_, s| !Arc::ptr_eq(s, session));
-                lock(&self.nonces).retain(|_, n| {
-                    n.session
-                        .as_ref()
-                        .is_none_or(|(_, s)| !Arc::ptr_eq(s, session))
-                });
+                lock(&self.digest).retain(|d| !Arc::ptr_eq(&d.session, session));
             }
             bytes
         };
@@ -607,21 +642,12 @@ impl Http {
     }
 }
 
-/// A fresh nonce (its own opaque too, as Asterisk sends) and the 401's challenge.
-fn challenge(nonces: &mut HashMap<String, Nonce>, stale: bool) -> String {
-    let nonce = new_token();
-    nonces.insert(
-        nonce.clone(),
-        Nonce {
-            created: Instant::now(),
-            last_nc: 0,
-            session: None,
-        },
-    );
+/// A 401's challenge for `nonce` (its own opaque too, as Asterisk sends).
+fn challenge(nonce: &str, stale: bool) -> String {
     DigestChallenge {
         realm: "asterisk".into(),
-        nonce: nonce.clone(),
-        opaque: Some(nonce),
+        nonce: nonce.into(),
+        opaque: Some(nonce.into()),
         algorithm: Some("MD5".into()),
         qop: Some("auth".into()),
         stale,
