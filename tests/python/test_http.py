@@ -67,11 +67,17 @@ async def test_tcp_sees_http_calls(sim):
 
 async def test_expired_cookie_is_renewed_transparently():
     with Simulator(http=True, http_timeout=1.0, auth_fail_delay=0.05) as sim:
-        async with amiwire.connect(sim.http_url() + "?http_timeout=1", timeout=10) as ami:
+        # events="off": no WaitEvent poller, which would keep the cookie alive.
+        async with amiwire.connect(sim.http_url() + "?http_timeout=1", timeout=10, events="off") as ami:
             assert (await ami.ping())["Response"] == "Success"
-            await asyncio.sleep(2.5)
-            assert (await ami.ping())["Response"] == "Success"
+            assert sim.session_count == 1
+            for _ in range(50):
+                if sim.session_count == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert sim.session_count == 0, "the simulator expired the cookie"
             assert (await ami.action("Getvar", Variable="LABGLOBAL"))["Value"] == "initial"
+            assert sim.session_count == 1, "logged in again"
 
 
 @pytest.mark.parametrize("endpoint", ["rawman", "arawman"])
@@ -82,12 +88,52 @@ async def test_wrong_password_raises_authentication_error(sim, endpoint):
     assert "not-the-secret" not in str(info.value)
 
 
-async def test_digest_never_sends_the_secret(sim, tmp_path):
-    record = tmp_path / "digest.jsonl"
-    async with amiwire.connect(sim.http_url("arawman"), timeout=10, record=str(record)) as ami:
-        assert (await ami.ping())["Response"] == "Success"
-        await ami.action("UserEvent", UserEvent="x")
-    # The simulator logged the Digest user in without any Login action carrying a Secret:
-    # no HTTP session ever ran Login, so none holds a cookie and the login was Digest's.
-    text = record.read_text() if record.exists() else ""
-    assert "amiwire" not in text
+class _Tap:
+    """A loopback TCP relay that keeps every byte the client sends."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.sent = bytearray()
+        self.server: asyncio.base_events.Server | None = None
+
+    async def __aenter__(self) -> _Tap:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if keep:
+                        self.sent += data
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False), return_exceptions=True)
+
+
+@pytest.mark.parametrize(("endpoint", "secret_on_wire"), [("rawman", True), ("arawman", False), ("amxml", False)])
+async def test_digest_never_sends_the_secret(sim, endpoint, secret_on_wire):
+    async with _Tap(sim.http_port) as tap:
+        url = f"http://admin:amiwire@127.0.0.1:{tap.port}/{endpoint}"
+        async with amiwire.connect(url, timeout=10, events="off") as ami:
+            assert (await ami.ping())["Response"] == "Success"
+            await ami.action("UserEvent", UserEvent="x")
+    wire = bytes(tap.sent)
+    assert b"POST /" + endpoint.encode() in wire
+    # The cookie endpoint's login carries the secret (the tap works); Digest never does.
+    assert (b"amiwire" in wire.replace(b"/amiwire", b"")) is secret_on_wire
+    assert (b"Authorization: Digest" in wire or b"authorization: Digest" in wire) is not secret_on_wire
