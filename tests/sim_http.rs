@@ -294,8 +294,8 @@ async fn replay_fixture(name: &str) {
                 }
             }
         };
-        if !conns.contains_key(&conn_no) {
-            conns.insert(conn_no, HttpConn::open(&sim).await);
+        if let std::collections::hash_map::Entry::Vacant(e) = conns.entry(conn_no) {
+            e.insert(HttpConn::open(&sim).await);
         }
         let conn = conns.get_mut(&conn_no).unwrap();
         let got = conn
