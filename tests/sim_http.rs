@@ -681,6 +681,25 @@ async fn http_and_tcp_share_one_pbx() {
         names.extend(got);
     }
     assert!(names.iter().any(|n| n == "Newchannel"));
+    // A TCP-made call's OriginateResponse (a foreign ActionID) reaches HTTP too.
+    tcp.write_all(
+        b"Action: Originate\r\nActionID: t1\r\nChannel: Local/100@test\r\n\
+          Application: Wait\r\nData: 1\r\nAsync: true\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut foreign = false;
+    while !foreign {
+        let r = c
+            .get("/rawman?action=waitevent&timeout=2", &cookie(&id))
+            .await;
+        let msgs = r.messages(Endpoint::RawMan);
+        assert!(msgs.len() > 2, "no foreign OriginateResponse over HTTP");
+        foreign = msgs.iter().any(|m| {
+            m.event_name().as_deref() == Some("OriginateResponse")
+                && m.get("ActionID").as_deref() == Some("t1")
+        });
+    }
     sim.shutdown().await;
 }
 
@@ -733,5 +752,47 @@ async fn unknown_paths_and_methods() {
 async fn http_is_off_unless_asked() {
     let sim = Simulator::start(SimConfig::new()).await.unwrap();
     assert!(sim.http_addr().is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelined_and_fragmented_requests() {
+    let sim = start(SimConfig::new()).await;
+    let mut c = HttpConn::open(&sim).await;
+    // Two requests in one write: two answers, in order.
+    c.stream
+        .write_all(
+            b"GET /rawman?action=ping&actionid=a HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /rawman?action=ping&actionid=b HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for want in ["a", "b"] {
+        let r = c.read().await;
+        let m = &r.messages(Endpoint::RawMan)[0];
+        assert_eq!(m.get("ActionID").as_deref(), Some(want));
+        assert_eq!(m.get("Message").as_deref(), Some("Permission denied"));
+    }
+    // A POST dribbled a few bytes at a time.
+    let body = "action=login&username=admin&secret=amiwire";
+    let req = format!(
+        "POST /rawman HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for piece in req.as_bytes().chunks(7) {
+        c.stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let r = c.read().await;
+    assert_eq!(
+        r.messages(Endpoint::RawMan)[0].get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    // No parameters at all: what a TCP session says to an action-less message.
+    let r = c.get("/rawman", "").await;
+    assert_eq!(
+        r.messages(Endpoint::RawMan)[0].get("Message").as_deref(),
+        Some("Missing action in request")
+    );
     sim.shutdown().await;
 }
