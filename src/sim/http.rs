@@ -251,7 +251,9 @@ fn http_date(t: SystemTime) -> String {
     let weekday = DAYS
         .get((epoch_secs(t) / 86_400 % 7) as usize)
         .unwrap_or(&"Thu");
-    let month = MONTHS.get(s.month as usize - 1).unwrap_or(&"Jan");
+    let month = MONTHS
+        .get((s.month as usize).saturating_sub(1))
+        .unwrap_or(&"Jan");
     format!(
         "{weekday}, {:02} {month} {} {:02}:{:02}:{:02} GMT",
         s.day, s.year, s.hour, s.minute, s.second

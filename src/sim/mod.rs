@@ -27,7 +27,8 @@
 //! - No `writetimeout`: a slow reader is buffered without bound instead of being dropped after
 //!   100 ms; no `authlimit`; UTC only.
 //! - AJAM ([`SimConfig::http`]): no `prefix`, no Basic auth, realm always `asterisk`, no
-//!   static files; a Digest login lasts as long as its nonce.
+//!   static files, no 4 KB cap on form bodies (64 KB here); idle Digest logins expire after
+//!   `httptimeout` like cookies.
 //! - WaitEvent over TCP just waits its timeout (capped at 50 s), like an idle Asterisk.
 //! - The firehose streams bytes after login regardless of the session's event mask.
 //!
