@@ -44,9 +44,17 @@ async def test_ping_command_and_list_on_every_endpoint(sim, endpoint):
 @pytest.mark.parametrize("endpoint", ["rawman", "arawman"])
 async def test_originate_is_tracked_through_wait_event(sim, endpoint):
     async with amiwire.connect(sim.http_url(endpoint), timeout=10) as ami:
-        ok = await ami.originate("Local/100@test", application="Wait", data="1", timeout=10)
-        assert ok.name == "OriginateResponse"
-        assert ok["Response"] == "Success"
+        # Several at once: an OriginateResponse often comes by WaitEvent before the
+        # Originate's own HTTP reply (the client must keep it, not drop it).
+        # Digest runs them one by one: concurrent Digest requests renew the nonce (see
+        # transport/http.rs), and a login renewed twice in a row loses its event queue.
+        calls = [ami.originate("Local/100@test", application="Wait", data="0", timeout=10) for _ in range(8)]
+        if endpoint == "arawman":
+            results = [await call for call in calls]
+        else:
+            results = await asyncio.gather(*calls)
+        assert all(ok.name == "OriginateResponse" and ok["Response"] == "Success" for ok in results)
+        assert len({ok["ActionID"] for ok in results}) == 8
 
 
 async def test_events_arrive_through_the_wait_event_poller(sim):
