@@ -243,9 +243,14 @@ class Simulator:
         auth_timeout: float = 30.0,
         time_scale: float = 1.0,
         dialplan: str | None = None,
+        http: bool = False,
+        http_timeout: float = 60.0,
+        digest_stale: float = 62.0,
     ) -> Simulator: ...
     @property
     def host(self) -> str: ...
+    @property
+    def http_port(self) -> int | None: ...
     @property
     def port(self) -> int: ...
     @property

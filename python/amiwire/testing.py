@@ -20,7 +20,10 @@ write)`` tuples in manager.conf terms, e.g. ``("ops", "pw", "all", "system,call"
 name whose reply starts the stream instead of the login, so a client can subscribe first), ``replay`` (a
 recorded JSONL transcript), ``tls`` / ``tls_cert`` / ``tls_key`` (PEM text),
 ``auth_fail_delay`` and ``auth_timeout`` (seconds), ``time_scale`` (multiplies dialplan waits),
-``dialplan`` (extensions.conf text).
+``dialplan`` (extensions.conf text), ``http`` (also serve AJAM: ``/rawman``, ``/mxml``,
+``/manager`` and the Digest ``/a…`` twins on a second port), ``http_timeout`` (seconds; the
+cookie Max-Age and idle expiry, 60 like ``http.conf``), ``digest_stale`` (seconds before a
+Digest nonce is answered with ``stale=true``).
 
 The pytest fixture ``ami_simulator`` yields a started simulator with a short
 ``auth_fail_delay``. Enable it with ``pytest_plugins = ["amiwire.testing"]`` in a conftest, or
@@ -126,6 +129,21 @@ class Simulator:
         """``tcp://user:secret@host:port`` (``tls://`` with TLS) for the first user."""
         scheme = "tls" if self.tls_cert_pem is not None else "tcp"
         return f"{scheme}://{self.username}:{self.secret}@{self.host}:{self.port}"
+
+    @property
+    def http_port(self) -> int:
+        """The AJAM port; only with ``http=True``."""
+        port = self._running().http_port
+        if port is None:
+            raise RuntimeError("the simulator was started without http=True")
+        return int(port)
+
+    def http_url(self, endpoint: str = "rawman") -> str:
+        """``http://user:secret@host:http_port/<endpoint>`` for the first user."""
+        return (
+            f"http://{self.username}:{self.secret}@{self.host}:{self.http_port}/"
+            f"{endpoint.lstrip('/')}"
+        )
 
     @property
     def tls_cert_pem(self) -> str | None:

@@ -20,6 +20,7 @@ use crate::sim::{
 pub struct PySimulator {
     handle: Mutex<Option<SimHandle>>,
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     users: Vec<(String, String)>,
     cert_pem: Option<String>,
 }
@@ -53,8 +54,9 @@ impl PySimulator {
     #[pyo3(signature = (
         *, host = "127.0.0.1", port = 0, users = None, command_style = "output",
         faults = Vec::new(), drip_interval = 0.001, firehose_file = None, firehose_count = None,
-        firehose_repeats = 1, firehose_after = None, replay = None, tls = false, tls_cert = None, tls_key = None,
-        auth_fail_delay = 1.0, auth_timeout = 30.0, time_scale = 1.0, dialplan = None
+        firehose_repeats = 1, firehose_after = None, replay = None, tls = false, tls_cert = None,
+        tls_key = None, auth_fail_delay = 1.0, auth_timeout = 30.0, time_scale = 1.0, dialplan = None,
+        http = false, http_timeout = 60.0, digest_stale = 62.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -77,6 +79,9 @@ impl PySimulator {
         auth_timeout: f64,
         time_scale: f64,
         dialplan: Option<String>,
+        http: bool,
+        http_timeout: f64,
+        digest_stale: f64,
     ) -> PyResult<Self> {
         let ip: IpAddr = host
             .parse()
@@ -87,6 +92,9 @@ impl PySimulator {
             .auth_fail_delay(secs(auth_fail_delay, "auth_fail_delay")?)
             .auth_timeout(secs(auth_timeout, "auth_timeout")?)
             .time_scale(time_scale)
+            .http(http)
+            .http_timeout(secs(http_timeout, "http_timeout")?)
+            .digest_stale(secs(digest_stale, "digest_stale")?)
             .command_style(match command_style {
                 "output" => CommandStyle::Output,
                 "legacy" => CommandStyle::Legacy,
@@ -143,6 +151,7 @@ impl PySimulator {
             .map_err(|e| to_pyerr(py, e.into()))?;
         Ok(PySimulator {
             addr: handle.addr(),
+            http_addr: handle.http_addr(),
             users: handle
                 .users()
                 .iter()
@@ -161,6 +170,12 @@ impl PySimulator {
     #[getter]
     fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The AJAM port when started with `http=True`.
+    #[getter]
+    fn http_port(&self) -> Option<u16> {
+        self.http_addr.map(|a| a.port())
     }
 
     /// `(username, secret)` pairs the simulator accepts.

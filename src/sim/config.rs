@@ -123,6 +123,9 @@ pub struct SimConfig {
     pub(crate) auth_timeout: Duration,
     /// Multiplies every dialplan wait and ring (0.1 makes calls ten times faster).
     pub(crate) time_scale: f64,
+    pub(crate) http: bool,
+    pub(crate) http_timeout: Duration,
+    pub(crate) digest_stale: Duration,
 }
 
 impl Default for SimConfig {
@@ -139,6 +142,9 @@ impl Default for SimConfig {
             auth_fail_delay: Duration::from_secs(1),
             auth_timeout: Duration::from_secs(30),
             time_scale: 1.0,
+            http: false,
+            http_timeout: Duration::from_secs(60),
+            digest_stale: Duration::from_secs(62),
         }
     }
 }
@@ -234,6 +240,26 @@ impl SimConfig {
         } else {
             1.0
         };
+        self
+    }
+
+    /// Also serve AJAM (`/rawman`, `/mxml`, `/manager` and their Digest twins) on a second,
+    /// ephemeral 127.0.0.1 port ([`super::SimHandle::http_addr`]).
+    pub fn http(mut self, on: bool) -> Self {
+        self.http = on;
+        self
+    }
+
+    /// `http.conf` `httptimeout` (default 60 s): cookie Max-Age, idle session expiry, and
+    /// the WaitEvent clamp (this minus 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// How old a Digest nonce may get before it is answered with `stale=true` (Asterisk: ~62 s).
+    pub fn digest_stale(mut self, age: Duration) -> Self {
+        self.digest_stale = age;
         self
     }
 

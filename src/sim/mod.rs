@@ -25,7 +25,10 @@
 //!   <ctx>`, `manager show commands`, `channel request hangup`; no `core show help`.
 //! - Getvar functions: `LEN`, `GLOBAL`, `CALLERID`, `STRFTIME(<epoch>,UTC,%Y)` only.
 //! - No `writetimeout`: a slow reader is buffered without bound instead of being dropped after
-//!   100 ms; no `authlimit`; no HTTP (`/rawman`, `/mxml`) transport; UTC only.
+//!   100 ms; no `authlimit`; UTC only.
+//! - AJAM ([`SimConfig::http`]): no `prefix`, no Basic auth, realm always `asterisk`, no
+//!   static files, no 4 KB cap on form bodies (64 KB here); idle Digest logins expire after
+//!   `httptimeout` like cookies.
 //! - WaitEvent over TCP just waits its timeout (capped at 50 s), like an idle Asterisk.
 //! - The firehose streams bytes after login regardless of the session's event mask.
 //!
@@ -45,6 +48,7 @@ mod commands;
 mod config;
 mod dialplan;
 mod firehose;
+mod http;
 mod replay;
 mod server;
 mod session;

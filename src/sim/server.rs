@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use super::calls::Calls;
 use super::config::{SimConfig, User};
+use super::http;
 use super::session;
 use super::tls;
 use super::wire::Event;
@@ -112,6 +113,15 @@ impl Simulator {
         };
         let listener = TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
+        let http_listener = if config.http {
+            Some(TcpListener::bind((addr.ip(), 0)).await?)
+        } else {
+            None
+        };
+        let http_addr = match &http_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let core = Arc::new(Core::new(config, stop_rx));
         let cert_pem = acceptor.as_ref().map(|(_, pem)| pem.clone());
@@ -120,9 +130,12 @@ impl Simulator {
             acceptor.map(|(a, _)| a),
             core.clone(),
         ));
-        log::debug!("AMI simulator listening on {addr}");
+        let http_task = http_listener.map(|l| tokio::spawn(http::serve(l, core.clone())));
+        log::debug!("AMI simulator listening on {addr} (HTTP: {http_addr:?})");
         Ok(SimHandle {
             addr,
+            http_addr,
+            http_task,
             core,
             stop: stop_tx,
             task: Some(task),
@@ -182,6 +195,8 @@ async fn accept_loop(
 /// A running simulator. Dropping it stops it too (without waiting).
 pub struct SimHandle {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
     core: Arc<Core>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -195,6 +210,11 @@ impl SimHandle {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The AJAM listener, when [`SimConfig::http`] is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn users(&self) -> &[User] {
@@ -225,6 +245,9 @@ impl SimHandle {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.http_task.take() {
             let _ = task.await;
         }
     }

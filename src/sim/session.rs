@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use regex::Regex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::config::User;
@@ -25,6 +25,8 @@ pub(crate) const BANNER: &[u8] = b"Asterisk Call Manager/11.0.0\r\n";
 pub(crate) trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 pub(crate) type Stream = Box<dyn AsyncStream>;
+/// Where a session's bytes go: the socket, or an HTTP reply being captured.
+pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// What the loop does after an action.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,7 +85,9 @@ impl Filter {
 
 pub(crate) struct Session {
     pub(crate) core: Arc<Core>,
-    wr: WriteHalf<Stream>,
+    wr: Writer,
+    /// An AJAM session: events wait for WaitEvent instead of following replies.
+    pub(crate) over_http: bool,
     pub(crate) session_id: String,
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
@@ -94,7 +98,7 @@ pub(crate) struct Session {
     pub(crate) filters: Vec<Filter>,
     pub(crate) challenge: Option<String>,
     /// Set by a successful login; the loop takes it.
-    registered: Option<(u64, mpsc::UnboundedReceiver<Event>)>,
+    pub(crate) registered: Option<(u64, mpsc::UnboundedReceiver<Event>)>,
     /// Actions answered since login (the close-mid-message fault hits the first).
     pub(crate) actions_since_login: u64,
     /// While set, writes collect in `out`: the replies to every action of one read leave in
@@ -115,22 +119,7 @@ pub(crate) async fn serve(
         return;
     }
     let (mut rd, wr) = tokio::io::split(stream);
-    let mut s = Session {
-        core: core.clone(),
-        wr,
-        session_id: format!("0x7f{:010x}", fastrand::u64(..1 << 40)),
-        local,
-        remote,
-        opened: SystemTime::now(),
-        user: None,
-        event_mask: class::ALL,
-        filters: Vec::new(),
-        challenge: None,
-        registered: None,
-        actions_since_login: 0,
-        corked: false,
-        out: Vec::new(),
-    };
+    let mut s = Session::new(core.clone(), Box::new(wr), local, remote);
     if s.write(BANNER).await.is_err() {
         return;
     }
@@ -216,6 +205,31 @@ fn blocks(msg: &crate::proto::Message) -> bool {
 }
 
 impl Session {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        wr: Writer,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Session {
+        Session {
+            core,
+            wr,
+            over_http: false,
+            session_id: format!("0x7f{:010x}", fastrand::u64(..1 << 40)),
+            local,
+            remote,
+            opened: SystemTime::now(),
+            user: None,
+            event_mask: class::ALL,
+            filters: Vec::new(),
+            challenge: None,
+            registered: None,
+            actions_since_login: 0,
+            corked: false,
+            out: Vec::new(),
+        }
+    }
+
     /// Sends what collected while corked, and stops collecting.
     async fn uncork(&mut self) -> std::io::Result<()> {
         self.corked = false;
@@ -284,7 +298,7 @@ impl Session {
         }
     }
 
-    async fn handle(&mut self, m: &Message) -> Flow {
+    pub(crate) async fn handle(&mut self, m: &Message) -> Flow {
         let id = header(m, "ActionID");
         let id = id.as_deref();
         if let Some(flow) = self.check_limits(m, id).await {
@@ -418,8 +432,9 @@ impl Session {
                 ("Status", "Fully Booted"),
             ],
         );
-        // FullyBooted goes to this session only; SuccessfulAuth is a broadcast security event.
-        if self.wants(&booted) && self.write(&booted.bytes).await.is_err() {
+        // FullyBooted goes to this session only (and never into an HTTP reply); SuccessfulAuth
+        // is a broadcast security event.
+        if !self.over_http && self.wants(&booted) && self.write(&booted.bytes).await.is_err() {
             return Flow::Close;
         }
         self.security_event("SuccessfulAuth", "Informational", None);

@@ -55,6 +55,13 @@ struct Ajam {
     shared: Arc<Shared>,
     /// Async originates waiting for their OriginateResponse from the poller.
     originates: Mutex<Correlator<Pending>>,
+    /// Async originates sent but not yet registered in `originates`, with an
+    /// OriginateResponse the poller brought before their own reply did (locked after
+    /// `originates`, never before).
+    early: Mutex<HashMap<String, Option<Message>>>,
+    /// Digest actions go one at a time: Asterisk renews the nonce (401 stale) whenever an
+    /// `nc` arrives lower than one already seen, which concurrent requests cause.
+    digest_turn: tokio::sync::Mutex<()>,
     wake_deadlines: tokio::sync::Notify,
 }
 
@@ -241,6 +248,11 @@ impl Ajam {
         Ok(())
     }
 
+    /// Ends tracking `id` as in flight; returns the OriginateResponse that came early.
+    fn take_early(&self, id: &str) -> Option<Message> {
+        self.early.lock().ok()?.remove(id).flatten()
+    }
+
     /// Runs one user action: its body is correlated on its own; a tracked originate then
     /// waits for the poller.
     async fn execute(self: Arc<Self>, request: Request) {
@@ -252,9 +264,24 @@ impl Ajam {
         let timeout = request.timeout.unwrap_or(self.options.action_timeout);
         let started = Instant::now();
         let name = request.action.name().to_owned();
-        let messages = match self.send(&request.action, &id, timeout, true).await {
+        let tracked = request.expect == Expect::Originate;
+        if tracked {
+            if let Ok(mut early) = self.early.lock() {
+                early.insert(id.clone(), None);
+            }
+        }
+        let turn = match self.http.endpoint.uses_digest() {
+            true => Some(self.digest_turn.lock().await),
+            false => None,
+        };
+        let sent = self.send(&request.action, &id, timeout, true).await;
+        drop(turn);
+        let messages = match sent {
             Ok(messages) => messages,
-            Err(e) => return self.shared.deliver(request.reply, Err(e)),
+            Err(e) => {
+                self.take_early(&id);
+                return self.shared.deliver(request.reply, Err(e));
+            }
         };
         let mut correlator: Correlator<()> = Correlator::new();
         let _ = correlator.register(id.clone(), request.expect.clone(), None, ());
@@ -273,6 +300,7 @@ impl Ajam {
         }
         self.shared.publish(events);
         if let Some(outcome) = done {
+            self.take_early(&id);
             return self.shared.deliver(request.reply, judge(&name, outcome));
         }
         // Still waiting: only an accepted async Originate (its OriginateResponse comes by
@@ -307,10 +335,19 @@ impl Ajam {
                     }
                     // The correlator wants the response first: replay it.
                     let _ = originates.route(outcome.response);
+                    // Under the `originates` lock, so the poller cannot slip in between.
+                    if let Some(ev) = self.take_early(&id) {
+                        if let Routed::Done(c) | Routed::DoneAndEvent(c, _) = originates.route(ev) {
+                            drop(originates);
+                            let result = judge(&c.token.action, c.outcome);
+                            return self.shared.deliver(c.token.reply, result);
+                        }
+                    }
                 }
                 self.wake_deadlines.notify_one();
             }
             (_, partial) => {
+                self.take_early(&id);
                 let err = Error::Remote(format!(
                     "the HTTP reply to {name} ended before its list completed"
                 ));
@@ -374,7 +411,18 @@ impl Ajam {
         if let Ok(mut originates) = self.originates.lock() {
             for ev in events {
                 match originates.route(ev) {
-                    Routed::Event(ev) => out.push(ev),
+                    Routed::Event(ev) => {
+                        // An OriginateResponse for an originate whose reply is still on its
+                        // way: keep it for execute() (it is published now all the same).
+                        if ev.event_name().as_deref() == Some("OriginateResponse") {
+                            if let (Some(id), Ok(mut early)) = (ev.action_id(), self.early.lock()) {
+                                if let Some(slot) = early.get_mut(id.as_ref()) {
+                                    *slot = Some(ev.clone());
+                                }
+                            }
+                        }
+                        out.push(ev)
+                    }
                     Routed::DoneAndEvent(c, ev) => {
                         done.push(c);
                         out.push(ev);
@@ -486,6 +534,8 @@ pub(super) async fn run(
         ids: Mutex::new(ActionIds::new()),
         shared: shared.clone(),
         originates: Mutex::new(Correlator::new()),
+        early: Mutex::new(HashMap::new()),
+        digest_turn: tokio::sync::Mutex::new(()),
         wake_deadlines: tokio::sync::Notify::new(),
     });
     if let Err(e) = ajam.login().await {
