@@ -44,7 +44,7 @@ class Simulator:
         "import json, sys\n"
         "from amiwire.testing import Simulator\n"
         "with Simulator(**json.loads(sys.argv[1])) as sim:\n"
-        "    print(sim.port, flush=True)\n"
+        "    print(sim.port, sim.http_port or 0, flush=True)\n"
         "    sys.stdin.read()\n"
     )
 
@@ -60,8 +60,10 @@ class Simulator:
             text=True,
         )
         assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
+        port, http_port = self.proc.stdout.readline().split()
+        self.port, self.http_port = int(port), int(http_port)
         self.url = f"tcp://{USER}:{SECRET}@{self.host}:{self.port}"
+        self.http_url = f"http://{USER}:{SECRET}@{self.host}:{self.http_port}/rawman"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -311,6 +313,41 @@ def pings_bare_protocol() -> tuple[float, float]:
         return asyncio.run(run())
 
 
+# -- HTTP (AJAM /rawman) beside TCP ----------------------------------------------------------
+
+
+def http_vs_tcp(total: int, window: int, events: int) -> list[tuple[str, str]]:
+    """Pings with `window` in flight, and events from a TCP client's UserEvents delivered to an
+    events() stream, over /rawman (keep-alive, one WaitEvent long-poll) and over TCP."""
+    rows = []
+    with Simulator(http=True) as sim:
+
+        async def pings(url: str) -> float:
+            async with amiwire.connect(url, events="off", keepalive=None) as ami:
+                start = time.perf_counter()
+                for _ in range(total // window):
+                    await asyncio.gather(*(ami.ping() for _ in range(window)))
+                return total / (time.perf_counter() - start)
+
+        async def stream(url: str) -> float:
+            async with amiwire.connect(sim.url, events="off", keepalive=None) as sender:
+                async with amiwire.connect(url, keepalive=None) as ami:
+                    got = ami.events("UserEvent", UserEvent="bench-*", maxsize=events * 2)
+                    start = time.perf_counter()
+                    for i in range(0, events, 100):
+                        await asyncio.gather(*(sender.action("UserEvent", UserEvent=f"bench-{i + k}") for k in range(100)))
+                    n = 0
+                    while n < events:
+                        n += len(await asyncio.wait_for(got.next_batch(), 30))
+                    return n / (time.perf_counter() - start)
+
+        tcp_p, http_p = asyncio.run(pings(sim.url)), asyncio.run(pings(sim.http_url))
+        rows.append((f"Ping, {window} in flight", f"/rawman {http_p:,.0f}/s; TCP {tcp_p:,.0f}/s"))
+        tcp_e, http_e = asyncio.run(stream(sim.url)), asyncio.run(stream(sim.http_url))
+        rows.append(("UserEvents to a stream", f"/rawman {http_e:,.0f}/s; TCP {tcp_e:,.0f}/s (sender-bound)"))
+    return rows
+
+
 # -- memory ---------------------------------------------------------------------------------
 
 
@@ -382,6 +419,7 @@ def main() -> int:
     if peers:
         pr = pings_panoramisk(pings // 4, 100)
         rows.append(("panoramisk Ping, 100 in flight", f"{pr:,.0f}/s; amiwire is {rate / pr:.1f}x"))
+    rows += http_vs_tcp(pings // 10, 10, 5_000 if args.quick else 20_000)
     rows.append(("process peak RSS", f"{peak_rss_mb():.1f} MB"))
 
     width = max(len(k) for k, _ in rows)
