@@ -43,8 +43,9 @@ class Simulator:
     SCRIPT = (
         "import json, sys\n"
         "from amiwire.testing import Simulator\n"
-        "with Simulator(**json.loads(sys.argv[1])) as sim:\n"
-        "    print(sim.port, sim.http_port or 0, flush=True)\n"
+        "options = json.loads(sys.argv[1])\n"
+        "with Simulator(**options) as sim:\n"
+        "    print(sim.port, sim.http_port if options.get('http') else 0, flush=True)\n"
         "    sys.stdin.read()\n"
     )
 
