@@ -279,7 +279,13 @@ impl<T> Correlator<T> {
     }
 
     pub fn route(&mut self, msg: Message) -> Routed<T> {
-        let id = msg.action_id().map(|id| id.into_owned());
+        // With nothing pending, an event is an event: skip the ActionID scan (the common case
+        // of an event flood).
+        let id = if self.pending.is_empty() {
+            None
+        } else {
+            msg.action_id().map(|id| id.into_owned())
+        };
         let Some(id) = id.filter(|id| self.pending.contains_key(id)) else {
             return if msg.is_event() {
                 Routed::Event(msg)
