@@ -5,14 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 
-use super::calls::{Ctl, OriginateReq, Program, duration_hms, snapshot};
+use super::calls::{ChanId, Ctl, OriginateReq, Program, duration_hms, snapshot};
 use super::cli;
 use super::commands::COMMANDS;
 use super::config::CommandStyle;
 use super::server::lock;
 use super::session::{Filter, Flow, Method, Session, event_mask};
 use super::time::Stamp;
-use super::wire::{Event, Out, class, header, headers_all};
+use super::wire::{Event, Out, class, header, headers_all, wait_event_reply};
 use crate::proto::Message;
 
 /// Asterisk writes the ActionID of CoreSettings/CoreStatus through a 150-byte buffer: longer
@@ -101,11 +101,7 @@ impl Session {
                     .unwrap_or(50)
                     .min(50);
                 tokio::time::sleep(Duration::from_secs(secs)).await;
-                let reply = Out::success(id)
-                    .h("Message", "Waiting for Event completed.")
-                    .finish();
-                let done = Out::event("WaitEventComplete").id(id).finish();
-                match self.write(&[reply, done].concat()).await {
+                match self.write(&wait_event_reply(id, &[])).await {
                     Ok(()) => Flow::Continue,
                     Err(_) => Flow::Close,
                 }
@@ -194,15 +190,9 @@ impl Session {
         let Some(var) = header(m, "Variable") else {
             return self.reply(Out::error(id, "No variable specified")).await;
         };
-        let chan = match header(m, "Channel").filter(|c| !c.is_empty()) {
-            Some(name) => {
-                let found = lock(&self.core.calls).find(&name);
-                match found {
-                    Some(c) => Some(c),
-                    None => return self.reply(Out::error(id, "No such channel")).await,
-                }
-            }
-            None => None,
+        let chan = match self.optional_channel(m) {
+            Ok(chan) => chan,
+            Err(()) => return self.reply(Out::error(id, "No such channel")).await,
         };
         // Getvar does not expand ${...}: LEN(${X}) measures the literal (tcp-header-edge-cases).
         let value: String = self.core.lookup(chan, &var).chars().take(1023).collect();
@@ -210,20 +200,22 @@ impl Session {
             .await
     }
 
+    /// The channel a Getvar/Setvar names, if any; `Err` when it names one that does not exist.
+    fn optional_channel(&self, m: &Message) -> Result<Option<ChanId>, ()> {
+        match header(m, "Channel").filter(|c| !c.is_empty()) {
+            Some(name) => lock(&self.core.calls).find(&name).map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    }
+
     async fn setvar(&mut self, m: &Message, id: Option<&str>) -> Flow {
         let Some(var) = header(m, "Variable") else {
             return self.reply(Out::error(id, "No variable specified")).await;
         };
         let value = header(m, "Value").unwrap_or_default();
-        let chan = match header(m, "Channel").filter(|c| !c.is_empty()) {
-            Some(name) => {
-                let found = lock(&self.core.calls).find(&name);
-                match found {
-                    Some(c) => Some(c),
-                    None => return self.reply(Out::error(id, "No such channel")).await,
-                }
-            }
-            None => None,
+        let chan = match self.optional_channel(m) {
+            Ok(chan) => chan,
+            Err(()) => return self.reply(Out::error(id, "No such channel")).await,
         };
         let flow = self
             .reply(Out::success(id).h("Message", "Variable Set"))

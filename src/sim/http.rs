@@ -25,7 +25,7 @@ use super::config::User;
 use super::server::{Core, epoch_secs, lock, stopped};
 use super::session::{Flow, Session};
 use super::time::Stamp;
-use super::wire::{Event, Out, header};
+use super::wire::{Event, Out, header, wait_event_reply};
 use crate::proto::http::{
     DigestAuthorization, DigestChallenge, Endpoint, Method, SessionCookie, decode_form,
     parse_cookie_header, render_body,
@@ -633,14 +633,7 @@ impl Http {
                 _ = kicked => break,
             }
         }
-        let mut out = Out::success(id)
-            .h("Message", "Waiting for Event completed.")
-            .finish();
-        for ev in &events {
-            out.extend_from_slice(&ev.bytes);
-        }
-        out.extend_from_slice(&Out::event("WaitEventComplete").id(id).finish());
-        out
+        wait_event_reply(id, &events)
     }
 }
 

@@ -71,6 +71,18 @@ impl Out {
 
 /// A header value as Asterisk's `astman_get_header` returns it: leading blanks stripped,
 /// trailing ones kept (`Value:   padded value  ` is `padded value  `).
+/// A WaitEvent answer: the response, the events, then `WaitEventComplete` (TCP and HTTP alike).
+pub(crate) fn wait_event_reply(action_id: Option<&str>, events: &[Event]) -> Vec<u8> {
+    let mut out = Out::success(action_id)
+        .h("Message", "Waiting for Event completed.")
+        .finish();
+    for ev in events {
+        out.extend_from_slice(&ev.bytes);
+    }
+    out.extend_from_slice(&Out::event("WaitEventComplete").id(action_id).finish());
+    out
+}
+
 pub(crate) fn header(m: &Message, name: &str) -> Option<String> {
     m.get_bytes(name)
         .map(|v| decode_text(v).trim_start_matches([' ', '\t']).to_string())
