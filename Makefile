@@ -36,6 +36,7 @@ test-rust:
 
 test-python: develop
 	$(PY) -m mypy.stubtest amiwire._core --allowlist tests/stubtest-allowlist.txt
+	$(PY) -m mypy python/amiwire
 	$(PY) -m pytest -q
 
 bench: bench-rust bench-python bench-client

@@ -1,12 +1,14 @@
 """Type stubs for the compiled core (hand-written; checked by ``mypy.stubtest``)."""
 
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import ClassVar, TypeVar, final, overload
+import asyncio
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import Any, ClassVar, TypeVar, final, overload
 
 _T = TypeVar("_T")
 
 __all__ = [
     "Connection",
+    "DeferredAction",
     "EventSubscription",
     "Message",
     "Parser",
@@ -158,22 +160,30 @@ def check_event_mask(mask: str) -> None:
 class Connection:
     """One AMI connection driven by a tokio task; methods never block (see amiwire.client)."""
 
-    def __new__(cls, options: Mapping[str, object]) -> Connection: ...
+    def __new__(
+        cls,
+        options: Mapping[str, object],
+        attach: Callable[[asyncio.AbstractEventLoop], object],
+        future_class: type[asyncio.Future[Any]],
+    ) -> Connection: ...
     def fileno(self) -> int: ...
-    def drain_wakeups(self) -> None: ...
-    def send(
+    def ready(self) -> asyncio.Future[Message]: ...
+    def submit(
         self,
-        token: int,
         name: str,
         headers: list[tuple[str, str]],
         expect: str = "auto",
         complete: str | None = None,
         timeout: float | None = None,
         action_id: str | None = None,
-    ) -> None: ...
+        raise_on_error: bool = True,
+    ) -> asyncio.Future[Message]: ...
+    def submit_deferred(self, deferred: DeferredAction) -> asyncio.Future[Message]: ...
     def flush(self) -> None: ...
     def cancel(self, token: int) -> None: ...
-    def take_completions(self) -> list[tuple[int, Message | None, BaseException | None]]: ...
+    def resolve(self) -> None: ...
+    @property
+    def pending(self) -> int: ...
     def subscribe(
         self,
         names: list[str],
@@ -181,7 +191,8 @@ class Connection:
         maxsize: int = 10000,
         overflow: str = "drop_oldest",
     ) -> EventSubscription: ...
-    def close(self, token: int) -> None: ...
+    def close(self) -> asyncio.Future[Message]: ...
+    def detach(self) -> None: ...
     @property
     def state(self) -> str: ...
     @property
@@ -197,6 +208,10 @@ class Connection:
     @property
     def default_timeout(self) -> float: ...
     def stats(self) -> dict[str, int]: ...
+
+@final
+class DeferredAction:
+    """An action checked outside a running loop, sent when its coroutine runs."""
 
 @final
 class EventSubscription:

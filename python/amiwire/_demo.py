@@ -23,7 +23,8 @@ async def _demo(url: str, calls: int) -> None:
         settings = await ami.action("CoreSettings")
         _line("CoreSettings", f"AMI {settings['AMIversion']}, Asterisk {settings['AsteriskVersion']}")
         plan = await ami.action("ShowDialPlan", Context="test")
-        _line("ShowDialPlan (list)", f"{len(plan.events)} items, ListItems={plan.complete['ListItems']}")
+        items = plan.complete["ListItems"] if plan.complete else "?"
+        _line("ShowDialPlan (list)", f"{len(plan.events)} items, ListItems={items}")
         version = await ami.command("core show version")
         _line("Command", version.strip())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -30,13 +30,18 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="amiwire-blocking", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, _wait: float | None = None, **kwargs: Any) -> T:
+        """Calls ``fn(*args, **kwargs)`` on the loop thread (where the client's futures live)
+        and waits for what it returns, at most ``_wait`` seconds."""
         if os.getpid() != self.pid:
-            coro.close()
             # The loop thread does not exist in a forked child: waiting on it would hang.
             raise ClientClosed("client used after fork(): connect again in the child")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
+
+        async def call() -> T:
+            return await fn(*args, **kwargs)
+
+        future: Future[T] = asyncio.run_coroutine_threadsafe(call(), self.loop)
+        return future.result(_wait)
 
     def stop(self) -> None:
         if os.getpid() != self.pid:
@@ -62,7 +67,7 @@ class BlockingEventStream:
     def __next__(self) -> Message:
         if self._index >= len(self._batch):
             try:
-                self._batch = self._runner.run(self._stream.next_batch())
+                self._batch = self._runner.run(self._stream.next_batch)
             except StopAsyncIteration:
                 raise StopIteration from None
             self._index = 0
@@ -72,7 +77,7 @@ class BlockingEventStream:
 
     def next_batch(self, max: int = 4096, timeout: float | None = None) -> list[Message]:
         """Every queued event (up to ``max``), waiting up to ``timeout`` seconds for one."""
-        return self._runner.run(self._stream.next_batch(max), timeout)
+        return self._runner.run(self._stream.next_batch, max, _wait=timeout)
 
     def close(self) -> None:
         self._stream.close()
@@ -107,7 +112,7 @@ class BlockingClient:
         headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
         **kwargs: Any,
     ) -> Message:
-        return self._runner.run(self._client.action(name, headers, **kwargs))
+        return self._runner.run(self._client.action, name, headers, **kwargs)
 
     def action_list(
         self,
@@ -116,32 +121,32 @@ class BlockingClient:
         headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
         **kwargs: Any,
     ) -> list[Message]:
-        return self._runner.run(self._client.action_list(name, headers, **kwargs))
+        return self._runner.run(self._client.action_list, name, headers, **kwargs)
 
     def ping(self, *, timeout: float | None = None) -> Message:
-        return self._runner.run(self._client.ping(timeout=timeout))
+        return self._runner.run(self._client.ping, timeout=timeout)
 
     def command(self, command: str, *, timeout: float | None = None) -> str:
-        return self._runner.run(self._client.command(command, timeout=timeout))
+        return self._runner.run(self._client.command, command, timeout=timeout)
 
     def originate(self, channel: str, **kwargs: Any) -> Message:
-        return self._runner.run(self._client.originate(channel, **kwargs))
+        return self._runner.run(self._client.originate, channel, **kwargs)
 
     def set_event_mask(self, mask: str, *, timeout: float | None = None) -> Message:
-        return self._runner.run(self._client.set_event_mask(mask, timeout=timeout))
+        return self._runner.run(self._client.set_event_mask, mask, timeout=timeout)
 
     def add_filter(self, filter: str | None = None, **kwargs: Any) -> Message:
-        return self._runner.run(self._client.add_filter(filter, **kwargs))
+        return self._runner.run(self._client.add_filter, filter, **kwargs)
 
     def events(self, *patterns: str, maxsize: int = 10_000, overflow: Overflow = "drop_oldest", **filters: Any) -> BlockingEventStream:
         async def make() -> EventStream:
             return self._client.events(*patterns, maxsize=maxsize, overflow=overflow, **filters)
 
-        return BlockingEventStream(self._runner, self._runner.run(make()))
+        return BlockingEventStream(self._runner, self._runner.run(make))
 
     def close(self) -> None:
         try:
-            self._runner.run(self._client.close(), timeout=10)
+            self._runner.run(self._client.close, _wait=10)
         finally:
             self._runner.stop()
 
@@ -182,7 +187,7 @@ def connect_blocking(url: str | None = None, **options: Any) -> BlockingClient:
         return await connect(url, **options)
 
     try:
-        client = runner.run(open_client())
+        client = runner.run(open_client)
     except BaseException:
         runner.stop()
         raise

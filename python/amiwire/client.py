@@ -8,7 +8,6 @@ loop through one file descriptor (``loop.add_reader``), once per burst, never pe
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
@@ -116,30 +115,47 @@ def _matchers(value: Any) -> list[tuple[str, str]]:
     return [("glob", str(value))]
 
 
+class _ActionFuture(asyncio.Future):  # type: ignore[type-arg]
+    """The future of one action. Cancelling it (directly, through the task awaiting it, or by
+    ``asyncio.wait_for``) also forgets the action in the connection, so nothing waits for a
+    reply nobody wants."""
+
+    __slots__ = ("_conn", "_token")
+    _conn: _core.Connection
+    _token: int
+
+    def cancel(self, msg: Any = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._conn.cancel(self._token)
+        return True
+
+
 class _Bridge:
-    """Resolves the futures of one connection on whichever loop is running at call time."""
+    """Watches one connection's wake-up descriptor on whichever loop the client is used from,
+    and runs what a wake-up brings: finished actions (settled in Rust), event streams waiting
+    for events, state-change callbacks."""
 
-    def __init__(self, conn: _core.Connection) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
+        self.conn: _core.Connection
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.futures: dict[int, asyncio.Future[Any]] = {}
         self.waiting: dict[EventStream, asyncio.Future[None]] = {}
-        self.tokens = itertools.count(1)
         self.state_callbacks: list[Callable[[str, str | None], Any]] = []
-        self.state_seen = conn.state_changes
-        self.flush_scheduled = False
+        self.state_seen = 0
 
-    def schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Actions sent during one loop tick go to the driver together, once the tick ends."""
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            loop.call_soon(self.flush)
+    def connect(self, options: dict[str, Any]) -> _core.Connection:
+        self.conn = _core.Connection(options, self.attach, _ActionFuture)
+        return self.conn
 
-    def flush(self) -> None:
-        self.flush_scheduled = False
-        self.conn.flush()
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Moves the wake-up reader to ``loop`` (the connection calls this when it makes its
+        first future on a new loop)."""
+        if loop is not self.loop:
+            self.remove_reader()
+            loop.add_reader(self.conn.fileno(), self.on_wakeup)
+            self.loop = loop
 
-    def attach(self) -> asyncio.AbstractEventLoop:
+    def running_loop(self) -> asyncio.AbstractEventLoop:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -147,32 +163,21 @@ class _Bridge:
                 "amiwire.Client needs a running asyncio event loop; "
                 "from synchronous code use amiwire.connect_blocking()"
             ) from None
-        if loop is not self.loop:
-            self.detach()
-            loop.add_reader(self.conn.fileno(), self.on_wakeup)
-            self.loop = loop
+        self.attach(loop)
         return loop
 
-    def detach(self) -> None:
+    def remove_reader(self) -> None:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.remove_reader(self.conn.fileno())
         self.loop = None
 
-    def future(self, token: int) -> asyncio.Future[Any]:
-        fut = self.attach().create_future()
-        self.futures[token] = fut
-        return fut
+    def detach(self) -> None:
+        """For good: the connection is closed."""
+        self.remove_reader()
+        self.conn.detach()
 
     def on_wakeup(self) -> None:
-        self.conn.drain_wakeups()
-        for token, result, exc in self.conn.take_completions():
-            fut = self.futures.pop(token, None)
-            if fut is None or fut.done():
-                continue
-            if exc is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(exc)
+        self.conn.resolve()
         if self.waiting:
             waiting, self.waiting = self.waiting, {}
             for fut in waiting.values():
@@ -194,19 +199,25 @@ class Client:
     """An AMI session. Create it with :func:`connect`.
 
     Every method is safe to call concurrently: actions are pipelined and correlated by
-    ActionID in Rust. Nothing waits forever: each action has a deadline (``timeout`` per call,
-    or the connection default), and a lost connection fails every pending action at once with
-    :class:`~amiwire.ConnectionLost`.
+    ActionID in Rust. The action methods (:meth:`action`, :meth:`ping`, :meth:`add_filter`,
+    :meth:`set_event_mask`) queue the action at once and return an :class:`asyncio.Future`:
+    actions leave in the order they were called, whether or when they are awaited, and
+    ``asyncio.gather`` needs no task per action. A usage error (say, CR or LF in a header)
+    raises at the call, before anything is sent. Nothing waits forever: each action has a
+    deadline (``timeout`` per call, or the connection default); cancelling the future (or the
+    task awaiting it) forgets the action; a lost connection fails every pending action at once
+    with :class:`~amiwire.ConnectionLost`.
     """
 
     def __init__(self, conn: _core.Connection, bridge: _Bridge) -> None:
         self._conn = conn
         self._bridge = bridge
+        self._submit = conn.submit
         self._callbacks: list[asyncio.Task[None]] = []
 
     # -- actions -------------------------------------------------------------------------
 
-    async def action(
+    def action(
         self,
         name: str,
         /,
@@ -217,24 +228,21 @@ class Client:
         raise_on_error: bool = True,
         list_complete: str | None = None,
         **kwargs: HeaderValue,
-    ) -> Message:
-        """Sends action ``name`` with ``headers`` and keyword headers; returns the response.
+    ) -> asyncio.Future[Message]:
+        """Sends action ``name`` with ``headers`` and keyword headers; the future resolves to
+        the response.
 
-        A list action (the response says ``EventList: start``) returns once its completion
+        A list action (the response says ``EventList: start``) resolves once its completion
         event arrived: items in ``response.events``, the completion in ``response.complete``.
         For servers that answer a list without ``EventList`` (Asterisk 11), name the event
         that ends it with ``list_complete``. ``Response: Error`` raises
         :class:`~amiwire.ActionError` carrying the response, unless ``raise_on_error`` is
-        false. A list value becomes a repeated header; booleans become ``true``/``false``.
+        false (then the error response is the result). A list value becomes a repeated
+        header; booleans become ``true``/``false``.
         """
         items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
         expect = "list" if list_complete else "auto"
-        try:
-            return await self._send(name, items, expect, list_complete, timeout, action_id)
-        except ActionError as err:
-            if raise_on_error:
-                raise
-            return err.response  # type: ignore[no-any-return]
+        return self._submit(name, items, expect, list_complete, timeout, action_id, raise_on_error)
 
     async def action_list(
         self,
@@ -248,44 +256,13 @@ class Client:
     ) -> list[Message]:
         """A list action's items (the response and completion are on ``.events``' owner:
         use :meth:`action` to get them)."""
-        response = await self.action(name, headers, timeout=timeout, list_complete=list_complete, **kwargs)
+        items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
+        response = await self._submit(name, items, "list" if list_complete else "auto", list_complete, timeout)
         return list(response.events)
 
-    def _send(
-        self,
-        name: str,
-        items: list[tuple[str, str]],
-        expect: str,
-        complete: str | None,
-        timeout: float | None,
-        action_id: str | None,
-    ) -> asyncio.Future[Any]:
-        bridge = self._bridge
-        token = next(bridge.tokens)
-        fut = bridge.future(token)
-        try:
-            self._conn.send(token, name, items, expect, complete, timeout, action_id)
-        except BaseException:
-            bridge.futures.pop(token, None)
-            fut.cancel()
-            raise
-        bridge.schedule_flush(fut.get_loop())
-        fut.add_done_callback(self._on_done(token))
-        return fut
-
-    def _on_done(self, token: int) -> Callable[[asyncio.Future[Any]], None]:
-        conn = self._conn
-
-        def done(fut: asyncio.Future[Any]) -> None:
-            if fut.cancelled():
-                self._bridge.futures.pop(token, None)
-                conn.cancel(token)
-
-        return done
-
-    async def ping(self, *, timeout: float | None = None) -> Message:
+    def ping(self, *, timeout: float | None = None) -> asyncio.Future[Message]:
         """``Ping``; the response has ``Ping: Pong`` and a ``Timestamp``."""
-        return await self._send("Ping", [], "auto", None, timeout, None)  # type: ignore[no-any-return]
+        return self._submit("Ping", [], "auto", None, timeout)
 
     async def command(self, command: str, *, timeout: float | None = None) -> str:
         """Runs a CLI command and returns its output as text, exactly (indentation and trailing
@@ -342,7 +319,7 @@ class Client:
         items += _header_items({k: v for k, v in headers.items() if k.lower() != "async"})
         items.append(("Async", "true"))
         try:
-            response = await self._send("Originate", items, "originate", None, timeout, None)
+            response = await self._submit("Originate", items, "originate", None, timeout)
         except ActionError as err:
             complete = err.events[-1] if err.events else None
             if complete is not None and complete.get("Event") == "OriginateResponse":
@@ -355,21 +332,22 @@ class Client:
                     action_id=err.action_id,
                 ) from None
             raise
-        return response.complete  # type: ignore[no-any-return]
+        assert response.complete is not None  # a tracked originate ends in its OriginateResponse
+        return response.complete
 
-    async def set_event_mask(self, mask: str, *, timeout: float | None = None) -> Message:
+    def set_event_mask(self, mask: str, *, timeout: float | None = None) -> asyncio.Future[Message]:
         """``Action: Events``. The mask is checked client-side (Asterisk silently turns events
         off on a typo). Restored after a reconnect."""
         _core.check_event_mask(mask)
-        return await self.action("Events", EventMask=mask, timeout=timeout)
+        return self._submit("Events", [("EventMask", mask)], "auto", None, timeout)
 
-    async def add_filter(
+    def add_filter(
         self,
         filter: str | None = None,
         *,
         match_criteria: str | None = None,
         timeout: float | None = None,
-    ) -> Message:
+    ) -> asyncio.Future[Message]:
         """Adds a server-side event filter (``Action: Filter``) so a busy PBX sends less.
 
         ``filter`` is Asterisk's regex form, e.g. ``"Event: Hangup"`` (a substring match:
@@ -385,7 +363,7 @@ class Client:
             items.append(("Filter", filter))
         if len(items) == 1:
             raise LocalProtocolError("add_filter needs a filter or match_criteria")
-        return await self._send("Filter", items, "auto", None, timeout, None)  # type: ignore[no-any-return]
+        return self._submit("Filter", items, "auto", None, timeout)
 
     # -- events --------------------------------------------------------------------------
 
@@ -432,7 +410,7 @@ class Client:
         changes state (``connected``, ``reconnecting``, ``closed``); usable as a decorator.
         Needs the loop to be running, as any wake-up does."""
         self._bridge.state_callbacks.append(callback)
-        self._bridge.attach()
+        self._bridge.running_loop()
         return callback
 
     async def close(self) -> None:
@@ -440,14 +418,11 @@ class Client:
         for task in self._callbacks:
             task.cancel()
         self._callbacks.clear()
-        if self._conn.state == "closed":
-            self._bridge.detach()
-            return
-        token = next(self._bridge.tokens)
-        fut = self._bridge.future(token)
-        self._conn.close(token)
         try:
-            await fut
+            if self._conn.state != "closed":
+                await self._conn.close()
+        except ClientClosed:
+            pass  # closed meanwhile (a concurrent close)
         finally:
             self._bridge.detach()
 
@@ -523,7 +498,7 @@ class EventStream:
                     raise ClientClosed("event stream closed: its queue overflowed (overflow='disconnect')")
                 raise StopAsyncIteration
             if sub.arm():
-                fut = self._bridge.attach().create_future()
+                fut = self._bridge.running_loop().create_future()
                 self._bridge.waiting[self] = fut
                 try:
                     await fut
@@ -591,12 +566,13 @@ class _Connect:
         self._client: Client | None = None
 
     async def _open(self) -> Client:
-        conn = _core.Connection(self._options)
-        bridge = _Bridge(conn)
-        fut = bridge.future(0)
+        bridge = _Bridge()
+        conn = bridge.connect(self._options)
         try:
-            await fut
+            await conn.ready()
         except BaseException:
+            if conn.state != "closed":
+                conn.close()  # cancelled while connecting: stop retrying in the background
             bridge.detach()
             raise
         self._client = Client(conn, bridge)
@@ -681,3 +657,9 @@ def connect(
         options.setdefault(key, value)
     return _Connect(options)
 
+
+
+async def _deferred(conn: _core.Connection, action: _core.DeferredAction) -> Message:
+    """What an action method returns when called with no running loop (``asyncio.run(ami.ping())``):
+    the action, already checked, leaves when this coroutine runs."""
+    return await conn.submit_deferred(action)  # type: ignore[no-any-return]

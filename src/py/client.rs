@@ -8,19 +8,23 @@
 //! resolves its own futures. The reader never touches Python, and a burst of completions costs
 //! one wake-up (measured fastest in architecture.md §14).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
+use pyo3::{PyTraverseError, PyVisit, intern};
 
 use super::errors::to_pyerr;
 use super::message::{outcome_to_py, to_py_list};
-use crate::proto::{Action, Expect};
+use crate::error::Error;
+use crate::proto::{Action, Expect, Outcome};
 use crate::transport::{
     Auth, Client, EventMask, Filter, Http, Matcher, Options, Overflow, Reconnect, Reply, Request,
     Subscription, Tls, Wake,
@@ -136,15 +140,45 @@ fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
     Ok(o)
 }
 
+/// The asyncio side of a connection: the futures of its pending actions, keyed by the token
+/// the driver reports completions under. Only touched with the GIL held, and never locked
+/// across a call into Python (which could re-enter the connection).
+/// The token the driver reports the first login under; actions count up from it.
+const LOGIN: u64 = 0;
+
+struct Waiters {
+    /// The loop the futures belong to and the wake-up descriptor is registered with.
+    event_loop: Option<Py<PyAny>>,
+    /// Called with a new running loop, before a future is made on it: registers the wake-up
+    /// descriptor there (`_Bridge.attach`).
+    attach: Option<Py<PyAny>>,
+    /// `amiwire.client._ActionFuture`: an asyncio.Future whose `cancel` tells us.
+    future_class: Option<Py<PyAny>>,
+    futures: HashMap<u64, Waiter>,
+    next_token: u64,
+}
+
+struct Waiter {
+    future: Py<PyAny>,
+    /// False: `Response: Error` resolves to the response instead of raising ActionError.
+    raise_on_error: bool,
+}
+
 /// One AMI connection driven by a tokio task. Methods never block.
+///
+/// Actions are submitted from the asyncio loop's thread and resolved there: `submit` returns
+/// an asyncio future at once, `resolve` (the loop's reader callback) settles every finished
+/// one. Keeping the futures here, not in a Python dict, leaves no Python frame per action
+/// besides the public method itself.
 #[pyclass(module = "amiwire._core", frozen)]
 pub struct Connection {
     client: Client,
     wake_rx: UnixStream,
     pid: u32,
-    /// Actions queued by `send` until `flush`: handing the driver a whole loop tick's worth at
-    /// once lets it write them in one go instead of waking for each.
-    outbox: std::sync::Mutex<Vec<Request>>,
+    /// Actions queued by `submit` until `flush`: handing the driver a whole loop tick's worth
+    /// at once lets it write them in one go instead of waking for each.
+    outbox: Mutex<Vec<Request>>,
+    waiters: Mutex<Waiters>,
 }
 
 impl Connection {
@@ -156,13 +190,135 @@ impl Connection {
         }
         Ok(())
     }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // Poisoning needs a panic while the lock is held; no code under it can panic.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Vec<Request>> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A future on `event_loop`, registered under a new token (or `token`).
+    fn new_future<'py>(
+        slf: &Bound<'py, Self>,
+        event_loop: &Bound<'py, PyAny>,
+        token: Option<u64>,
+        raise_on_error: bool,
+    ) -> PyResult<(u64, Bound<'py, PyAny>)> {
+        let py = slf.py();
+        let this = slf.get();
+        let (attached, attach, future_class) = {
+            let w = this.waiters();
+            let attached = w.event_loop.as_ref().is_some_and(|l| l.is(event_loop));
+            (
+                attached,
+                w.attach.as_ref().map(|a| a.clone_ref(py)),
+                w.future_class.as_ref().map(|c| c.clone_ref(py)),
+            )
+        };
+        let (Some(attach), Some(future_class)) = (attach, future_class) else {
+            return Err(super::errors::ClientClosed::new_err("the client is closed"));
+        };
+        if !attached {
+            attach.call1(py, (event_loop,))?;
+            this.waiters().event_loop = Some(event_loop.clone().unbind());
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), event_loop)?;
+        let future = future_class.bind(py).call((), Some(&kwargs))?;
+        let mut w = this.waiters();
+        let token = token.unwrap_or_else(|| {
+            w.next_token += 1;
+            w.next_token
+        });
+        w.futures.insert(
+            token,
+            Waiter {
+                future: future.clone().unbind(),
+                raise_on_error,
+            },
+        );
+        drop(w);
+        future.setattr(intern!(py, "_conn"), slf)?;
+        future.setattr(intern!(py, "_token"), token)?;
+        Ok((token, future))
+    }
+
+    /// Registers the action's future and queues it for the next `flush`.
+    fn enqueue<'py>(
+        slf: &Bound<'py, Self>,
+        event_loop: &Bound<'py, PyAny>,
+        submission: Submission,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (token, future) =
+            Connection::new_future(slf, event_loop, None, submission.raise_on_error)?;
+        let first = {
+            let mut outbox = slf.get().outbox();
+            outbox.push(Request {
+                action: submission.action,
+                expect: submission.expect,
+                timeout: submission.timeout,
+                reply: Reply::Queued(token),
+            });
+            outbox.len() == 1
+        };
+        if first {
+            event_loop.call_method1(
+                intern!(py, "call_soon"),
+                (slf.getattr(intern!(py, "flush"))?,),
+            )?;
+        }
+        Ok(future)
+    }
+}
+
+/// A checked action waiting for its future.
+struct Submission {
+    action: Action,
+    expect: Expect,
+    timeout: Option<Duration>,
+    raise_on_error: bool,
+}
+
+/// An action made outside a running loop (`asyncio.run(ami.ping())`): checked at the call,
+/// sent when the coroutine wrapping it first runs on a loop.
+#[pyclass(module = "amiwire._core", frozen)]
+pub struct DeferredAction(Mutex<Option<Submission>>);
+
+/// The running asyncio loop of this thread, if any.
+fn try_running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "_get_running_loop")?
+        .call0()?;
+    Ok((!event_loop.is_none()).then_some(event_loop))
+}
+
+/// The running asyncio loop, with a hint for synchronous callers.
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    try_running_loop(py)?.ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err(
+            "amiwire.Client needs a running asyncio event loop; \
+             from synchronous code use amiwire.connect_blocking()",
+        )
+    })
 }
 
 #[pymethods]
 impl Connection {
-    /// Starts connecting at once; completion token 0 reports the login result.
+    /// Starts connecting at once; `ready()` reports the login result. `attach(loop)` is called
+    /// whenever futures are first made on a loop; `future_class` is the asyncio.Future
+    /// subclass whose `cancel` calls `cancel(token)`.
     #[new]
-    fn new(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Connection> {
+    fn new(
+        py: Python<'_>,
+        options: &Bound<'_, PyDict>,
+        attach: Py<PyAny>,
+        future_class: Py<PyAny>,
+    ) -> PyResult<Connection> {
         let options = options_from(options)?;
         let runtime = super::runtime::handle().map_err(|e| to_pyerr(py, e))?;
         let (wake_tx, wake_rx) = UnixStream::pair()?;
@@ -170,7 +326,7 @@ impl Connection {
         wake_rx.set_nonblocking(true)?;
         let client = Client::spawn(
             options,
-            Reply::Queued(0),
+            Reply::Queued(LOGIN),
             Some(Arc::new(SocketWaker(wake_tx))),
             &runtime,
         );
@@ -178,7 +334,14 @@ impl Connection {
             client,
             wake_rx,
             pid: std::process::id(),
-            outbox: std::sync::Mutex::new(Vec::new()),
+            outbox: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Waiters {
+                event_loop: None,
+                attach: Some(attach),
+                future_class: Some(future_class),
+                futures: HashMap::new(),
+                next_token: LOGIN,
+            }),
         })
     }
 
@@ -187,28 +350,30 @@ impl Connection {
         self.wake_rx.as_raw_fd()
     }
 
-    /// Empties the wake-up socket (called by the loop's reader callback).
-    fn drain_wakeups(&self) {
-        let mut buf = [0u8; 256];
-        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+    /// A future for the login result: None once logged in, else the error.
+    fn ready<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = running_loop(slf.py())?;
+        Ok(Connection::new_future(slf, &event_loop, Some(LOGIN), true)?.1)
     }
 
-    /// Queues an action for the next `flush`. Invalid actions raise `LocalProtocolError` here,
-    /// before anything is sent. `expect` is "auto", "list" or "originate".
-    #[pyo3(signature = (token, name, headers, expect="auto", complete=None, timeout=None, action_id=None))]
+    /// Queues an action and returns the asyncio future of its result. The actions of one loop
+    /// tick reach the driver together (`flush`, scheduled with `call_soon`). Invalid actions
+    /// raise `LocalProtocolError` here, before anything is sent. `expect` is "auto", "list"
+    /// or "originate". Called with no running loop, it returns a coroutine that sends the
+    /// action when it runs.
+    #[pyo3(signature = (name, headers, expect="auto", complete=None, timeout=None, action_id=None, raise_on_error=true))]
     #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        py: Python<'_>,
-        token: u64,
+    fn submit<'py>(
+        slf: &Bound<'py, Self>,
         name: String,
         headers: Vec<(String, String)>,
         expect: &str,
         complete: Option<String>,
         timeout: Option<f64>,
         action_id: Option<String>,
-    ) -> PyResult<()> {
-        self.check_fork()?;
+        raise_on_error: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
         let mut action = Action::new(name);
         for (k, v) in headers {
             action.push(k, v);
@@ -228,34 +393,76 @@ impl Connection {
         };
         let timeout = timeout.map(|t| seconds(t, "timeout")).transpose()?;
         action.validate().map_err(|e| to_pyerr(py, e))?;
-        let request = Request {
+        let submission = Submission {
             action,
             expect,
             timeout,
-            reply: Reply::Queued(token),
+            raise_on_error,
         };
-        if let Ok(mut outbox) = self.outbox.lock() {
-            outbox.push(request);
+        match try_running_loop(py)? {
+            Some(event_loop) => Connection::enqueue(slf, &event_loop, submission),
+            None => {
+                static DEFERRED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+                let deferred = Py::new(py, DeferredAction(Mutex::new(Some(submission))))?;
+                DEFERRED
+                    .import(py, "amiwire.client", "_deferred")?
+                    .call1((slf, deferred))
+            }
         }
-        Ok(())
     }
 
-    /// Hands every queued action to the driver.
-    fn flush(&self) {
-        let queued = self
-            .outbox
+    /// Sends a deferred action from inside the loop that now runs it.
+    fn submit_deferred<'py>(
+        slf: &Bound<'py, Self>,
+        deferred: &Bound<'py, DeferredAction>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let taken = deferred
+            .get()
+            .0
             .lock()
-            .map(|mut o| std::mem::take(&mut *o))
-            .unwrap_or_default();
-        for request in queued {
-            // A refused submit (client closed) already reported the failure to the waiter.
-            let _ = self.client.submit(request);
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let submission =
+            taken.ok_or_else(|| usage("this action was already sent (awaited twice?)"))?;
+        Connection::enqueue(slf, &running_loop(slf.py())?, submission)
     }
 
-    /// Forgets a pending action (its task was cancelled); a late reply becomes an orphan.
+    /// Hands every queued action to the driver, in one message.
+    fn flush(&self, py: Python<'_>) {
+        let queued = std::mem::take(&mut *self.outbox());
+        if queued.is_empty() {
+            return;
+        }
+        // The fork check is here, once per loop tick, rather than per action: a forked child
+        // has no driver, so its actions fail instead of waiting for one.
+        if let Err(forked) = self.check_fork() {
+            let futures: Vec<_> = {
+                let mut w = self.waiters();
+                queued
+                    .iter()
+                    .filter_map(|r| match r.reply {
+                        Reply::Queued(token) => w.futures.remove(&token),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            for waiter in futures {
+                let error = forked.clone_ref(py).into_value(py);
+                let _ = waiter
+                    .future
+                    .call_method1(py, intern!(py, "set_exception"), (error,));
+            }
+            return;
+        }
+        // A refused batch (client closed) already reported the failure to each waiter.
+        let _ = self.client.submit_all(queued);
+    }
+
+    /// Forgets a pending action (its future was cancelled); a late reply becomes an orphan.
     fn cancel(&self, token: u64) {
-        if let Ok(mut outbox) = self.outbox.lock() {
+        self.waiters().futures.remove(&token);
+        {
+            let mut outbox = self.outbox();
             let before = outbox.len();
             outbox.retain(|r| !matches!(r.reply, Reply::Queued(t) if t == token));
             if outbox.len() != before {
@@ -265,16 +472,51 @@ impl Connection {
         self.client.cancel(token);
     }
 
-    /// Finished actions as `(token, result, exception)`; exactly one of the two is None.
-    fn take_completions<'py>(&self, py: Python<'py>) -> Vec<(u64, Py<PyAny>, Py<PyAny>)> {
-        self.client
-            .take_completions()
-            .into_iter()
-            .map(|(token, result)| match result {
-                Ok(outcome) => (token, outcome_to_py(py, outcome), py.None()),
-                Err(e) => (token, py.None(), to_pyerr(py, e).into_value(py).into_any()),
-            })
-            .collect()
+    /// Settles the futures of every finished action (the loop's reader callback).
+    fn resolve(&self, py: Python<'_>) {
+        // One read empties the socket: the waker writes one byte per empty-to-busy transition.
+        let mut buf = [0u8; 4096];
+        let _ = (&self.wake_rx).read(&mut buf);
+        let completions = self.client.take_completions();
+        if completions.is_empty() {
+            return;
+        }
+        let ready: Vec<_> = {
+            let mut w = self.waiters();
+            completions
+                .into_iter()
+                .filter_map(|(token, result)| w.futures.remove(&token).map(|f| (f, result)))
+                .collect()
+        };
+        for (waiter, result) in ready {
+            let future = waiter.future.bind(py);
+            // A future the user settled or cancelled in the meantime refuses: nothing to do.
+            let _ = match result {
+                Ok(outcome) => {
+                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
+                }
+                Err(Error::ActionFailed {
+                    response, events, ..
+                }) if !waiter.raise_on_error => {
+                    let outcome = Outcome {
+                        response: *response,
+                        events,
+                        complete: None,
+                    };
+                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
+                }
+                Err(e) => future.call_method1(
+                    intern!(py, "set_exception"),
+                    (to_pyerr(py, e).into_value(py),),
+                ),
+            };
+        }
+    }
+
+    /// How many actions await their result on the loop side.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.waiters().futures.len()
     }
 
     /// A new event queue. `names`: event names or globs (empty = all); `headers`:
@@ -320,10 +562,59 @@ impl Connection {
         })
     }
 
-    /// Logs off and closes; completion `token` reports when done.
-    fn close(&self, token: u64) {
-        self.flush();
-        self.client.close_with(Reply::Queued(token));
+    /// Logs off and closes; the returned future completes when the socket is closed. Later
+    /// calls fail with `ClientClosed`.
+    fn close<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        this.check_fork()?;
+        let event_loop = running_loop(slf.py())?;
+        let (token, future) = Connection::new_future(slf, &event_loop, None, true)?;
+        this.flush(slf.py());
+        this.client.close_with(Reply::Queued(token));
+        Ok(future)
+    }
+
+    /// Drops the references to the loop and the attach hook once the connection is closed,
+    /// so that nothing keeps the loop alive.
+    fn detach(&self) {
+        let released = {
+            let mut w = self.waiters();
+            (w.event_loop.take(), w.attach.take())
+        };
+        // Dropped after the lock is released: a decref may run Python code.
+        drop(released);
+    }
+
+    // The connection holds Python objects that may hold it (the attach hook's bridge, the
+    // futures' `_conn`): taking part in garbage collection lets a dropped client be freed.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the collector may run while a method of ours holds the lock (it never
+        // holds it across Python code, but an allocation there can trigger a collection).
+        if let Ok(w) = self.waiters.try_lock() {
+            for obj in [&w.event_loop, &w.attach, &w.future_class]
+                .into_iter()
+                .flatten()
+            {
+                visit.call(obj)?;
+            }
+            for waiter in w.futures.values() {
+                visit.call(&waiter.future)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let released = {
+            let mut w = self.waiters();
+            (
+                w.event_loop.take(),
+                w.attach.take(),
+                w.future_class.take(),
+                std::mem::take(&mut w.futures),
+            )
+        };
+        drop(released);
     }
 
     #[getter]
@@ -361,7 +652,8 @@ impl Connection {
         self.client.default_timeout().as_secs_f64()
     }
 
-    /// Counters: messages, events, orphans, decode_errors, reconnects, bytes_read.
+    /// Counters: messages, events, orphans, decode_errors, reconnects, bytes_read, and the
+    /// number of actions awaiting their result (pending).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.client.stats();
         let d = PyDict::new(py);
@@ -371,6 +663,7 @@ impl Connection {
         d.set_item("decode_errors", s.decode_errors)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("bytes_read", s.bytes_read)?;
+        d.set_item("pending", self.waiters().futures.len())?;
         Ok(d)
     }
 }
@@ -454,5 +747,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(command_output, m)?)?;
     m.add_function(wrap_pyfunction!(check_event_mask, m)?)?;
     m.add_class::<Connection>()?;
+    m.add_class::<DeferredAction>()?;
     m.add_class::<EventSubscription>()
 }

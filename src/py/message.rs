@@ -509,25 +509,30 @@ pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
     }
 }
 
-/// An action's result: the response Message carrying `.events` and `.complete`.
+/// An action's result: the response Message carrying `.events` and `.complete` (a plain
+/// response, as most are, carries no parts at all).
 pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
-    let events = to_py_list(py, outcome.events).unbind();
-    let complete = outcome.complete.and_then(|m| {
-        Py::new(
-            py,
-            PyMessage {
-                inner: m,
-                outcome: None,
-            },
-        )
-        .ok()
-    });
-    let parts = OutcomeParts { events, complete };
+    let parts = if outcome.events.is_empty() && outcome.complete.is_none() {
+        None
+    } else {
+        let events = to_py_list(py, outcome.events).unbind();
+        let complete = outcome.complete.and_then(|m| {
+            Py::new(
+                py,
+                PyMessage {
+                    inner: m,
+                    outcome: None,
+                },
+            )
+            .ok()
+        });
+        Some(Box::new(OutcomeParts { events, complete }))
+    };
     match Py::new(
         py,
         PyMessage {
             inner: outcome.response,
-            outcome: Some(Box::new(parts)),
+            outcome: parts,
         },
     ) {
         Ok(obj) => obj.into_any(),

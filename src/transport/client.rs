@@ -51,7 +51,8 @@ pub struct Request {
 }
 
 pub(super) enum Command {
-    Action(Request),
+    /// One or more actions, in order: a batch costs the driver one wake-up.
+    Actions(Vec<Request>),
     Cancel(u64),
     Close(Reply),
 }
@@ -130,19 +131,30 @@ impl Shared {
                 let _ = tx.send(result);
             }
             Reply::Queued(token) => {
-                let was_empty = match self.completions.lock() {
-                    Ok(mut queue) => {
-                        let was_empty = queue.is_empty();
-                        queue.push((token, result));
-                        was_empty
-                    }
-                    Err(_) => false,
-                };
-                if was_empty {
+                if self.queue_completions(vec![(token, result)]) {
                     self.wake();
                 }
             }
             Reply::Keepalive | Reply::Ignore => {}
+        }
+    }
+
+    /// Appends to the completion queue; true if it was empty (the loop must be woken).
+    fn queue_completions(&self, mut done: Vec<(u64, Result<Outcome>)>) -> bool {
+        if done.is_empty() {
+            return false;
+        }
+        match self.completions.lock() {
+            Ok(mut queue) => {
+                let was_empty = queue.is_empty();
+                if was_empty {
+                    std::mem::swap(&mut *queue, &mut done);
+                } else {
+                    queue.append(&mut done);
+                }
+                was_empty
+            }
+            Err(_) => false,
         }
     }
 
@@ -167,8 +179,15 @@ impl Shared {
 
     /// Hands events to every subscriber; the last one gets them moved, not copied.
     pub(super) fn publish(&self, events: Vec<Message>) {
+        if self.push_events(events) {
+            self.wake();
+        }
+    }
+
+    /// `publish` without the wake-up; true if a subscriber needs one.
+    fn push_events(&self, events: Vec<Message>) -> bool {
         if events.is_empty() {
-            return;
+            return false;
         }
         let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
         let mut wake = false;
@@ -178,9 +197,7 @@ impl Shared {
             }
             wake |= last.push_owned(events.into_iter().filter(|m| last.filter.matches(m)));
         }
-        if wake {
-            self.wake();
-        }
+        wake
     }
 
     pub(super) fn each_sub(&self, f: impl Fn(&Subscription) -> bool) {
@@ -284,13 +301,22 @@ impl Client {
 
     pub fn submit(&self, request: Request) -> Result<()> {
         request.action.validate()?;
-        self.tx.send(Command::Action(request)).map_err(|rejected| {
-            let Command::Action(request) = rejected.0 else {
-                return closed();
-            };
-            self.shared.deliver(request.reply, Err(closed()));
-            closed()
-        })
+        self.submit_all(vec![request])
+    }
+
+    /// Hands already validated actions to the driver at once. If the client is closed, each
+    /// one's waiter learns it.
+    pub fn submit_all(&self, requests: Vec<Request>) -> Result<()> {
+        self.tx
+            .send(Command::Actions(requests))
+            .map_err(|rejected| {
+                if let Command::Actions(requests) = rejected.0 {
+                    for request in requests {
+                        self.shared.deliver(request.reply, Err(closed()));
+                    }
+                }
+                closed()
+            })
     }
 
     /// Sends an action and waits for its outcome. `Response: Error` is `Err(ActionFailed)`.
@@ -603,7 +629,11 @@ impl Driver {
         self.rx.close();
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Command::Action(req) => self.shared.deliver(req.reply, Err(closed())),
+                Command::Actions(reqs) => {
+                    for req in reqs {
+                        self.shared.deliver(req.reply, Err(closed()));
+                    }
+                }
                 Command::Close(reply) => self.shared.deliver(
                     reply,
                     Ok(local_outcome(
@@ -643,8 +673,10 @@ impl Driver {
                 cmd = self.rx.recv() => match cmd {
                     None => return Some(End::HandlesDropped),
                     Some(Command::Close(reply)) => return Some(End::UserClosed(reply)),
-                    Some(Command::Action(req)) => {
-                        self.shared.deliver(req.reply, Err(lost("not connected (reconnecting)")));
+                    Some(Command::Actions(reqs)) => {
+                        for req in reqs {
+                            self.shared.deliver(req.reply, Err(lost("not connected (reconnecting)")));
+                        }
                     }
                     Some(Command::Cancel(_)) => {}
                 }
@@ -952,7 +984,11 @@ impl Driver {
 
     fn command(&mut self, s: &mut Session, cmd: Command) -> Option<End> {
         match cmd {
-            Command::Action(req) => self.send(s, req),
+            Command::Actions(reqs) => {
+                for req in reqs {
+                    self.send(s, req);
+                }
+            }
             Command::Cancel(token) => {
                 s.correlator.cancel_where(|p| p.token == Some(token));
             }
@@ -999,6 +1035,9 @@ impl Driver {
     /// Decodes and routes everything buffered.
     fn process(&mut self, s: &mut Session) -> std::result::Result<(), String> {
         let mut events = Vec::new();
+        // Handed over together after the read, so that a burst of replies wakes the loop once
+        // (pushing them one by one lets the loop wake, drain and sleep again for each).
+        let mut done = Vec::new();
         let mut messages = 0u64;
         let mut orphans = 0u64;
         let mut errors = 0u64;
@@ -1015,9 +1054,9 @@ impl Driver {
             messages += 1;
             match s.correlator.route(msg) {
                 Routed::Event(ev) => events.push(ev),
-                Routed::Done(c) => self.complete(s, c.token, c.outcome),
+                Routed::Done(c) => self.complete(s, c.token, c.outcome, &mut done),
                 Routed::DoneAndEvent(c, ev) => {
-                    self.complete(s, c.token, c.outcome);
+                    self.complete(s, c.token, c.outcome, &mut done);
                     events.push(ev);
                 }
                 Routed::Absorbed => {}
@@ -1028,7 +1067,10 @@ impl Driver {
             }
         }
         let n_events = events.len() as u64;
-        self.shared.publish(events);
+        let completed = self.shared.queue_completions(done);
+        if self.shared.push_events(events) || completed {
+            self.shared.wake();
+        }
         self.shared.stats_mut(|st| {
             st.messages += messages;
             st.events += n_events;
@@ -1038,7 +1080,14 @@ impl Driver {
         Ok(())
     }
 
-    fn complete(&mut self, s: &mut Session, pending: Pending, outcome: Outcome) {
+    /// Settles one action; a `Reply::Queued` result joins `done`, the read's batch.
+    fn complete(
+        &mut self,
+        s: &mut Session,
+        pending: Pending,
+        outcome: Outcome,
+        done: &mut Vec<(u64, Result<Outcome>)>,
+    ) {
         match pending.reply {
             Reply::Keepalive => s.keepalive_out = false,
             Reply::Ignore => {
@@ -1050,6 +1099,7 @@ impl Driver {
                     );
                 }
             }
+            Reply::Queued(token) => done.push((token, judge(&pending.action, outcome))),
             reply => {
                 let result = judge(&pending.action, outcome);
                 self.shared.deliver(reply, result);

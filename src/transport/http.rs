@@ -582,16 +582,18 @@ pub(super) async fn run(
             cmd = rx.recv() => match cmd {
                 None => break None,
                 Some(Command::Close(reply)) => break Some(reply),
-                Some(Command::Action(request)) => {
-                    if let Err(e) = request.action.validate() {
-                        shared.deliver(request.reply, Err(e));
-                        continue;
-                    }
+                Some(Command::Actions(requests)) => {
                     tasks.retain(|_, handle| !handle.is_finished());
-                    let token = match request.reply { Reply::Queued(t) => Some(t), _ => None };
-                    let handle = tokio::spawn(ajam.clone().execute(request)).abort_handle();
-                    if let Some(token) = token {
-                        tasks.insert(token, handle);
+                    for request in requests {
+                        if let Err(e) = request.action.validate() {
+                            shared.deliver(request.reply, Err(e));
+                            continue;
+                        }
+                        let token = match request.reply { Reply::Queued(t) => Some(t), _ => None };
+                        let handle = tokio::spawn(ajam.clone().execute(request)).abort_handle();
+                        if let Some(token) = token {
+                            tasks.insert(token, handle);
+                        }
                     }
                 }
                 Some(Command::Cancel(token)) => {
@@ -634,7 +636,11 @@ pub(super) async fn run(
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
         match cmd {
-            Command::Action(req) => shared.deliver(req.reply, Err(closed())),
+            Command::Actions(reqs) => {
+                for req in reqs {
+                    shared.deliver(req.reply, Err(closed()));
+                }
+            }
             Command::Close(reply) => {
                 shared.deliver(reply, Ok(local_outcome(b"Response: Goodbye\r\n\r\n")))
             }

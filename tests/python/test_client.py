@@ -137,13 +137,58 @@ async def test_disconnect_policy_ends_the_stream(sim):
 async def test_timeout_and_cancel_remove_pending(sim):
     async with amiwire.connect(sim.url) as ami:
         with pytest.raises(amiwire.ActionTimeout):
-            await ami.action("WaitEvent", Timeout="5", timeout=0.2)
-        task = asyncio.ensure_future(ami.action("WaitEvent", Timeout="5"))
+            await ami.action("WaitEvent", Timeout="1", timeout=0.2)
+        assert ami.stats()["pending"] == 0
+
+        async def waits() -> None:
+            await ami.action("WaitEvent", Timeout="1")
+
+        task = asyncio.ensure_future(waits())
         await asyncio.sleep(0.05)
+        assert ami.stats()["pending"] == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert ami.stats()["pending"] == 0
+        # wait_for cancels the action's future itself when its time is up.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ami.action("WaitEvent", Timeout="1"), 0.05)
+        assert ami.stats()["pending"] == 0
+        # The simulator, like Asterisk, answers nothing else while a WaitEvent runs.
         assert (await ami.ping(timeout=10))["Ping"] == "Pong"
+
+
+async def test_actions_leave_in_call_order_without_being_awaited(sim):
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent")
+        first = ami.action("UserEvent", UserEvent="first")
+        second = ami.action("UserEvent", UserEvent="second")
+        assert isinstance(first, asyncio.Future) and not first.done()
+        assert ami.stats()["pending"] == 2
+        # Awaited in reverse: the order on the wire is the order of the calls.
+        assert (await second)["Response"] == "Success"
+        assert (await first)["Response"] == "Success"
+        got = []
+        while len(got) < 2:
+            got += await asyncio.wait_for(stream.next_batch(), 5)
+        assert [e["UserEvent"] for e in got] == ["first", "second"]
+
+
+async def test_usage_errors_raise_at_the_call(sim):
+    async with amiwire.connect(sim.url) as ami:
+        with pytest.raises(amiwire.LocalProtocolError):
+            ami.action("Ping", {"X": "a\nb"})
+        assert ami.stats()["pending"] == 0
+
+
+async def test_error_response_returned_when_not_raising(sim):
+    async with amiwire.connect(sim.url) as ami:
+        response = await ami.action("NoSuchAction", raise_on_error=False)
+        assert response["Response"] == "Error"
+        assert response.events == []
+        with pytest.raises(amiwire.ActionError) as err:
+            await ami.action("NoSuchAction")
+        assert err.value.response["Message"] == response["Message"]
 
 
 async def test_header_injection_is_refused_before_sending(sim):

@@ -57,6 +57,28 @@ def test_client_used_after_fork_raises_client_closed():
             ami.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_async_client_used_after_fork_fails_its_actions():
+    with Simulator() as sim:
+        ami = asyncio.run(_connect(sim.url))
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child has no driver: an action must fail, not wait
+                code = 1
+                try:
+                    asyncio.run(asyncio.wait_for(ami.ping(), 5))
+                except amiwire.ClientClosed:
+                    code = 0
+                except BaseException:
+                    code = 2
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert asyncio.run(ami.ping())["Ping"] == "Pong"
+        finally:
+            asyncio.run(ami.close())
+
+
 async def _connect(url: str) -> amiwire.Client:
     return await amiwire.connect(url)
 
