@@ -140,15 +140,15 @@ fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
     Ok(o)
 }
 
-/// The asyncio side of a connection: the futures of its pending actions, keyed by the token
-/// the driver reports completions under. Only touched with the GIL held, and never locked
-/// across a call into Python (which could re-enter the connection).
 /// The token the driver reports the first login under; actions count up from it.
 const LOGIN: u64 = 0;
 
+/// The asyncio side of a connection: the futures of its pending actions, keyed by the token
+/// the driver reports completions under. Only touched with the GIL held, and never locked
+/// across a call into Python (which could re-enter the connection).
 struct Waiters {
     /// The loop the futures belong to and the wake-up descriptor is registered with.
-    event_loop: Option<Py<PyAny>>,
+    attached: Option<Attached>,
     /// Called with a new running loop, before a future is made on it: registers the wake-up
     /// descriptor there (`_Bridge.attach`).
     attach: Option<Py<PyAny>>,
@@ -156,6 +156,15 @@ struct Waiters {
     future_class: Option<Py<PyAny>>,
     futures: HashMap<u64, Waiter>,
     next_token: u64,
+}
+
+struct Attached {
+    event_loop: Py<PyAny>,
+    /// `{"loop": event_loop}`, made once rather than for every future.
+    future_kwargs: Py<PyDict>,
+    /// A `flush` is scheduled on this loop. Tracked per loop: a flush scheduled on a loop
+    /// that stopped before running it must not keep a new loop from scheduling its own.
+    flush_scheduled: bool,
 }
 
 struct Waiter {
@@ -209,11 +218,15 @@ impl Connection {
     ) -> PyResult<(u64, Bound<'py, PyAny>)> {
         let py = slf.py();
         let this = slf.get();
-        let (attached, attach, future_class) = {
+        let (kwargs, attach, future_class) = {
             let w = this.waiters();
-            let attached = w.event_loop.as_ref().is_some_and(|l| l.is(event_loop));
+            let kwargs = w
+                .attached
+                .as_ref()
+                .filter(|a| a.event_loop.is(event_loop))
+                .map(|a| a.future_kwargs.clone_ref(py));
             (
-                attached,
+                kwargs,
                 w.attach.as_ref().map(|a| a.clone_ref(py)),
                 w.future_class.as_ref().map(|c| c.clone_ref(py)),
             )
@@ -221,13 +234,22 @@ impl Connection {
         let (Some(attach), Some(future_class)) = (attach, future_class) else {
             return Err(super::errors::ClientClosed::new_err("the client is closed"));
         };
-        if !attached {
-            attach.call1(py, (event_loop,))?;
-            this.waiters().event_loop = Some(event_loop.clone().unbind());
-        }
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), event_loop)?;
-        let future = future_class.bind(py).call((), Some(&kwargs))?;
+        let kwargs = match kwargs {
+            Some(kwargs) => kwargs,
+            None => {
+                attach.call1(py, (event_loop,))?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "loop"), event_loop)?;
+                let previous = this.waiters().attached.replace(Attached {
+                    event_loop: event_loop.clone().unbind(),
+                    future_kwargs: kwargs.clone().unbind(),
+                    flush_scheduled: false,
+                });
+                drop(previous);
+                kwargs.unbind()
+            }
+        };
+        let future = future_class.bind(py).call((), Some(kwargs.bind(py)))?;
         let mut w = this.waiters();
         let token = token.unwrap_or_else(|| {
             w.next_token += 1;
@@ -255,17 +277,20 @@ impl Connection {
         let py = slf.py();
         let (token, future) =
             Connection::new_future(slf, event_loop, None, submission.raise_on_error)?;
-        let first = {
-            let mut outbox = slf.get().outbox();
-            outbox.push(Request {
-                action: submission.action,
-                expect: submission.expect,
-                timeout: submission.timeout,
-                reply: Reply::Queued(token),
-            });
-            outbox.len() == 1
+        slf.get().outbox().push(Request {
+            action: submission.action,
+            expect: submission.expect,
+            timeout: submission.timeout,
+            reply: Reply::Queued(token),
+        });
+        let schedule = match &mut slf.get().waiters().attached {
+            Some(a) if !a.flush_scheduled => {
+                a.flush_scheduled = true;
+                true
+            }
+            _ => false,
         };
-        if first {
+        if schedule {
             event_loop.call_method1(
                 intern!(py, "call_soon"),
                 (slf.getattr(intern!(py, "flush"))?,),
@@ -336,7 +361,7 @@ impl Connection {
             pid: std::process::id(),
             outbox: Mutex::new(Vec::new()),
             waiters: Mutex::new(Waiters {
-                event_loop: None,
+                attached: None,
                 attach: Some(attach),
                 future_class: Some(future_class),
                 futures: HashMap::new(),
@@ -429,6 +454,9 @@ impl Connection {
 
     /// Hands every queued action to the driver, in one message.
     fn flush(&self, py: Python<'_>) {
+        if let Some(a) = &mut self.waiters().attached {
+            a.flush_scheduled = false;
+        }
         let queued = std::mem::take(&mut *self.outbox());
         if queued.is_empty() {
             return;
@@ -579,7 +607,7 @@ impl Connection {
     fn detach(&self) {
         let released = {
             let mut w = self.waiters();
-            (w.event_loop.take(), w.attach.take())
+            (w.attached.take(), w.attach.take())
         };
         // Dropped after the lock is released: a decref may run Python code.
         drop(released);
@@ -591,11 +619,12 @@ impl Connection {
         // try_lock: the collector may run while a method of ours holds the lock (it never
         // holds it across Python code, but an allocation there can trigger a collection).
         if let Ok(w) = self.waiters.try_lock() {
-            for obj in [&w.event_loop, &w.attach, &w.future_class]
-                .into_iter()
-                .flatten()
-            {
+            for obj in [&w.attach, &w.future_class].into_iter().flatten() {
                 visit.call(obj)?;
+            }
+            if let Some(a) = &w.attached {
+                visit.call(&a.event_loop)?;
+                visit.call(&a.future_kwargs)?;
             }
             for waiter in w.futures.values() {
                 visit.call(&waiter.future)?;
@@ -608,7 +637,7 @@ impl Connection {
         let released = {
             let mut w = self.waiters();
             (
-                w.event_loop.take(),
+                w.attached.take(),
                 w.attach.take(),
                 w.future_class.take(),
                 std::mem::take(&mut w.futures),

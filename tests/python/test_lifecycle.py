@@ -92,6 +92,28 @@ def test_one_client_across_two_event_loops():
         assert ami.state == "closed"
 
 
+def test_an_action_left_unsent_by_a_stopped_loop_goes_out_with_the_next_loop():
+    with Simulator() as sim:
+        ami = asyncio.run(_connect(sim.url))
+        old = asyncio.new_event_loop()
+        left: list[asyncio.Future[amiwire.Message]] = []
+
+        def queue_then_stop() -> None:
+            left.append(ami.action("UserEvent", UserEvent="left"))
+            old.stop()  # the loop ends before the flush it scheduled runs
+
+        old.call_soon(queue_then_stop)
+        old.run_forever()
+
+        async def on_the_next_loop() -> amiwire.Message:
+            return await asyncio.wait_for(ami.ping(), 5)
+
+        assert asyncio.run(on_the_next_loop())["Ping"] == "Pong"
+        assert left[0].done() and left[0].result()["Response"] == "Success"
+        old.close()
+        asyncio.run(ami.close())
+
+
 def test_calling_without_a_loop_says_what_to_do():
     with Simulator() as sim:
         ami = asyncio.run(_connect(sim.url))
