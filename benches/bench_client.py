@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
+import json
 import os
 import resource
 import socket
-import statistics
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import json
-import subprocess
 
 import amiwire
 
@@ -234,46 +235,60 @@ def events_raw_socket(repeats: int) -> tuple[float, int]:
 # -- actions --------------------------------------------------------------------------------
 
 
-def pings_amiwire(total: int, window: int) -> tuple[float, float, float]:
+async def _window(send: Any, total: int, window: int) -> None:
+    """Keeps up to `window` actions in flight: a new one leaves as soon as the oldest is done."""
+    in_flight: collections.deque[Any] = collections.deque()
+    for _ in range(total):
+        if len(in_flight) >= window:
+            await in_flight.popleft()
+        in_flight.append(send())
+    for fut in in_flight:
+        await fut
+
+
+async def _gathered(send: Any, total: int, window: int) -> None:
+    """Batches of `window` actions, each batch awaited with asyncio.gather."""
+    for _ in range(total // window):
+        await asyncio.gather(*(send() for _ in range(window)))
+
+
+def pings_amiwire(total: int, window: int) -> tuple[float, float]:
     with Simulator() as sim:
 
-        async def run() -> tuple[float, float, float]:
+        async def run() -> tuple[float, float]:
             async with amiwire.connect(sim.url, events="off", keepalive=None) as ami:
-                start = time.perf_counter()
-                for _ in range(total // window):
-                    await asyncio.gather(*(ami.ping() for _ in range(window)))
-                rate = total / (time.perf_counter() - start)
-                lat = []
-                for _ in range(2000):
-                    t = time.perf_counter()
-                    await ami.ping()
-                    lat.append(time.perf_counter() - t)
-                lat.sort()
-                return rate, lat[len(lat) // 2] * 1e6, lat[int(len(lat) * 0.99)] * 1e6
+                rates = []
+                for pattern in (_window, _gathered):
+                    start = time.perf_counter()
+                    await pattern(ami.ping, total, window)
+                    rates.append(total / (time.perf_counter() - start))
+                return rates[0], rates[1]
 
         return asyncio.run(run())
 
 
-def pings_panoramisk(total: int, window: int) -> float:
+def pings_panoramisk(total: int, window: int) -> tuple[float, float]:
     from panoramisk import Manager
 
     with Simulator() as sim:
 
-        async def run() -> float:
+        async def run() -> tuple[float, float]:
             manager = Manager(host=sim.host, port=sim.port, username=USER, secret=SECRET, ping_delay=0, events="off", loop=asyncio.get_running_loop())
             await manager.connect()
-            start = time.perf_counter()
-            for _ in range(total // window):
-                await asyncio.gather(*(manager.send_action({"Action": "Ping"}) for _ in range(window)))
-            rate = total / (time.perf_counter() - start)
+            rates = []
+            for pattern in (_window, _gathered):
+                start = time.perf_counter()
+                await pattern(lambda: manager.send_action({"Action": "Ping"}), total, window)
+                rates.append(total / (time.perf_counter() - start))
             manager.close()
-            return rate
+            return rates[0], rates[1]
 
         return asyncio.run(run())
 
 
-def pings_bare_protocol() -> tuple[float, float]:
-    """A minimal asyncio Protocol doing the Ping round trip: the latency floor for asyncio."""
+def sequential_latency(rounds: int = 20, per_round: int = 100) -> tuple[float, float, float, float]:
+    """Sequential Ping round trips, amiwire and a bare asyncio Protocol (the floor for asyncio)
+    taking turns in rounds against one simulator, so that both see the same machine noise."""
     with Simulator() as sim:
 
         class Proto(asyncio.Protocol):
@@ -290,26 +305,35 @@ def pings_bare_protocol() -> tuple[float, float]:
                     self.buf = self.buf.split(b"\r\n\r\n", 1)[1]
                     self.waiter.set_result(None)
 
-        async def run() -> tuple[float, float]:
+        async def run() -> tuple[float, float, float, float]:
             loop = asyncio.get_running_loop()
             _, proto = await loop.create_connection(Proto, sim.host, sim.port)
 
             async def roundtrip(data: bytes) -> None:
                 proto.waiter = loop.create_future()
-                proto.transport.write(data)
+                proto.transport.write(data)  # type: ignore[attr-defined]
                 await proto.waiter
 
             await asyncio.sleep(0.05)
             proto.buf = b""
             await roundtrip(f"Action: Login\r\nUsername: {USER}\r\nSecret: {SECRET}\r\nEvents: off\r\n\r\n".encode())
-            lat = []
-            for i in range(2000):
-                t = time.perf_counter()
-                await roundtrip(f"Action: Ping\r\nActionID: b-{i}\r\n\r\n".encode())
-                lat.append(time.perf_counter() - t)
+            ours: list[float] = []
+            bare: list[float] = []
+            async with amiwire.connect(sim.url, events="off", keepalive=None) as ami:
+                for _ in range(rounds):
+                    for _ in range(per_round):
+                        t = time.perf_counter()
+                        await ami.ping()
+                        ours.append(time.perf_counter() - t)
+                    for i in range(per_round):
+                        t = time.perf_counter()
+                        await roundtrip(b"Action: Ping\r\nActionID: b-%d\r\n\r\n" % i)
+                        bare.append(time.perf_counter() - t)
             proto.transport.close()
-            lat.sort()
-            return lat[len(lat) // 2] * 1e6, lat[int(len(lat) * 0.99)] * 1e6
+            ours.sort()
+            bare.sort()
+            pct = lambda xs, q: xs[int(len(xs) * q)] * 1e6  # noqa: E731
+            return pct(ours, 0.5), pct(ours, 0.99), pct(bare, 0.5), pct(bare, 0.99)
 
         return asyncio.run(run())
 
@@ -377,11 +401,42 @@ def connections_memory(n: int) -> tuple[float, int]:
         return asyncio.run(run())
 
 
+MEASURES = {
+    "connections_memory": connections_memory,
+    "events_raw_socket": events_raw_socket,
+    "events_amiwire": events_amiwire,
+    "events_panoramisk": events_panoramisk,
+    "events_asterisk_ami": events_asterisk_ami,
+    "pings_amiwire": pings_amiwire,
+    "pings_panoramisk": pings_panoramisk,
+    "sequential_latency": sequential_latency,
+    "http_vs_tcp": http_vs_tcp,
+}
+
+
+def isolated(name: str, *args: Any) -> Any:
+    """Runs one measure in a fresh interpreter: its RSS figures then describe that measure
+    alone, not what earlier ones left in the heap."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", name, json.dumps(args)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke check that the bench works)")
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--measure", nargs=2, metavar=("NAME", "ARGS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        name, params = args.measure
+        result = MEASURES[name](*json.loads(params))
+        print(json.dumps([*result, peak_rss_mb()]))
+        return 0
     repeats = 2 if args.quick else 10
     pings = 10_000 if args.quick else 100_000
     conns = 100 if args.quick else 1000
@@ -396,32 +451,31 @@ def main() -> int:
         peers = False
 
     print(f"capture: {CAPTURE.name} x{repeats}; machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}")
+    print("each line is measured in a fresh process; peak RSS is that process's")
     rows: list[tuple[str, str]] = []
-    # First, while the heap is fresh: RSS growth per connection is only meaningful before the
-    # floods leave freed memory behind for the allocator to reuse.
-    per_conn, got = connections_memory(conns)
-    rows.append((f"{conns} connections", f"{per_conn:.0f} KB each (RSS growth), {got} events delivered"))
-    raw, raw_n = events_raw_socket(repeats)
+    per_conn, got, rss = isolated("connections_memory", conns)
+    rows.append((f"{conns} connections", f"{per_conn:.0f} KB each (RSS growth), {got} events delivered, peak RSS {rss:.1f} MB"))
+    raw, raw_n, _ = isolated("events_raw_socket", repeats)
     rows.append(("raw socket read (count only)", f"{raw:,.0f} events/s ({raw_n:,})"))
-    it, it_n, peak, dropped = events_amiwire(repeats, batches=False)
-    rows.append(("amiwire async for", f"{it:,.0f} events/s ({it_n:,}, {dropped:,} dropped), RSS {peak:.1f} MB"))
-    bt, bt_n, peak_b, dropped_b = events_amiwire(repeats, batches=True)
-    rows.append(("amiwire next_batch", f"{bt:,.0f} events/s ({bt_n:,}, {dropped_b:,} dropped), RSS {peak_b:.1f} MB"))
+    it, it_n, _, dropped, peak = isolated("events_amiwire", repeats, False)
+    rows.append(("amiwire async for", f"{it:,.0f} events/s ({it_n:,}, {dropped:,} dropped), peak RSS {peak:.1f} MB"))
+    bt, bt_n, _, dropped_b, peak_b = isolated("events_amiwire", repeats, True)
+    rows.append(("amiwire next_batch", f"{bt:,.0f} events/s ({bt_n:,}, {dropped_b:,} dropped), peak RSS {peak_b:.1f} MB"))
     if peers:
-        pa, pa_n = events_panoramisk(repeats)
+        pa, pa_n, _ = isolated("events_panoramisk", repeats)
         rows.append(("panoramisk callbacks", f"{pa:,.0f} events/s ({pa_n:,}); amiwire is {it / pa:.1f}x"))
-        aa, aa_n = events_asterisk_ami(repeats)
+        aa, aa_n, _ = isolated("events_asterisk_ami", repeats)
         rows.append(("asterisk-ami listeners", f"{aa:,.0f} events/s ({aa_n:,}); amiwire is {it / aa:.1f}x"))
 
-    rate, p50, p99 = pings_amiwire(pings, 100)
-    rows.append(("amiwire Ping, 100 in flight", f"{rate:,.0f}/s"))
-    bare50, bare99 = pings_bare_protocol()
-    rows.append(("sequential Ping p50 / p99", f"amiwire {p50:.0f} / {p99:.0f} us; bare asyncio Protocol {bare50:.0f} / {bare99:.0f} us"))
+    window, gathered, _ = isolated("pings_amiwire", pings, 100)
+    rows.append(("amiwire Ping, up to 100 in flight", f"{window:,.0f}/s (sliding window); {gathered:,.0f}/s (gather of 100)"))
     if peers:
-        pr = pings_panoramisk(pings // 4, 100)
-        rows.append(("panoramisk Ping, 100 in flight", f"{pr:,.0f}/s; amiwire is {rate / pr:.1f}x"))
-    rows += http_vs_tcp(pings // 10, 10, 5_000 if args.quick else 20_000)
-    rows.append(("process peak RSS", f"{peak_rss_mb():.1f} MB"))
+        p_window, p_gathered, _ = isolated("pings_panoramisk", pings // 4, 100)
+        rows.append(("panoramisk Ping, up to 100 in flight", f"{p_window:,.0f}/s (window), {p_gathered:,.0f}/s (gather); amiwire is {window / p_window:.1f}x / {gathered / p_gathered:.1f}x"))
+    p50, p99, bare50, bare99, _ = isolated("sequential_latency")
+    rows.append(("sequential Ping p50 / p99", f"amiwire {p50:.0f} / {p99:.0f} us; bare asyncio Protocol {bare50:.0f} / {bare99:.0f} us (taking turns)"))
+    *http_rows, _ = isolated("http_vs_tcp", pings // 10, 10, 5_000 if args.quick else 20_000)
+    rows += [tuple(r) for r in http_rows]
 
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
