@@ -131,6 +131,12 @@ class _ActionFuture(asyncio.Future):  # type: ignore[type-arg]
         return True
 
 
+async def _deferred(conn: _core.Connection, action: _core.DeferredAction) -> Message:
+    """What an action method returns when called with no running loop (``asyncio.run(ami.ping())``):
+    the action, already checked, leaves when this coroutine runs."""
+    return await conn.submit_deferred(action)
+
+
 class _Bridge:
     """Watches one connection's wake-up descriptor on whichever loop the client is used from,
     and runs what a wake-up brings: finished actions (settled in Rust), event streams waiting
@@ -656,10 +662,3 @@ def connect(
     }.items():
         options.setdefault(key, value)
     return _Connect(options)
-
-
-
-async def _deferred(conn: _core.Connection, action: _core.DeferredAction) -> Message:
-    """What an action method returns when called with no running loop (``asyncio.run(ami.ping())``):
-    the action, already checked, leaves when this coroutine runs."""
-    return await conn.submit_deferred(action)  # type: ignore[no-any-return]
