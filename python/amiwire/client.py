@@ -517,7 +517,7 @@ class EventStream:
     async def _iterate(self) -> AsyncIterator[Message]:
         while True:
             try:
-                batch = await self.next_batch()
+                batch = await self.next_batch(1024)
             except StopAsyncIteration:
                 return
             for event in batch:
@@ -525,7 +525,7 @@ class EventStream:
 
     async def __anext__(self) -> Message:
         if self._index >= len(self._buffer):
-            self._buffer = await self.next_batch()
+            self._buffer = await self.next_batch(1024)
             self._index = 0
         event = self._buffer[self._index]
         self._index += 1
