@@ -40,6 +40,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--fault", action="append", choices=FAULTS, default=[], help="inject a fault")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply dialplan waits")
+    p.add_argument(
+        "--write-timeout",
+        type=float,
+        help="disconnect a client that stops reading for this many seconds (Asterisk: 0.1)",
+    )
     p.add_argument("--firehose-file", help="stream this raw capture after each login")
     p.add_argument("--firehose-count", type=int, help="stream this many generated events")
     p.add_argument("--firehose-repeats", type=int, default=1)
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "faults": list(args.fault),
         "time_scale": args.time_scale,
         "firehose_repeats": args.firehose_repeats,
+        "write_timeout": args.write_timeout,
     }
     if args.tls_cert or args.tls_key:
         options["tls_cert"] = _read(args.tls_cert)

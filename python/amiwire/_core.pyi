@@ -261,6 +261,7 @@ class Simulator:
         http: bool = False,
         http_timeout: float = 60.0,
         digest_stale: float = 62.0,
+        write_timeout: float | None = None,
     ) -> Simulator: ...
     @property
     def host(self) -> str: ...

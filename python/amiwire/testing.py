@@ -23,7 +23,9 @@ recorded JSONL transcript), ``tls`` / ``tls_cert`` / ``tls_key`` (PEM text),
 ``dialplan`` (extensions.conf text), ``http`` (also serve AJAM: ``/rawman``, ``/mxml``,
 ``/manager`` and the Digest ``/a…`` twins on a second port), ``http_timeout`` (seconds; the
 cookie Max-Age and idle expiry, 60 like ``http.conf``), ``digest_stale`` (seconds before a
-Digest nonce is answered with ``stale=true``).
+Digest nonce is answered with ``stale=true``), ``write_timeout`` (seconds, like Asterisk's
+``writetimeout``, whose default is 0.1: a session that stops reading for that long is
+disconnected; None, the default here, buffers instead).
 
 The pytest fixture ``ami_simulator`` yields a started simulator with a short
 ``auth_fail_delay``. Enable it with ``pytest_plugins = ["amiwire.testing"]`` in a conftest, or

@@ -56,7 +56,7 @@ impl PySimulator {
         faults = Vec::new(), drip_interval = 0.001, firehose_file = None, firehose_count = None,
         firehose_repeats = 1, firehose_after = None, replay = None, tls = false, tls_cert = None,
         tls_key = None, auth_fail_delay = 1.0, auth_timeout = 30.0, time_scale = 1.0, dialplan = None,
-        http = false, http_timeout = 60.0, digest_stale = 62.0
+        http = false, http_timeout = 60.0, digest_stale = 62.0, write_timeout = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -82,6 +82,7 @@ impl PySimulator {
         http: bool,
         http_timeout: f64,
         digest_stale: f64,
+        write_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let ip: IpAddr = host
             .parse()
@@ -95,6 +96,11 @@ impl PySimulator {
             .http(http)
             .http_timeout(secs(http_timeout, "http_timeout")?)
             .digest_stale(secs(digest_stale, "digest_stale")?)
+            .write_timeout(
+                write_timeout
+                    .map(|t| secs(t, "write_timeout"))
+                    .transpose()?,
+            )
             .command_style(match command_style {
                 "output" => CommandStyle::Output,
                 "legacy" => CommandStyle::Legacy,

@@ -121,6 +121,7 @@ pub struct SimConfig {
     pub(crate) tls: Option<Tls>,
     pub(crate) auth_fail_delay: Duration,
     pub(crate) auth_timeout: Duration,
+    pub(crate) write_timeout: Option<Duration>,
     /// Multiplies every dialplan wait and ring (0.1 makes calls ten times faster).
     pub(crate) time_scale: f64,
     pub(crate) http: bool,
@@ -141,6 +142,7 @@ impl Default for SimConfig {
             tls: None,
             auth_fail_delay: Duration::from_secs(1),
             auth_timeout: Duration::from_secs(30),
+            write_timeout: None,
             time_scale: 1.0,
             http: false,
             http_timeout: Duration::from_secs(60),
@@ -231,6 +233,14 @@ impl SimConfig {
     /// How long a connection may stay without logging in (Asterisk `authtimeout`: 30 s).
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.auth_timeout = timeout;
+        self
+    }
+
+    /// Asterisk's `writetimeout` (its default is 100 ms): a session whose write cannot make
+    /// progress for that long is disconnected, as Asterisk drops a client that stops reading.
+    /// None (the default here) buffers for a slow reader instead.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
         self
     }
 

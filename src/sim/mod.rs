@@ -24,8 +24,8 @@
 //! - CLI: `core show version|channels [count|concise]|uptime [seconds]`, `dialplan show
 //!   <ctx>`, `manager show commands`, `channel request hangup`; no `core show help`.
 //! - Getvar functions: `LEN`, `GLOBAL`, `CALLERID`, `STRFTIME(<epoch>,UTC,%Y)` only.
-//! - No `writetimeout`: a slow reader is buffered without bound instead of being dropped after
-//!   100 ms; no `authlimit`; UTC only.
+//! - `writetimeout` only when asked for ([`SimConfig::write_timeout`]; Asterisk's default is
+//!   100 ms): by default a slow reader is buffered without bound; no `authlimit`; UTC only.
 //! - AJAM ([`SimConfig::http`]): no `prefix`, no Basic auth, realm always `asterisk`, no
 //!   static files, no 4 KB cap on form bodies (64 KB here); idle Digest logins expire after
 //!   `httptimeout` like cookies.

@@ -237,11 +237,35 @@ impl Session {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let written = self.wr.write_all(&out).await;
+        let written = self.send(&out).await;
         self.out = out;
         self.out.clear();
         written?;
         self.wr.flush().await
+    }
+
+    /// Writes everything, each write allowed `write_timeout` to make progress: a reader that
+    /// stops reading for longer is disconnected, as Asterisk's `writetimeout` does.
+    async fn send(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        let limit = self.core.cfg.write_timeout;
+        while !bytes.is_empty() {
+            let n = match limit {
+                Some(limit) => tokio::time::timeout(limit, self.wr.write(bytes))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "writetimeout: the client stopped reading",
+                        )
+                    })??,
+                None => self.wr.write(bytes).await?,
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            bytes = bytes.get(n..).unwrap_or_default();
+        }
+        Ok(())
     }
 
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -257,7 +281,7 @@ impl Session {
             }
             Ok(())
         } else {
-            self.wr.write_all(bytes).await?;
+            self.send(bytes).await?;
             self.wr.flush().await
         }
     }

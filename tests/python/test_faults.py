@@ -274,3 +274,41 @@ async def test_stall_mid_session_times_actions_out_then_keepalive_declares_it_de
             assert (await ami.ping(timeout=1))["Ping"] == "Pong"
         finally:
             await ami.close()
+
+
+async def test_writetimeout_drops_a_reader_that_stops_but_not_a_client_whose_python_stalls():
+    # Asterisk disconnects a session whose writes make no progress for `writetimeout` (100 ms);
+    # the simulator does the same when asked. A raw socket that stops reading is cut off, while
+    # amiwire's driver keeps reading through a flood although the loop thread is busy for a
+    # whole second holding the GIL.
+    flood = 10 * LOAD_CAPTURE.stat().st_size
+    flood_events = 10 * sum(m.is_event for m in amiwire.parse(LOAD_CAPTURE.read_bytes()))
+    async with Simulator(
+        firehose_file=str(LOAD_CAPTURE), firehose_repeats=10, firehose_after="UserEvent", write_timeout=0.1
+    ) as sim:
+        reader, writer = await asyncio.open_connection(sim.host, sim.port)
+        writer.write(
+            f"Action: Login\r\nUsername: {sim.username}\r\nSecret: {sim.secret}\r\n\r\n"
+            "Action: UserEvent\r\nUserEvent: go\r\n\r\n".encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(1.0)  # not reading: the simulator's writes stall
+        received = 0
+        try:
+            while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        writer.close()
+        assert 0 < received < flood, "the stalled reader should have been disconnected"
+
+        async with amiwire.connect(sim.url, keepalive=None) as ami:
+            stream = ami.events(maxsize=1000)
+            await ami.action("UserEvent", UserEvent="go")
+            busy_until = time.perf_counter() + 1.0
+            while time.perf_counter() < busy_until:  # Python busy, the GIL held
+                pass
+            await wait_until(lambda: ami.stats()["events"] >= flood_events, 20.0)
+            assert ami.state == "connected" and ami.stats()["reconnects"] == 0
+            assert stream.queued == 1000 and stream.dropped > 0
+            assert (await ami.ping(timeout=5))["Ping"] == "Pong"
