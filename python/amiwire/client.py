@@ -189,16 +189,17 @@ class _Bridge:
             for fut in waiting.values():
                 if not fut.done():
                     fut.set_result(None)
-        changes = self.conn.state_changes
-        if changes != self.state_seen:
-            self.state_seen = changes
-            state, reason = self.conn.state, self.conn.state_reason
-            log.info("amiwire connection %s%s", state, f": {reason}" if reason else "")
-            for callback in list(self.state_callbacks):
-                try:
-                    callback(state, reason)
-                except Exception:
-                    log.exception("amiwire: state callback %r failed", callback)
+        if self.conn.state_changes != self.state_seen:
+            # Every change since the last wake-up, in order: a reconnect quicker than a busy
+            # loop's wake-up still reports "reconnecting" before "connected".
+            for seq, state, reason in self.conn.transitions_since(self.state_seen):
+                self.state_seen = seq
+                log.info("amiwire connection %s%s", state, f": {reason}" if reason else "")
+                for callback in list(self.state_callbacks):
+                    try:
+                        callback(state, reason)
+                    except Exception:
+                        log.exception("amiwire: state callback %r failed", callback)
 
 
 class Client:

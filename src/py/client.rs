@@ -661,6 +661,16 @@ impl Connection {
         self.client.state_changes()
     }
 
+    /// The state changes after change number `seq` as `(seq, state, reason)`, oldest first
+    /// (the last 32 at most).
+    fn transitions_since(&self, seq: u64) -> Vec<(u64, &'static str, Option<String>)> {
+        self.client
+            .transitions_since(seq)
+            .into_iter()
+            .map(|t| (t.seq, t.state.as_str(), t.reason))
+            .collect()
+    }
+
     #[getter]
     fn banner(&self) -> Option<String> {
         self.client.info().banner

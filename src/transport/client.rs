@@ -8,7 +8,6 @@
 //! `ConnectionLost`; the driver then reconnects with capped, jittered backoff, logs in again,
 //! restores the event mask and the `Filter`s, and tells subscribers a gap happened.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +75,53 @@ impl State {
     }
 }
 
+/// One change of connection state; `seq` counts changes from 1.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub seq: u64,
+    pub state: State,
+    pub reason: Option<String>,
+}
+
+/// How many recent transitions are kept for a loop that wakes late: enough for every change
+/// of a reconnect storm between two wake-ups of a busy loop, bounded all the same.
+const RECENT_TRANSITIONS: usize = 32;
+
+struct StateLog {
+    current: State,
+    reason: Option<String>,
+    changes: u64,
+    recent: std::collections::VecDeque<Transition>,
+}
+
+impl Default for StateLog {
+    fn default() -> Self {
+        StateLog {
+            current: State::Connecting,
+            reason: None,
+            changes: 0,
+            recent: std::collections::VecDeque::with_capacity(RECENT_TRANSITIONS),
+        }
+    }
+}
+
+impl StateLog {
+    /// Records a change; returns the state it left.
+    fn record(&mut self, state: State, reason: Option<String>) -> State {
+        self.changes += 1;
+        if self.recent.len() == RECENT_TRANSITIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Transition {
+            seq: self.changes,
+            state,
+            reason: reason.clone(),
+        });
+        self.reason = reason;
+        std::mem::replace(&mut self.current, state)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Info {
     pub banner: Option<String>,
@@ -99,8 +145,7 @@ pub struct Shared {
     completions: Mutex<Vec<(u64, Result<Outcome>)>>,
     waker: Mutex<Option<Arc<dyn Wake>>>,
     subs: Mutex<Vec<Arc<Subscription>>>,
-    state: Mutex<(State, Option<String>)>,
-    state_changes: AtomicU64,
+    state: Mutex<StateLog>,
     pub(super) info: Mutex<Info>,
     stats: Mutex<Stats>,
 }
@@ -111,8 +156,7 @@ impl Shared {
             completions: Mutex::new(Vec::new()),
             waker: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
-            state: Mutex::new((State::Connecting, None)),
-            state_changes: AtomicU64::new(0),
+            state: Mutex::new(StateLog::default()),
             info: Mutex::new(Info::default()),
             stats: Mutex::new(Stats::default()),
         }
@@ -160,7 +204,7 @@ impl Shared {
 
     pub(super) fn set_state(&self, state: State, reason: Option<String>) {
         let previous = match self.state.lock() {
-            Ok(mut s) if s.0 != state => std::mem::replace(&mut *s, (state, reason.clone())).0,
+            Ok(mut log) if log.current != state => log.record(state, reason.clone()),
             _ => return,
         };
         // Logged after the lock is released: logging may be slow and must never hold it.
@@ -173,7 +217,6 @@ impl Shared {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         );
-        self.state_changes.fetch_add(1, Ordering::Relaxed);
         self.wake();
     }
 
@@ -396,16 +439,26 @@ impl Client {
         self.shared
             .state
             .lock()
-            .map(|s| s.0)
+            .map(|s| s.current)
             .unwrap_or(State::Closed)
     }
 
     pub fn state_reason(&self) -> Option<String> {
-        self.shared.state.lock().ok().and_then(|s| s.1.clone())
+        self.shared.state.lock().ok().and_then(|s| s.reason.clone())
     }
 
+    /// How many times the state changed so far.
     pub fn state_changes(&self) -> u64 {
-        self.shared.state_changes.load(Ordering::Relaxed)
+        self.shared.state.lock().map(|s| s.changes).unwrap_or(0)
+    }
+
+    /// The changes after change number `seq`, oldest first (at most the last 32).
+    pub fn transitions_since(&self, seq: u64) -> Vec<Transition> {
+        self.shared
+            .state
+            .lock()
+            .map(|s| s.recent.iter().filter(|t| t.seq > seq).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn info(&self) -> Info {

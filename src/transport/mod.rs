@@ -7,6 +7,6 @@ pub mod options;
 mod record;
 mod tls;
 
-pub use client::{Client, Info, Reply, Request, State, Stats};
+pub use client::{Client, Info, Reply, Request, State, Stats, Transition};
 pub use events::{Filter, Matcher, Overflow, Subscription, SubscriptionStats, Wake};
 pub use options::{Auth, EventMask, Http, Options, Reconnect, Tls};

@@ -18,8 +18,7 @@ from conftest import LOAD_CAPTURE
 # Short deadlines keep the whole file fast; MARGIN absorbs scheduling noise on 2 shared cores.
 FAST = {"timeout": 1.0, "connect_timeout": 1.0, "keepalive": None, "reconnect_initial": 0.05, "reconnect_max": 0.2}
 MARGIN = 0.5
-# on_state_change reports the state current when the loop wakes, so a reconnect faster than a
-# busy loop's wake-up could hide "reconnecting"; tests that watch it keep it visible longer.
+# Slower reconnects, for tests that watch the connection while it is down.
 WATCHED = {**FAST, "reconnect_initial": 0.3, "reconnect_max": 0.5}
 UTF8 = "Zoë Ñandú – 東京 ✓"
 
@@ -152,6 +151,24 @@ async def test_close_mid_list_fails_every_pending_action_at_once_then_reconnects
             event = await asyncio.wait_for(anext(stream), 2)
             assert (event["UserEvent"], event["Text"]) == ("after-gap", UTF8)
             assert sim.session_count == 1
+        finally:
+            await ami.close()
+
+
+async def test_state_callbacks_get_every_change_even_when_the_loop_wakes_late():
+    async with Simulator() as sim, Relay(sim.port) as relay:
+        url = f"tcp://{sim.username}:{sim.secret}@127.0.0.1:{relay.port}"
+        ami = await amiwire.connect(url, **FAST)
+        states: list[str] = []
+        ami.on_state_change(lambda state, reason: states.append(state))
+        try:
+            relay.kill()
+            busy_until = time.perf_counter() + 2.0  # the loop is busy while the link comes back
+            while time.perf_counter() < busy_until:
+                pass
+            await wait_until(lambda: len(states) >= 2, 2.0)
+            assert ami.stats()["reconnects"] == 1
+            assert states == ["reconnecting", "connected"]
         finally:
             await ami.close()
 
