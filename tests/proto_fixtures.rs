@@ -543,3 +543,41 @@ fn heap_size_is_one_allocation_close_to_wire_size() {
         "heap {heap} + inline {inline} vs wire {wire}"
     );
 }
+
+#[test]
+fn event_name_read_from_the_first_line_agrees_with_the_header_lookup() {
+    // The fast path reads `Event:` from the start of the bytes; every recorded event, and the
+    // shapes a hand-written server might send, must give what the header lookup gives.
+    let mut streams: Vec<Vec<u8>> = tcp_fixtures()
+        .iter()
+        .flat_map(|path| load_jsonl(path))
+        .map(|conn| conn.stream())
+        .collect();
+    streams.push(std::fs::read(fixture("asterisk-22/event-stream-load.raw")).unwrap());
+    let mut seen = 0;
+    for stream in &streams {
+        for m in ok(&decode_chunks([stream.as_slice()])) {
+            if m.is_event() {
+                assert_eq!(m.event_name_bytes(), m.get_bytes("Event"), "{m:?}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 20_000, "only {seen} events in the fixtures?");
+    for (bytes, name) in [
+        (&b"Event: Hangup\r\nChannel: x\r\n\r\n"[..], &b"Hangup"[..]),
+        (b"event:Hangup\r\n\r\n", b"Hangup"),
+        (b"EVENT:  Padded\n\n", b" Padded"),
+        (b"Event: \r\n\r\n", b""),
+        (b"Privilege: call,all\r\nEvent: Late\r\n\r\n", b"Late"),
+        (
+            b"Response: Success\r\nEvent: OriginateResponse\r\n\r\n",
+            b"OriginateResponse",
+        ),
+    ] {
+        let m = one(bytes);
+        assert_eq!(m.event_name_bytes(), Some(name), "{bytes:?}");
+        assert_eq!(m.event_name_bytes(), m.get_bytes("Event"));
+    }
+    assert_eq!(one(b"Response: Success\r\n\r\n").event_name_bytes(), None);
+}

@@ -208,6 +208,25 @@ impl Message {
         self.kind == Kind::Event
     }
 
+    /// The `Event` value of an event. Asterisk puts `Event:` first, so that line is read
+    /// straight from the start of the bytes: the line index sits after them, and skipping it
+    /// saves a cache miss per message when a consumer reads only the names of a flood.
+    pub fn event_name_bytes(&self) -> Option<&[u8]> {
+        if !self.is_event() {
+            return None;
+        }
+        let raw = self.raw();
+        match raw.get(..6) {
+            Some(head) if bytes_eq_ignore_case(head, b"event:") => {
+                let line = raw.get(6..).unwrap_or_default();
+                let end = memchr::memchr2(b'\r', b'\n', line).unwrap_or(line.len());
+                let value = line.get(..end).unwrap_or_default();
+                Some(value.strip_prefix(b" ").unwrap_or(value))
+            }
+            _ => self.get_bytes("Event"),
+        }
+    }
+
     pub fn is_response(&self) -> bool {
         self.kind == Kind::Response
     }
@@ -271,11 +290,7 @@ impl Message {
 
     /// The event name, for events.
     pub fn event_name(&self) -> Option<Cow<'_, str>> {
-        if self.kind == Kind::Event {
-            self.get("Event")
-        } else {
-            None
-        }
+        self.event_name_bytes().map(decode_text)
     }
 
     /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`), for responses.

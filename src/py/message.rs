@@ -285,10 +285,7 @@ impl PyMessage {
     /// The event name (`Event:` value) for events, else None.
     #[getter]
     fn name<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
-        if !self.inner.is_event() {
-            return None;
-        }
-        self.inner.get_bytes("Event").map(|v| cached_name(py, v))
+        self.inner.event_name_bytes().map(|v| cached_name(py, v))
     }
 
     #[getter]
