@@ -488,7 +488,9 @@ impl Connection {
 
     /// Forgets a pending action (its future was cancelled); a late reply becomes an orphan.
     fn cancel(&self, token: u64) {
-        self.waiters().futures.remove(&token);
+        // Bound to a name so that the future is released after the lock, not under it.
+        let forgotten = self.waiters().futures.remove(&token);
+        drop(forgotten);
         {
             let mut outbox = self.outbox();
             let before = outbox.len();
