@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
@@ -35,23 +36,29 @@ def test_interpreter_exit_is_clean_every_time():
             assert b"Fatal Python error" not in done.stderr
 
 
+def _raises_client_closed_in_a_forked_child(use_client: Callable[[], object]) -> None:
+    """Runs `use_client` in a forked child, where the parent's socket and runtime are not
+    ours: it must raise ClientClosed, not hang or crash."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            use_client()
+        except amiwire.ClientClosed:
+            code = 0
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_client_used_after_fork_raises_client_closed():
     with Simulator() as sim:
         ami = amiwire.connect_blocking(sim.url)
         try:
-            pid = os.fork()
-            if pid == 0:  # child: the parent's socket and runtime are not ours
-                code = 1
-                try:
-                    ami.ping(timeout=2)
-                except amiwire.ClientClosed:
-                    code = 0
-                except BaseException:
-                    code = 2
-                os._exit(code)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
+            _raises_client_closed_in_a_forked_child(lambda: ami.ping(timeout=2))
             assert ami.ping()["Ping"] == "Pong"
         finally:
             ami.close()
@@ -62,18 +69,8 @@ def test_async_client_used_after_fork_fails_its_actions():
     with Simulator() as sim:
         ami = asyncio.run(_connect(sim.url))
         try:
-            pid = os.fork()
-            if pid == 0:  # the child has no driver: an action must fail, not wait
-                code = 1
-                try:
-                    asyncio.run(asyncio.wait_for(ami.ping(), 5))
-                except amiwire.ClientClosed:
-                    code = 0
-                except BaseException:
-                    code = 2
-                os._exit(code)
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0
+            # The child has no driver: the action fails at its flush instead of waiting.
+            _raises_client_closed_in_a_forked_child(lambda: asyncio.run(asyncio.wait_for(ami.ping(), 5)))
             assert asyncio.run(ami.ping())["Ping"] == "Pong"
         finally:
             asyncio.run(ami.close())
