@@ -284,9 +284,16 @@ def pings_panoramisk(total: int, window: int) -> tuple[float, float]:
         return asyncio.run(run())
 
 
-def sequential_latency(rounds: int = 20, per_round: int = 100) -> tuple[float, float, float, float]:
+def sequential_latency(one_cpu: bool, rounds: int = 20, per_round: int = 100) -> tuple[float, float, float, float]:
     """Sequential Ping round trips, amiwire and a bare asyncio Protocol (the floor for asyncio)
-    taking turns in rounds against one simulator, so that both see the same machine noise."""
+    taking turns in rounds against one simulator, so that both see the same machine noise.
+
+    With `one_cpu`, this process and the simulator are pinned to one CPU (set before either
+    starts a thread, so all inherit it): every wake-up is then a context switch on that CPU,
+    which shows the CPU cost per round trip without the cross-CPU wake-ups, whose price and
+    count depend on where the scheduler happens to place each thread."""
+    if one_cpu:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with Simulator() as sim:
 
         class Proto(asyncio.Protocol):
@@ -473,8 +480,9 @@ def main() -> int:
     if peers:
         p_window, p_gathered, _ = isolated("pings_panoramisk", pings // 4, 100)
         rows.append(("panoramisk Ping, up to 100 in flight", f"{p_window:,.0f}/s (window), {p_gathered:,.0f}/s (gather); amiwire is {window / p_window:.1f}x / {gathered / p_gathered:.1f}x"))
-    p50, p99, bare50, bare99, _ = isolated("sequential_latency")
-    rows.append(("sequential Ping p50 / p99", f"amiwire {p50:.0f} / {p99:.0f} us; bare asyncio Protocol {bare50:.0f} / {bare99:.0f} us (taking turns)"))
+    for one_cpu, label in ((False, "sequential Ping p50 / p99"), (True, "  the same, pinned to one CPU")):
+        p50, p99, bare50, bare99, _ = isolated("sequential_latency", one_cpu)
+        rows.append((label, f"amiwire {p50:.0f} / {p99:.0f} us; bare asyncio Protocol {bare50:.0f} / {bare99:.0f} us (taking turns)"))
     *http_rows, _ = isolated("http_vs_tcp", pings // 10, 10, 5_000 if args.quick else 20_000)
     rows += [tuple(r) for r in http_rows]
 
