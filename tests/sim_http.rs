@@ -23,7 +23,7 @@ use amiwire::proto::http::{
     DigestAuthorization, DigestChallenge, Endpoint, Method, digest_ha1, digest_response,
     parse_body, parse_set_cookie,
 };
-use amiwire::sim::{SimConfig, SimHandle, Simulator};
+use amiwire::sim::{Event, SimConfig, SimHandle, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -794,5 +794,34 @@ async fn pipelined_and_fragmented_requests() {
         r.messages(Endpoint::RawMan)[0].get("Message").as_deref(),
         Some("Missing action in request")
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_never_polls_keeps_a_bounded_queue() {
+    let sim = start(SimConfig::new()).await;
+    let mut c = HttpConn::open(&sim).await;
+    let id = login(&mut c).await;
+    // Its own SuccessfulAuth is queued already; 10,004 more overflow the 10,000 by 5.
+    for n in 0..10_004 {
+        sim.emit_event(Event::build("Tick", "all", &[("N", &n.to_string())]));
+    }
+    assert_eq!(sim.events_dropped(), 5);
+    // What was kept arrives whole and in order: the oldest, not the newest, survived.
+    let (_, names, _) = wait_reply_parts(
+        &c.get("/rawman?action=waitevent&timeout=1", &cookie(&id))
+            .await,
+    );
+    assert_eq!(names.len(), 10_000);
+    assert_eq!(names[0], "SuccessfulAuth");
+    assert!(names[1..].iter().all(|n| n == "Tick"));
+    // Room again: the next event is delivered, and nothing more was dropped.
+    sim.emit_event(Event::build("Tock", "all", &[]));
+    let (_, names, _) = wait_reply_parts(
+        &c.get("/rawman?action=waitevent&timeout=1", &cookie(&id))
+            .await,
+    );
+    assert_eq!(names, ["Tock"]);
+    assert_eq!(sim.events_dropped(), 5);
     sim.shutdown().await;
 }

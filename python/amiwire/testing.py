@@ -25,7 +25,8 @@ recorded JSONL transcript), ``tls`` / ``tls_cert`` / ``tls_key`` (PEM text),
 cookie Max-Age and idle expiry, 60 like ``http.conf``), ``digest_stale`` (seconds before a
 Digest nonce is answered with ``stale=true``), ``write_timeout`` (seconds, like Asterisk's
 ``writetimeout``, whose default is 0.1: a session that stops reading for that long is
-disconnected; None, the default here, buffers instead).
+disconnected; None, the default here, keeps up to 10,000 events per session and then drops
+the newer ones, counted in ``events_dropped``).
 
 The pytest fixture ``ami_simulator`` yields a started simulator with a short
 ``auth_fail_delay``. Enable it with ``pytest_plugins = ["amiwire.testing"]`` in a conftest, or
@@ -170,6 +171,14 @@ class Simulator:
     def session_count(self) -> int:
         """Logged-in sessions right now."""
         return int(self._running().session_count())
+
+    @property
+    def events_dropped(self) -> int:
+        """Events sessions did not get because they were over 10,000 events behind (a TCP
+        client not reading, an HTTP session not polling): the newer ones are dropped so that
+        the simulator's memory stays bounded. Asterisk instead disconnects a TCP client that
+        stops reading; ask for that with ``write_timeout``."""
+        return int(self._running().events_dropped())
 
     @property
     def channel_count(self) -> int:

@@ -47,6 +47,17 @@ fn secs(value: f64, what: &str) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{what} must be a non-negative number")))
 }
 
+impl PySimulator {
+    /// A figure of the running simulator; the default once it is closed.
+    fn observe<T: Default>(&self, figure: impl FnOnce(&SimHandle) -> T) -> T {
+        self.handle
+            .lock()
+            .ok()
+            .and_then(|h| h.as_ref().map(figure))
+            .unwrap_or_default()
+    }
+}
+
 #[pymethods]
 impl PySimulator {
     /// Starts a simulator listening on `host:port` (port 0 = ephemeral).
@@ -224,19 +235,15 @@ impl PySimulator {
     }
 
     fn session_count(&self) -> usize {
-        self.handle
-            .lock()
-            .ok()
-            .and_then(|h| h.as_ref().map(SimHandle::session_count))
-            .unwrap_or(0)
+        self.observe(SimHandle::session_count)
     }
 
     fn channel_count(&self) -> usize {
-        self.handle
-            .lock()
-            .ok()
-            .and_then(|h| h.as_ref().map(SimHandle::channel_count))
-            .unwrap_or(0)
+        self.observe(SimHandle::channel_count)
+    }
+
+    fn events_dropped(&self) -> u64 {
+        self.observe(SimHandle::events_dropped)
     }
 
     /// Stops listening and closes every connection (idempotent).

@@ -238,7 +238,8 @@ impl SimConfig {
 
     /// Asterisk's `writetimeout` (its default is 100 ms): a session whose write cannot make
     /// progress for that long is disconnected, as Asterisk drops a client that stops reading.
-    /// None (the default here) buffers for a slow reader instead.
+    /// None (the default here) queues up to `SESSION_EVENT_QUEUE` events for a slow reader
+    /// and then drops the newer ones (`SimHandle::events_dropped`).
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::config::User;
-use super::server::{Core, epoch_secs, lock, stopped};
+use super::server::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
 use super::session::{Flow, Session};
 use super::time::Stamp;
 use super::wire::{Event, Out, header, wait_event_reply};
@@ -33,7 +33,7 @@ use crate::proto::http::{
 use crate::proto::{Decoder, Message};
 
 /// Events kept per HTTP session between WaitEvents; the oldest go first beyond this.
-const EVENT_QUEUE_LIMIT: usize = 10_000;
+const EVENT_QUEUE_LIMIT: usize = SESSION_EVENT_QUEUE;
 /// A cookie that never logged in lives this long (manager.c).
 const ANONYMOUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests larger than this (head or body) are refused.
@@ -76,7 +76,7 @@ struct State {
 
 #[derive(Default)]
 struct Queue {
-    rx: Option<mpsc::UnboundedReceiver<Event>>,
+    rx: Option<mpsc::Receiver<Event>>,
     queued: VecDeque<Event>,
 }
 

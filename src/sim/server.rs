@@ -18,13 +18,21 @@ use super::session;
 use super::tls;
 use super::wire::Event;
 
+/// Events waiting for one session (its socket or its next WaitEvent). A session further behind
+/// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
+/// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
+/// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
+pub(crate) const SESSION_EVENT_QUEUE: usize = 10_000;
+
 /// State shared by every connection and call of one simulator.
 pub(crate) struct Core {
     pub(crate) cfg: SimConfig,
     pub(crate) started: SystemTime,
     pub(crate) started_at: Instant,
     pub(crate) globals: Mutex<HashMap<String, String>>,
-    sessions: Mutex<Vec<(u64, mpsc::UnboundedSender<Event>)>>,
+    sessions: Mutex<Vec<(u64, mpsc::Sender<Event>)>>,
+    /// Events not queued for a session because its queue was full.
+    events_dropped: AtomicU64,
     pub(crate) calls: Mutex<Calls>,
     next_session: AtomicU64,
     next_uniqueid: AtomicU64,
@@ -50,6 +58,7 @@ impl Core {
             calls: Mutex::new(Calls::default()),
             next_session: AtomicU64::new(1),
             next_uniqueid: AtomicU64::new(1),
+            events_dropped: AtomicU64::new(0),
             calls_processed: AtomicU64::new(0),
             shutdown,
         }
@@ -57,12 +66,19 @@ impl Core {
 
     /// Sends an event to every logged-in session; each applies its own mask and filters.
     pub(crate) fn emit(&self, event: Event) {
-        lock(&self.sessions).retain(|(_, tx)| tx.send(event.clone()).is_ok());
+        lock(&self.sessions).retain(|(_, tx)| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
     }
 
-    pub(crate) fn register(&self) -> (u64, mpsc::UnboundedReceiver<Event>) {
+    pub(crate) fn register(&self) -> (u64, mpsc::Receiver<Event>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SESSION_EVENT_QUEUE);
         lock(&self.sessions).push((id, tx));
         (id, rx)
     }
@@ -234,6 +250,12 @@ impl SimHandle {
     /// Logged-in sessions right now.
     pub fn session_count(&self) -> usize {
         self.core.session_count()
+    }
+
+    /// Events a session did not get because it was more than `SESSION_EVENT_QUEUE` (10,000)
+    /// events behind, over the simulator's life.
+    pub fn events_dropped(&self) -> u64 {
+        self.core.events_dropped.load(Ordering::Relaxed)
     }
 
     /// Live simulated channels.

@@ -98,7 +98,7 @@ pub(crate) struct Session {
     pub(crate) filters: Vec<Filter>,
     pub(crate) challenge: Option<String>,
     /// Set by a successful login; the loop takes it.
-    pub(crate) registered: Option<(u64, mpsc::UnboundedReceiver<Event>)>,
+    pub(crate) registered: Option<(u64, mpsc::Receiver<Event>)>,
     /// Actions answered since login (the close-mid-message fault hits the first).
     pub(crate) actions_since_login: u64,
     /// While set, writes collect in `out`: the replies to every action of one read leave in
@@ -127,7 +127,7 @@ pub(crate) async fn serve(
     let auth_deadline = tokio::time::Instant::from_std(Instant::now() + core.cfg.auth_timeout);
     let mut decoder = Decoder::new();
     decoder.set_expect_banner(false);
-    let mut events: Option<mpsc::UnboundedReceiver<Event>> = None;
+    let mut events: Option<mpsc::Receiver<Event>> = None;
     let mut reg_id = None;
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {

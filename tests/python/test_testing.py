@@ -211,3 +211,29 @@ def test_option_plumbing_firehose_legacy_dialplan_replay() -> None:
         c.send("Action: Login\r\nActionID: login-1\r\nUsername: admin\r\nSecret: amiwire\r\n\r\n")
         assert c.reply("login-1")["Message"] == "Authentication accepted"
         c.close()
+
+
+def test_a_client_that_stops_reading_costs_bounded_memory_and_the_drops_are_counted() -> None:
+    emitted = 150_000  # more than the socket buffers and the 10,000-event queue together hold
+    with Simulator() as sim:
+        client = RawClient(sim.host, sim.port)
+        assert client.login("admin", "amiwire", events="on")["Response"] == "Success"
+        while client.next().get("Event") != "SuccessfulAuth":
+            pass
+        for n in range(emitted):  # the client reads nothing meanwhile
+            sim.emit_event("Tick", {"N": str(n)})
+        dropped = sim.events_dropped
+        assert dropped > 0
+        # Everything not counted as dropped arrives, in order; the queue keeps the oldest.
+        client.sock.settimeout(1.0)
+        data = client.buf
+        try:
+            while chunk := client.sock.recv(1 << 20):
+                data += chunk
+        except TimeoutError:
+            pass
+        numbers = [int(n) for n in re.findall(rb"Event: Tick\r\nPrivilege: user,all\r\nN: (\d+)\r\n", data)]
+        assert len(numbers) + dropped == emitted
+        assert numbers == sorted(numbers) and numbers[0] == 0
+        assert sim.events_dropped == dropped
+        client.close()
