@@ -71,6 +71,16 @@ pub enum Error {
         /// Whatever arrived before the deadline (a list's first items, say).
         partial: Option<Box<crate::proto::Outcome>>,
     },
+    #[error(
+        "action {action} (ActionID {action_id}) listed more than {limit} items; given up (raise list_limit to collect more)"
+    )]
+    ListTooLong {
+        action: String,
+        action_id: String,
+        limit: usize,
+        /// The response and the first `limit` items.
+        partial: Option<Box<crate::proto::Outcome>>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

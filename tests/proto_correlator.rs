@@ -533,3 +533,62 @@ fn command_output_has_the_same_shape_in_both_forms() {
     assert!(a_lines.iter().any(|l| l.starts_with("  '100' =>")));
     assert!(a_lines.iter().any(|l| l.ends_with(' ')) == b_lines.iter().any(|l| l.ends_with(' ')));
 }
+
+#[test]
+fn a_list_past_the_item_limit_is_given_up_with_what_it_collected() {
+    let t0 = Instant::now();
+    let mut corr = Correlator::new().with_list_limit(3);
+    corr.register(
+        "l".into(),
+        Expect::Auto,
+        Some(t0 + Duration::from_secs(5)),
+        "L",
+    )
+    .unwrap();
+    corr.register("s".into(), Expect::Auto, None, "S").unwrap();
+    assert!(matches!(corr.route(list_start("l")), Routed::Absorbed));
+    for n in 1..=3 {
+        assert!(matches!(corr.route(item("l", n)), Routed::Absorbed));
+    }
+    let Routed::TooLong(given_up) = corr.route(item("l", 4)) else {
+        panic!("the fourth item passes the limit of three");
+    };
+    assert_eq!((given_up.action_id.as_str(), given_up.token), ("l", "L"));
+    let partial = given_up.partial.unwrap();
+    assert_eq!(partial.response.get("EventList").as_deref(), Some("start"));
+    let ns: Vec<String> = partial
+        .events
+        .iter()
+        .map(|e| e.get("N").unwrap().into_owned())
+        .collect();
+    assert_eq!(ns, ["1", "2", "3"]);
+    // Its deadline is gone with it; the rest of the list is absorbed, never an event.
+    assert_eq!(corr.next_deadline(), None);
+    assert!(!corr.is_pending("l"));
+    for n in 5..9 {
+        assert!(matches!(corr.route(item("l", n)), Routed::Absorbed));
+    }
+    assert!(matches!(corr.route(complete("l", 8)), Routed::Absorbed));
+    assert!(matches!(corr.route(item("l", 9)), Routed::Event(_)));
+    // Other actions are untouched.
+    assert!(matches!(
+        corr.route(msg("Response: Success\r\nActionID: s\r\n")),
+        Routed::Done(c) if c.token == "S"
+    ));
+    assert!(corr.is_empty());
+}
+
+#[test]
+fn a_list_at_the_item_limit_completes() {
+    let mut corr = Correlator::new().with_list_limit(3);
+    corr.register("l".into(), Expect::Auto, None, ()).unwrap();
+    corr.route(list_start("l"));
+    for n in 1..=3 {
+        assert!(matches!(corr.route(item("l", n)), Routed::Absorbed));
+    }
+    let Routed::Done(c) = corr.route(complete("l", 3)) else {
+        panic!("exactly the limit is allowed");
+    };
+    assert_eq!(c.outcome.events.len(), 3);
+    assert!(c.outcome.list_items_match());
+}

@@ -83,7 +83,7 @@ def parse_url(url: str) -> dict[str, Any]:
             value = value.lower() in {"1", "true", "yes", "on"}
         elif key in {"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"}:
             value = float(value)
-        elif key in {"port", "reconnect_attempts", "poll_timeout", "http_timeout"}:
+        elif key in {"port", "reconnect_attempts", "poll_timeout", "http_timeout", "list_limit"}:
             value = int(value)
         opts[key] = value
     return opts
@@ -619,6 +619,7 @@ def connect(
     server_name: str | None = None,
     insecure: bool = False,
     record: str | None = None,
+    list_limit: int = 250_000,
 ) -> _Connect:
     """Connects and logs in to an AMI server; ``await`` it or use ``async with``.
 
@@ -632,7 +633,9 @@ def connect(
     logs in again and restores the event mask and filters. Bad credentials raise
     :class:`~amiwire.AuthenticationError` at once, never a retry loop. ``tls`` with
     ``ca_file`` (PEM), ``server_name`` and ``insecure``; ``record`` writes the traffic as a
-    JSONL transcript (secrets masked) that the simulator can replay.
+    JSONL transcript (secrets masked) that the simulator can replay. A list action that
+    sends more than ``list_limit`` items raises :class:`~amiwire.ListTooLong` (with the first
+    items) instead of growing without end.
     """
     options: dict[str, Any] = parse_url(url) if url else {}
     given = {
@@ -660,6 +663,7 @@ def connect(
         "server_name": server_name,
         "insecure": insecure,
         "record": record,
+        "list_limit": list_limit,
     }.items():
         options.setdefault(key, value)
     return _Connect(options)

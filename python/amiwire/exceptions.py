@@ -20,6 +20,7 @@ __all__ = [
     "AuthenticationError",
     "ActionError",
     "ActionTimeout",
+    "ListTooLong",
     "InternalError",
 ]
 
@@ -88,6 +89,19 @@ class ActionTimeout(AMIError, TimeoutError):
     def __init__(self, message: str, *, action_id: str | None = None, partial: Any = None) -> None:
         super().__init__(message)
         self.action_id = action_id
+        self.partial = partial
+
+
+class ListTooLong(AMIError):
+    """A list action sent more than ``limit`` items (``connect(list_limit=...)``, 250,000 by
+    default): a runaway list must not take memory without end. ``partial`` holds the response
+    and the first ``limit`` items; the rest of the list is read and discarded, so none of it
+    surfaces as events and the connection carries on."""
+
+    def __init__(self, message: str, *, action_id: str | None = None, limit: int = 0, partial: Any = None) -> None:
+        super().__init__(message)
+        self.action_id = action_id
+        self.limit = limit
         self.partial = partial
 
 

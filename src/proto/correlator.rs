@@ -9,12 +9,19 @@
 //! - an async Originate resolves on the `OriginateResponse` event with its ActionID; other
 //!   sessions' OriginateResponses (ids never issued here) are ordinary events;
 //! - events that merely echo an ActionID (UserEvent) after their action resolved are events;
-//! - responses matching no pending action are orphans (log and drop, never hand to a waiter).
+//! - responses matching no pending action are orphans (log and drop, never hand to a waiter);
+//! - a list that grows past the item limit is given up with what it collected (a runaway or
+//!   huge list must not take memory without end); its remaining items are absorbed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::message::Message;
+
+/// Items one list may collect unless the caller sets another limit: far above what real
+/// PBXes list (a large dialplan has some tens of thousands of priorities), low enough that a
+/// runaway list stays a few hundred megabytes at most.
+pub const DEFAULT_LIST_LIMIT: usize = 250_000;
 
 /// What the caller expects an action to produce.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -83,7 +90,8 @@ pub struct Completion<T> {
     pub outcome: Outcome,
 }
 
-/// An action whose deadline passed, with whatever had arrived.
+/// An action given up on (its deadline passed, its list grew too long, the connection went),
+/// with whatever had arrived.
 #[derive(Debug)]
 pub struct Expired<T> {
     pub action_id: String,
@@ -104,6 +112,9 @@ pub enum Routed<T> {
     Absorbed,
     /// A response nobody waits for (no ActionID, unknown or truncated ActionID).
     Orphan(Message),
+    /// A list passed the item limit: the caller gets what it collected; the rest of the list
+    /// is absorbed.
+    TooLong(Expired<T>),
 }
 
 #[derive(Debug)]
@@ -129,6 +140,7 @@ pub struct Correlator<T> {
     deadlines: BTreeMap<(Instant, u64), String>,
     seq: u64,
     orphans: u64,
+    list_limit: usize,
 }
 
 impl<T> Default for Correlator<T> {
@@ -144,7 +156,14 @@ impl<T> Correlator<T> {
             deadlines: BTreeMap::new(),
             seq: 0,
             orphans: 0,
+            list_limit: DEFAULT_LIST_LIMIT,
         }
+    }
+
+    /// At most `limit` items per list (at least one); see [`Routed::TooLong`].
+    pub fn with_list_limit(mut self, limit: usize) -> Correlator<T> {
+        self.list_limit = limit.max(1);
+        self
     }
 
     /// Actions awaited (cancelled lists still draining included).
@@ -344,12 +363,23 @@ impl<T> Correlator<T> {
                 }) || matches!(&pending.expect, Expect::List { complete: Some(name) }
                         if msg.event_name().is_some_and(|n| n.eq_ignore_ascii_case(name)));
                 if !ends {
-                    if let Some(outcome) = pending.outcome.as_mut() {
-                        if pending.token.is_some() {
-                            outcome.events.push(msg);
-                        }
+                    let Some(outcome) =
+                        pending.outcome.as_mut().filter(|_| pending.token.is_some())
+                    else {
+                        return Routed::Absorbed;
+                    };
+                    if outcome.events.len() < self.list_limit {
+                        outcome.events.push(msg);
+                        return Routed::Absorbed;
                     }
-                    return Routed::Absorbed;
+                    return match self.give_up(&id) {
+                        Some((token, partial)) => Routed::TooLong(Expired {
+                            action_id: id,
+                            token,
+                            partial,
+                        }),
+                        None => Routed::Absorbed,
+                    };
                 }
                 let Some(finished) = self.remove(&id) else {
                     return Routed::Absorbed;

@@ -8,6 +8,8 @@ pub mod http;
 pub mod message;
 
 pub use action::{Action, ActionIds, md5_key};
-pub use correlator::{Completion, Correlator, Expect, Expired, Outcome, Routed, command_output};
+pub use correlator::{
+    Completion, Correlator, DEFAULT_LIST_LIMIT, Expect, Expired, Outcome, Routed, command_output,
+};
 pub use decoder::{Decoder, Limits, decode_all};
 pub use message::{Header, Kind, Message, decode_text};

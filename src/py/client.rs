@@ -114,6 +114,9 @@ fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
         });
     }
     o.record = get::<PathBuf>(opts, "record")?;
+    if let Some(limit) = get::<usize>(opts, "list_limit")? {
+        o.list_limit = limit;
+    }
     if let Some(endpoint) = get::<String>(opts, "http_endpoint")? {
         let endpoint = crate::proto::http::Endpoint::ALL
             .into_iter()

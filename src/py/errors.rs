@@ -14,6 +14,7 @@ pyo3::import_exception!(amiwire.exceptions, ClientClosed);
 pyo3::import_exception!(amiwire.exceptions, AuthenticationError);
 pyo3::import_exception!(amiwire.exceptions, ActionError);
 pyo3::import_exception!(amiwire.exceptions, ActionTimeout);
+pyo3::import_exception!(amiwire.exceptions, ListTooLong);
 pyo3::import_exception!(amiwire.exceptions, InternalError);
 
 /// Builds `cls(message, **kwargs)`; falls back to `InternalError` if that fails.
@@ -38,6 +39,28 @@ pub fn decode_error(py: Python<'_>, err: &DecodeError) -> PyErr {
         err.to_string(),
         kwargs,
     )
+}
+
+/// The keywords of an action given up on: its ActionID and, as `partial`, the response and the
+/// items that had arrived.
+fn given_up<'py>(
+    py: Python<'py>,
+    action_id: String,
+    partial: Option<Box<crate::proto::Outcome>>,
+) -> Bound<'py, PyDict> {
+    let kwargs = PyDict::new(py);
+    let _ = kwargs.set_item("action_id", action_id);
+    if let Some(outcome) = partial {
+        let mut items = vec![super::message::to_py(py, outcome.response)];
+        items.extend(
+            outcome
+                .events
+                .into_iter()
+                .map(|m| super::message::to_py(py, m)),
+        );
+        let _ = kwargs.set_item("partial", items);
+    }
+    kwargs
 }
 
 pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
@@ -66,19 +89,18 @@ pub fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
         Error::Timeout {
             action_id, partial, ..
         } => {
-            let kwargs = PyDict::new(py);
-            let _ = kwargs.set_item("action_id", action_id);
-            if let Some(outcome) = partial {
-                let mut items = vec![super::message::to_py(py, outcome.response)];
-                items.extend(
-                    outcome
-                        .events
-                        .into_iter()
-                        .map(|m| super::message::to_py(py, m)),
-                );
-                let _ = kwargs.set_item("partial", items);
-            }
+            let kwargs = given_up(py, action_id, partial);
             with_kwargs(py.get_type::<ActionTimeout>(), text, kwargs)
+        }
+        Error::ListTooLong {
+            action_id,
+            limit,
+            partial,
+            ..
+        } => {
+            let kwargs = given_up(py, action_id, partial);
+            let _ = kwargs.set_item("limit", limit);
+            with_kwargs(py.get_type::<ListTooLong>(), text, kwargs)
         }
         Error::Internal(_) => InternalError::new_err(text),
     }

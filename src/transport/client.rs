@@ -759,7 +759,7 @@ impl Driver {
             read,
             write,
             decoder: Decoder::new(),
-            correlator: Correlator::new(),
+            correlator: Correlator::new().with_list_limit(o.list_limit),
             out: Vec::with_capacity(4096),
             rbuf: Vec::with_capacity(64 * 1024),
             recorder,
@@ -1117,6 +1117,16 @@ impl Driver {
                     orphans += 1;
                     trace!("amiwire: unmatched response dropped: {msg:?}");
                 }
+                Routed::TooLong(given_up) => {
+                    let pending = given_up.token;
+                    let error = Error::ListTooLong {
+                        action: pending.action,
+                        action_id: given_up.action_id,
+                        limit: self.options.list_limit,
+                        partial: given_up.partial.map(Box::new),
+                    };
+                    Self::settle(&self.shared, pending.reply, Err(error), &mut done);
+                }
             }
         }
         let n_events = events.len() as u64;
@@ -1152,11 +1162,20 @@ impl Driver {
                     );
                 }
             }
-            Reply::Queued(token) => done.push((token, judge(&pending.action, outcome))),
-            reply => {
-                let result = judge(&pending.action, outcome);
-                self.shared.deliver(reply, result);
-            }
+            reply => Self::settle(&self.shared, reply, judge(&pending.action, outcome), done),
+        }
+    }
+
+    /// A `Reply::Queued` result joins `done`, the read's batch; any other is delivered now.
+    fn settle(
+        shared: &Shared,
+        reply: Reply,
+        result: Result<Outcome>,
+        done: &mut Vec<(u64, Result<Outcome>)>,
+    ) {
+        match reply {
+            Reply::Queued(token) => done.push((token, result)),
+            reply => shared.deliver(reply, result),
         }
     }
 

@@ -283,25 +283,34 @@ impl Ajam {
                 return self.shared.deliver(request.reply, Err(e));
             }
         };
-        let mut correlator: Correlator<()> = Correlator::new();
+        let mut correlator: Correlator<()> =
+            Correlator::new().with_list_limit(self.options.list_limit);
         let _ = correlator.register(id.clone(), request.expect.clone(), None, ());
         let mut events = Vec::new();
         let mut done = None;
         for msg in messages {
             match correlator.route(msg) {
-                Routed::Done(c) => done = Some(c.outcome),
+                Routed::Done(c) => done = Some(judge(&name, c.outcome)),
                 Routed::DoneAndEvent(c, ev) => {
-                    done = Some(c.outcome);
+                    done = Some(judge(&name, c.outcome));
                     events.push(ev);
+                }
+                Routed::TooLong(given_up) => {
+                    done = Some(Err(Error::ListTooLong {
+                        action: name.clone(),
+                        action_id: given_up.action_id,
+                        limit: self.options.list_limit,
+                        partial: given_up.partial.map(Box::new),
+                    }))
                 }
                 Routed::Event(ev) => events.push(ev),
                 Routed::Absorbed | Routed::Orphan(_) => {}
             }
         }
         self.shared.publish(events);
-        if let Some(outcome) = done {
+        if let Some(result) = done {
             self.take_early(&id);
-            return self.shared.deliver(request.reply, judge(&name, outcome));
+            return self.shared.deliver(request.reply, result);
         }
         // Still waiting: only an accepted async Originate (its OriginateResponse comes by
         // WaitEvent). Anything else ended without its completion: say so, with what came.
@@ -428,7 +437,8 @@ impl Ajam {
                         out.push(ev);
                     }
                     Routed::Done(c) => done.push(c),
-                    Routed::Absorbed | Routed::Orphan(_) => {}
+                    // Only Originates wait here, never a list, so nothing is ever TooLong.
+                    Routed::Absorbed | Routed::Orphan(_) | Routed::TooLong(_) => {}
                 }
             }
         }

@@ -111,6 +111,8 @@ pub struct Options {
     pub record: Option<PathBuf>,
     /// AMI over HTTP instead of TCP.
     pub http: Option<Http>,
+    /// Items one list action may collect before it fails with `Error::ListTooLong`.
+    pub list_limit: usize,
 }
 
 /// AJAM: the manager over Asterisk's HTTP server (`http.conf`).
@@ -155,6 +157,7 @@ impl Default for Options {
             reconnect: Reconnect::default(),
             record: None,
             http: None,
+            list_limit: crate::proto::DEFAULT_LIST_LIMIT,
         }
     }
 }

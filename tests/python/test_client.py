@@ -63,6 +63,31 @@ async def test_list_action_collects_items_and_completion(sim):
         assert isinstance(items, list)
 
 
+@pytest.mark.parametrize("transport", ["tcp", "http"])
+async def test_a_list_past_list_limit_raises_with_its_first_items_and_the_rest_is_discarded(transport):
+    with Simulator(http=True) as sim:
+        url = sim.url if transport == "tcp" else sim.http_url()
+        async with amiwire.connect(url) as unlimited:
+            whole = await unlimited.action("ShowDialPlan", Context="test", timeout=10)  # 49 items here
+        assert len(whole.events) > 10
+        async with amiwire.connect(url, list_limit=10) as ami:
+            stream = ami.events("ListDialplan", "ShowDialPlanComplete")
+            with pytest.raises(amiwire.ListTooLong) as info:
+                await ami.action("ShowDialPlan", Context="test", timeout=10)
+            err = info.value
+            assert err.limit == 10 and "list_limit" in str(err)
+            response, *items = err.partial
+            assert response["EventList"] == "start" and err.action_id == response.action_id
+            # The first ten items, exactly as a complete listing has them.
+            assert [dict(i) | {"ActionID": ""} for i in items] == [
+                dict(i) | {"ActionID": ""} for i in whole.events[:10]
+            ]
+            # The connection carries on, and no item of the given-up list surfaced as an event.
+            assert (await ami.ping())["Ping"] == "Pong"
+            assert stream.queued == 0 and stream.dropped == 0
+            assert ami.stats()["pending"] == 0
+
+
 async def test_failing_list_action_raises_with_response(sim):
     async with amiwire.connect(sim.url) as ami:
         with pytest.raises(amiwire.ActionError) as info:
