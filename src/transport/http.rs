@@ -171,10 +171,7 @@ impl Ajam {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| lost(format!("HTTP body: {}", without_url(&e))))?;
+            let body = read_body(response, self.http.max_body).await?;
             let messages = parse_body(endpoint, content_type.as_deref(), &body)?;
             if !endpoint.uses_digest() {
                 if may_relogin
@@ -480,6 +477,27 @@ fn first_response(messages: &[Message]) -> Result<&Message> {
 
 /// reqwest errors print the URL, whose query may hold a secret on GET; we only POST, but
 /// keep errors free of URLs anyway.
+/// The whole body, unless it passes `max` bytes (checked against Content-Length first, then
+/// while reading, for chunked bodies).
+async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>> {
+    let too_large = || Error::Remote(format!("HTTP response body larger than {max} bytes"));
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| lost(format!("HTTP body: {}", without_url(&e))))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn without_url(e: &reqwest::Error) -> String {
     let mut e = e.to_string();
     if let Some(start) = e.find("http") {

@@ -127,6 +127,9 @@ pub struct Http {
     pub poll_timeout: u32,
     /// The server's `httptimeout` (cookie lifetime), 60 by default.
     pub http_timeout: u32,
+    /// Largest response body read (256 MiB): a bigger one fails the action instead of
+    /// taking memory without end.
+    pub max_body: usize,
 }
 
 impl Http {
@@ -137,6 +140,7 @@ impl Http {
             https: false,
             poll_timeout: 20,
             http_timeout: 60,
+            max_body: 256 * 1024 * 1024,
         }
     }
 }
