@@ -114,6 +114,18 @@ def test_fixture_gives_a_running_simulator(ami_simulator: Simulator) -> None:  #
     c.close()
 
 
+def test_the_simulator_outside_pytest_does_not_import_pytest() -> None:
+    code = (
+        "import sys\n"
+        "from amiwire.testing import Simulator\n"
+        "with Simulator() as sim: pass\n"
+        "import amiwire.testing as t\n"
+        "print('pytest' in sys.modules, hasattr(t, 'ami_simulator'), t.__all__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False False ['Simulator']", done.stderr
+
+
 def test_faults_and_calls_are_configurable() -> None:
     with Simulator(faults=["ignore_pings"], time_scale=0.05) as sim:
         c = RawClient(sim.host, sim.port)
