@@ -975,7 +975,7 @@ fn digest_session_rebuilds_the_recorded_headers_byte_for_byte() {
             let first = &ex[0];
             assert_eq!(first.resp.status(), 401);
             let www = first.resp.header("WWW-Authenticate").unwrap();
-            session.on_unauthorized(www).unwrap();
+            session.on_unauthorized(www, None).unwrap();
             let ch = session.challenge().unwrap();
             let p = auth_params(www);
             assert_eq!(ch.realm, "asterisk");
@@ -1002,7 +1002,7 @@ fn digest_session_rebuilds_the_recorded_headers_byte_for_byte() {
                 .unwrap()
                 .with_cnonce_prefix("0a4f113b")
                 .unwrap();
-            bad.on_unauthorized(www).unwrap();
+            bad.on_unauthorized(www, None).unwrap();
             let header = bad
                 .authorization(Method::Get, wrong.req.target())
                 .unwrap()
@@ -1010,7 +1010,9 @@ fn digest_session_rebuilds_the_recorded_headers_byte_for_byte() {
             assert_ne!(Some(header.as_str()), wrong.req.header("Authorization"));
             let refusal = wrong.resp.header("WWW-Authenticate").unwrap();
             assert_ne!(auth_params(refusal), auth_params(www));
-            let err = bad.on_unauthorized(refusal).unwrap_err();
+            let err = bad
+                .on_unauthorized(refusal, Some(bad.generation()))
+                .unwrap_err();
             assert!(matches!(err, Error::Auth(_)), "{err}");
             assert!(!err.to_string().contains("not-the-password"));
             assert!(!format!("{bad:?}").contains("not-the-password"));
@@ -1026,7 +1028,7 @@ fn digest_stale_nonce_restarts_the_count() {
         .with_cnonce_prefix("c")
         .unwrap();
     session
-        .on_unauthorized(r#"Digest algorithm=MD5, realm="asterisk", nonce="0000000a", qop="auth", opaque="0000000a""#)
+        .on_unauthorized(r#"Digest algorithm=MD5, realm="asterisk", nonce="0000000a", qop="auth", opaque="0000000a""#, None)
         .unwrap();
     session
         .authorization(Method::Get, "/arawman?Action=Ping")
@@ -1036,7 +1038,7 @@ fn digest_stale_nonce_restarts_the_count() {
         .unwrap();
     assert_eq!(session.nc(), 2);
     session
-        .on_unauthorized(r#"Digest algorithm=MD5, realm="asterisk", nonce="0000000b", qop="auth", opaque="0000000b", stale=true"#)
+        .on_unauthorized(r#"Digest algorithm=MD5, realm="asterisk", nonce="0000000b", qop="auth", opaque="0000000b", stale=true"#, Some(1))
         .unwrap();
     assert_eq!(session.nc(), 0);
     let header = session
@@ -1368,7 +1370,9 @@ fn digest_server_side_matches_the_recordings() {
     );
     // A session's header verifies on the server side, for GET and POST.
     let mut session = DigestSession::new("admin", "pa ss\"w").unwrap();
-    session.on_unauthorized(&stale.header_value()).unwrap();
+    session
+        .on_unauthorized(&stale.header_value(), None)
+        .unwrap();
     for (method, uri) in [
         (Method::Get, "/arawman?Action=Ping"),
         (Method::Post, "/arawman"),
@@ -1481,4 +1485,41 @@ proptest::proptest! {
         // /rawman is exact.
         proptest::prop_assert_eq!(render_body(Endpoint::RawMan, &msgs), wire(&lower));
     }
+}
+
+#[test]
+fn digest_requests_side_by_side_retry_instead_of_failing() {
+    let ch = |nonce: &str, stale: bool| {
+        format!(
+            r#"Digest algorithm=MD5, realm="asterisk", nonce="{nonce}", qop="auth", opaque="{nonce}"{}"#,
+            if stale { ", stale=true" } else { "" }
+        )
+    };
+    let mut session = DigestSession::new("admin", "amiwire").unwrap();
+    // The first challenge comes to a request sent without credentials.
+    session.on_unauthorized(&ch("n1", false), None).unwrap();
+    // An action and the long-poll are built under the same nonce; the poll's larger nc
+    // arrives first, so the action's earns stale=true and a new nonce: adopted, retried.
+    let built_under = session.generation();
+    session.authorization(Method::Post, "/arawman").unwrap();
+    session.authorization(Method::Post, "/arawman").unwrap();
+    session
+        .on_unauthorized(&ch("n2", true), Some(built_under))
+        .unwrap();
+    assert_eq!(session.challenge().unwrap().nonce, "n2");
+    assert_eq!(session.nc(), 0);
+    // A 401 to the other request built under n1 comes after: not a refusal, even
+    // without stale=true (a server that forgot n1), and n2 stays the nonce to use.
+    session
+        .on_unauthorized(&ch("n3", false), Some(built_under))
+        .unwrap();
+    assert_eq!(session.challenge().unwrap().nonce, "n2");
+    // Credentials built under the current nonce and answered with a fresh, non-stale
+    // nonce are refused: that is a wrong password.
+    let current = session.generation();
+    session.authorization(Method::Post, "/arawman").unwrap();
+    let err = session
+        .on_unauthorized(&ch("n4", false), Some(current))
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err}");
 }

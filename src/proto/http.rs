@@ -28,8 +28,9 @@
 //!   `Cookie`; decode every 200 body with [`parse_body`]. When [`session_expired`] says so,
 //!   log in again and replay the request once if it is idempotent.
 //! - Digest endpoints: ask [`DigestSession::authorization`] for each request's
-//!   `Authorization` (none before the first challenge); hand each 401's
-//!   `WWW-Authenticate` to [`DigestSession::on_unauthorized`] and retry once when it says so.
+//!   `Authorization` (none before the first challenge), noting its generation; hand each
+//!   401's `WWW-Authenticate` and that generation to [`DigestSession::on_unauthorized`] and
+//!   retry when it says so.
 //! - Events: keep one [`wait_event_action`] long-poll in flight per login and take each reply
 //!   apart with [`split_wait_event`]; the HTTP read timeout must exceed the poll's timeout.
 
@@ -1166,15 +1167,19 @@ fn check_quotable(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Digest state for one login: the current nonce, the request counter and whether the
-/// credentials were already sent under that nonce. Reusing the nonce with a growing `nc`
-/// keeps one manager session alive without a cookie (§10.6).
+/// Digest state for one login: the current nonce, which challenge it came with (its
+/// generation) and the request counter. Reusing the nonce with a growing `nc` keeps one
+/// manager session alive without a cookie (§10.6).
 ///
-/// Flow: send without `Authorization` (or with the last one); on a 401 call
-/// [`on_unauthorized`](Self::on_unauthorized): `Ok` means retry with a fresh
+/// Flow: send without `Authorization` (or with the last one), noting the
+/// [`generation`](Self::generation) it was built under; on a 401 call
+/// [`on_unauthorized`](Self::on_unauthorized) with it: `Ok` means retry with a fresh
 /// [`authorization`](Self::authorization), `Err(Error::Auth)` means the credentials were
-/// refused. `nc` must strictly increase at the server, so send one request at a time per
-/// session (a late, lower `nc` earns a `stale=true` 401, which is then retried).
+/// refused. `nc` must strictly increase at the server, and requests sent side by side (an
+/// action beside the WaitEvent long-poll) can arrive out of order: the late one earns a
+/// `stale=true` 401 and a new nonce, which makes the other's next request late in turn. Such
+/// 401s are never a refusal: a stale one is adopted and retried, and one answering a request
+/// built under an older generation is only retried under the nonce a newer 401 already brought.
 #[derive(Clone)]
 pub struct DigestSession {
     username: String,
@@ -1182,7 +1187,7 @@ pub struct DigestSession {
     cnonce_prefix: String,
     challenge: Option<DigestChallenge>,
     nc: u32,
-    sent: bool,
+    generation: u64,
 }
 
 impl DigestSession {
@@ -1195,7 +1200,7 @@ impl DigestSession {
             cnonce_prefix: format!("{:08x}", fastrand::u32(..)),
             challenge: None,
             nc: 0,
-            sent: false,
+            generation: 0,
         })
     }
 
@@ -1221,6 +1226,12 @@ impl DigestSession {
         self.nc
     }
 
+    /// Counts the challenges taken: a request's `Authorization` answers the generation current
+    /// when it was built.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The `Authorization` header value for the next request, or `None` before the first
     /// challenge. Each call counts one request.
     pub fn authorization(&mut self, method: Method, uri: &str) -> Result<Option<String>> {
@@ -1230,7 +1241,6 @@ impl DigestSession {
         };
         // Past u32::MAX the server sees a lower nc and answers stale=true with a new nonce.
         self.nc = self.nc.wrapping_add(1);
-        self.sent = true;
         let cnonce = format!("{}{:08x}", self.cnonce_prefix, self.nc);
         let ha1 = digest_ha1(&self.username, &ch.realm, &self.password);
         let response = digest_response(&ha1, &ch.nonce, self.nc, &cnonce, method, uri);
@@ -1248,15 +1258,25 @@ impl DigestSession {
         Ok(Some(header))
     }
 
-    /// Takes a 401's `WWW-Authenticate` value. `Ok(())`: retry now (first challenge, or a
-    /// stale nonce). `Err(Error::Auth)`: credentials sent under the current nonce were
-    /// refused (Asterisk answers a wrong password with a fresh, non-stale nonce).
-    pub fn on_unauthorized(&mut self, www_authenticate: &str) -> Result<()> {
+    /// Takes a 401's `WWW-Authenticate` value for a request sent with the credentials of
+    /// generation `sent_under` (`None`: sent without). `Ok(())`: retry now (first challenge,
+    /// stale nonce, or a request older than the current challenge). `Err(Error::Auth)`: the
+    /// credentials were refused under the current nonce (Asterisk answers a wrong password
+    /// with a fresh, non-stale nonce).
+    pub fn on_unauthorized(
+        &mut self,
+        www_authenticate: &str,
+        sent_under: Option<u64>,
+    ) -> Result<()> {
         let challenge = DigestChallenge::parse(www_authenticate)?;
-        let refused = self.sent && !challenge.stale;
+        if sent_under.is_some_and(|g| g != self.generation) {
+            // A newer 401 already brought the nonce to retry under.
+            return Ok(());
+        }
+        let refused = sent_under.is_some() && !challenge.stale;
         self.challenge = Some(challenge);
         self.nc = 0;
-        self.sent = false;
+        self.generation += 1;
         if refused {
             return Err(Error::Auth(format!(
                 "HTTP Digest credentials for user {:?} were refused",

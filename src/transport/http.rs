@@ -34,6 +34,9 @@ use crate::proto::http::{
 };
 use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
 
+/// 401s one request answers with a retry before giving up on the server.
+const MAX_DIGEST_RETRIES: u32 = 10;
+
 struct Session {
     cookie: Option<SessionCookie>,
     digest: Option<DigestSession>,
@@ -89,16 +92,20 @@ impl Ajam {
         loop {
             let request =
                 ajam::Request::new(endpoint, &self.http.prefix, Method::Post, action, Some(id))?;
-            let (cookie, authorization) = {
+            let (cookie, authorization, sent_under) = {
                 let mut session = self
                     .session
                     .lock()
                     .map_err(|_| Error::Internal("session lock".into()))?;
-                let auth = match session.digest.as_mut() {
-                    Some(digest) => digest.authorization(request.method, &request.target)?,
-                    None => None,
+                let (auth, generation) = match session.digest.as_mut() {
+                    Some(digest) => (
+                        digest.authorization(request.method, &request.target)?,
+                        digest.generation(),
+                    ),
+                    None => (None, 0),
                 };
-                (session.cookie.clone(), auth)
+                let sent_under = auth.as_ref().map(|_| generation);
+                (session.cookie.clone(), auth, sent_under)
             };
             let mut builder = self
                 .client
@@ -145,11 +152,13 @@ impl Ajam {
                     &self.options.username,
                     &self.options.secret,
                 )?);
-                digest.on_unauthorized(&challenge)?;
-                if challenges > 3 {
-                    return Err(Error::Auth(
-                        "HTTP Digest: the server keeps refusing fresh credentials".into(),
-                    ));
+                digest.on_unauthorized(&challenge, sent_under)?;
+                // Each retry is under a newer nonce; a request beside the long-poll can need a
+                // few. Wrong credentials never get here: they are refused above at once.
+                if challenges > MAX_DIGEST_RETRIES {
+                    return Err(Error::Remote(format!(
+                        "HTTP Digest: still 401 after {MAX_DIGEST_RETRIES} fresh nonces"
+                    )));
                 }
                 continue;
             }

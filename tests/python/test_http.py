@@ -66,6 +66,29 @@ async def test_events_arrive_through_the_wait_event_poller(sim):
         assert got["UserEvent"] == "Alpha" and got["Foo"] == "1"
 
 
+async def test_digest_actions_beside_a_busy_long_poll_never_fail(sim):
+    # Each event returns the WaitEvent, so the poller sends a new one while actions go out:
+    # their nc values reach the server out of order and earn stale nonces, which are retried.
+    async with amiwire.connect(sim.http_url("arawman"), timeout=10) as ami, amiwire.connect(sim.url) as tcp:
+        stream = ami.events("UserEvent", UserEvent="Busy")
+
+        async def busy() -> None:
+            for i in range(2000):
+                await tcp.action("UserEvent", UserEvent="Busy", N=str(i))
+
+        sender = asyncio.ensure_future(busy())
+        pings = 0
+        while not sender.done():
+            replies = await asyncio.gather(*(ami.ping() for _ in range(5)))
+            assert all(r["Ping"] == "Pong" for r in replies)
+            pings += 5
+        await sender
+        got = 0
+        while got < 2000:
+            got += len(await asyncio.wait_for(stream.next_batch(), 10))
+        assert ami.state == "connected" and stream.dropped == 0 and pings > 0
+
+
 async def test_tcp_sees_http_calls(sim):
     async with amiwire.connect(sim.url) as tcp, amiwire.connect(sim.http_url(), timeout=10) as http:
         seen = tcp.events("UserEvent")
