@@ -309,8 +309,7 @@ impl Client {
             rx,
             shared: shared.clone(),
             ids: ActionIds::new(),
-            filters: Vec::new(),
-            mask: None,
+            setup: SessionSetup::default(),
         };
         let guard_shared = shared.clone();
         runtime.spawn(async move {
@@ -535,15 +534,36 @@ enum End {
     Lost(String),
 }
 
+/// What a new session (after a reconnect, or an HTTP re-login) needs to look like the old
+/// one: the last `Events` mask and every `Filter` the user sent, to be sent again in order.
+#[derive(Default)]
+pub(super) struct SessionSetup {
+    mask: Option<Action>,
+    filters: Vec<Action>,
+}
+
+impl SessionSetup {
+    /// Remembers `action` if it shapes the session.
+    pub(super) fn note(&mut self, action: &Action) {
+        if action.is("Filter") {
+            self.filters.push(action.clone());
+        } else if action.is("Events") {
+            self.mask = Some(action.clone());
+        }
+    }
+
+    pub(super) fn actions(&self) -> Vec<Action> {
+        self.mask.iter().chain(&self.filters).cloned().collect()
+    }
+}
+
 struct Driver {
     options: Options,
     rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     ids: ActionIds,
-    /// `Filter` actions that succeeded, re-sent after a reconnect.
-    filters: Vec<Action>,
-    /// The last `Events` mask set with the Events action, restored after a reconnect.
-    mask: Option<Action>,
+    /// The mask and filters a new session gets again.
+    setup: SessionSetup,
 }
 
 struct Session {
@@ -900,9 +920,7 @@ impl Driver {
     }
 
     fn restore(&mut self, s: &mut Session) {
-        let mut restore: Vec<Action> = self.mask.iter().cloned().collect();
-        restore.extend(self.filters.iter().cloned());
-        for action in restore {
+        for action in self.setup.actions() {
             self.send(
                 s,
                 Request {
@@ -925,11 +943,8 @@ impl Driver {
             self.shared.deliver(req.reply, Err(e));
             return;
         }
-        if req.action.is("Filter") && !matches!(req.reply, Reply::Ignore) {
-            self.filters.push(req.action.clone());
-        }
-        if req.action.is("Events") && !matches!(req.reply, Reply::Ignore) {
-            self.mask = Some(req.action.clone());
+        if !matches!(req.reply, Reply::Ignore) {
+            self.setup.note(&req.action);
         }
         let timeout = req.timeout.unwrap_or(self.options.action_timeout);
         let now = Instant::now();

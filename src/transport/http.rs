@@ -9,8 +9,8 @@
 //!
 //! Sessions: cookie endpoints log in with the Login action and send `mansession_id` back;
 //! Asterisk answers an expired session with 200 + `Permission denied` (no 401), which is
-//! detected, answered by logging in again, and the refused action is sent once more (it was
-//! not executed). Digest endpoints answer the 401 challenge, count `nc`, and retry a stale
+//! detected, answered by logging in again and restoring the event mask and filters (event
+//! streams note a gap), and the refused action is sent once more (it was not executed). Digest endpoints answer the 401 challenge, count `nc`, and retry a stale
 //! nonce; the secret never crosses the wire there.
 
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::client::{
-    Command, Info, Reply, Request, Shared, State, closed, judge, local_outcome, lost,
+    Command, Info, Reply, Request, SessionSetup, Shared, State, closed, judge, local_outcome, lost,
 };
 use super::events::Subscription;
 use super::options::{Auth, Http, Options};
@@ -66,6 +66,8 @@ struct Ajam {
     /// `nc` arrives lower than one already seen, which concurrent requests cause.
     digest_turn: tokio::sync::Mutex<()>,
     wake_deadlines: tokio::sync::Notify,
+    /// Sent again to the new session after a re-login.
+    setup: Mutex<SessionSetup>,
 }
 
 impl Ajam {
@@ -190,6 +192,7 @@ impl Ajam {
                     debug!("amiwire: HTTP session expired; logging in again");
                     relogged = true;
                     Box::pin(self.login()).await?;
+                    Box::pin(self.restore()).await;
                     continue;
                 }
                 if let Some(received) = received {
@@ -254,6 +257,22 @@ impl Ajam {
         Ok(())
     }
 
+    /// A new session replaced an expired one: it gets the event mask and the filters again,
+    /// and event streams learn that events may have been missed in between.
+    async fn restore(&self) {
+        let actions = self.setup.lock().map(|s| s.actions()).unwrap_or_default();
+        for action in actions {
+            let timeout = self.options.action_timeout;
+            if let Err(e) = self.send(&action, &self.next_id(), timeout, false).await {
+                warn!(
+                    "amiwire: restoring {} in the new HTTP session failed: {e}",
+                    action.name()
+                );
+            }
+        }
+        self.shared.each_sub(Subscription::note_gap);
+    }
+
     /// Ends tracking `id` as in flight; returns the OriginateResponse that came early.
     fn take_early(&self, id: &str) -> Option<Message> {
         self.early.lock().ok()?.remove(id).flatten()
@@ -271,6 +290,9 @@ impl Ajam {
         let started = Instant::now();
         let name = request.action.name().to_owned();
         let tracked = request.expect == Expect::Originate;
+        if let Ok(mut setup) = self.setup.lock() {
+            setup.note(&request.action);
+        }
         if tracked {
             if let Ok(mut early) = self.early.lock() {
                 early.insert(id.clone(), None);
@@ -573,6 +595,7 @@ pub(super) async fn run(
         originates: Mutex::new(Correlator::new()),
         early: Mutex::new(HashMap::new()),
         digest_turn: tokio::sync::Mutex::new(()),
+        setup: Mutex::new(SessionSetup::default()),
         wake_deadlines: tokio::sync::Notify::new(),
     });
     if let Err(e) = ajam.login().await {
