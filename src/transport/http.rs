@@ -26,7 +26,7 @@ use super::client::{
     Command, Info, Reply, Request, SessionSetup, Shared, State, closed, judge, local_outcome, lost,
 };
 use super::events::Subscription;
-use super::options::{Auth, Http, Options};
+use super::options::{Auth, EventMask, Http, Options};
 use crate::error::{Error, Result};
 use crate::proto::http::{
     self as ajam, DigestSession, Method, SessionCookie, parse_body, parse_set_cookie,
@@ -633,7 +633,9 @@ pub(super) async fn run(
         )),
     );
 
-    let poller = (ajam.options.events.0 != "off").then(|| tokio::spawn(ajam.clone().poll()));
+    // Logged in with events off, the session gets none until an Events action turns them on:
+    // the poller starts then (a WaitEvent before would only wait out its timeout).
+    let mut poller = (!ajam.options.events.is_off()).then(|| tokio::spawn(ajam.clone().poll()));
     let mut tasks: HashMap<u64, AbortHandle> = HashMap::new();
     let close_reply = loop {
         let next = ajam.expire();
@@ -648,6 +650,11 @@ pub(super) async fn run(
                         if let Err(e) = request.action.validate() {
                             shared.deliver(request.reply, Err(e));
                             continue;
+                        }
+                        let turns_events_on = request.action.is("Events")
+                            && request.action.get("EventMask").and_then(|m| EventMask::parse(m).ok()).is_some_and(|m| !m.is_off());
+                        if turns_events_on && poller.is_none() {
+                            poller = Some(tokio::spawn(ajam.clone().poll()));
                         }
                         let token = match request.reply { Reply::Queued(t) => Some(t), _ => None };
                         let handle = tokio::spawn(ajam.clone().execute(request)).abort_handle();

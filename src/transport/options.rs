@@ -60,6 +60,11 @@ impl EventMask {
         }
         Ok(EventMask(m.to_owned()))
     }
+
+    /// Whether the mask sends no events at all.
+    pub fn is_off(&self) -> bool {
+        ["off", "no", "false"].contains(&self.0.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

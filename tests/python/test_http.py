@@ -89,6 +89,15 @@ async def test_digest_actions_beside_a_busy_long_poll_never_fail(sim):
         assert ami.state == "connected" and stream.dropped == 0 and pings > 0
 
 
+async def test_events_turned_on_after_an_events_off_login_arrive(sim):
+    async with amiwire.connect(sim.http_url(), timeout=10, events="off") as ami, amiwire.connect(sim.url) as tcp:
+        stream = ami.events("UserEvent")
+        await ami.set_event_mask("user")
+        await tcp.action("UserEvent", UserEvent="Later")
+        got = await asyncio.wait_for(stream.__anext__(), 10)
+        assert got["UserEvent"] == "Later"
+
+
 async def test_tcp_sees_http_calls(sim):
     async with amiwire.connect(sim.url) as tcp, amiwire.connect(sim.http_url(), timeout=10) as http:
         seen = tcp.events("UserEvent")
