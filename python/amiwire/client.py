@@ -89,6 +89,12 @@ def parse_url(url: str) -> dict[str, Any]:
     return opts
 
 
+def _sends_call_events(mask: str) -> bool:
+    """Whether a session with this event mask gets call events (OriginateResponse among them)."""
+    words = {word.strip().lower() for word in mask.split(",")}
+    return bool(words & {"on", "yes", "true", "call", "all"})
+
+
 def _header_items(headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]]) -> list[tuple[str, str]]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     out: list[tuple[str, str]] = []
@@ -216,11 +222,13 @@ class Client:
     with :class:`~amiwire.ConnectionLost`.
     """
 
-    def __init__(self, conn: _core.Connection, bridge: _Bridge) -> None:
+    def __init__(self, conn: _core.Connection, bridge: _Bridge, events: str = "on") -> None:
         self._conn = conn
         self._bridge = bridge
         self._submit = conn.submit
         self._callbacks: list[asyncio.Task[None]] = []
+        # The event mask the session has once the actions already queued have run.
+        self._events = events
 
     # -- actions -------------------------------------------------------------------------
 
@@ -307,7 +315,9 @@ class Client:
         Returns the OriginateResponse event on success (``Response: Success``, ``Channel``,
         ``Uniqueid``); raises :class:`OriginateFailed` with ``reason`` otherwise. Async is
         forced because a synchronous Originate blocks the whole connection until the call is
-        answered. ``timeout`` bounds the whole wait; ``ring_timeout`` is Asterisk's own
+        answered. The OriginateResponse is a ``call`` event: with events off (or a mask without
+        ``call``) Asterisk never sends it, so that raises :class:`~amiwire.LocalProtocolError`
+        at once instead of waiting out the deadline. ``timeout`` bounds the whole wait; ``ring_timeout`` is Asterisk's own
         ``Timeout`` (ms on the wire) for the ringing phase.
         """
         items: list[tuple[str, str]] = [("Channel", channel)]
@@ -325,6 +335,12 @@ class Client:
             items.append(("Variable", f"{key}={value}"))
         items += _header_items({k: v for k, v in headers.items() if k.lower() != "async"})
         items.append(("Async", "true"))
+        if not _sends_call_events(self._events):
+            raise LocalProtocolError(
+                f"originate() waits for the OriginateResponse event, which Asterisk sends only to "
+                f"sessions whose event mask has the 'call' class; this connection's mask is "
+                f"{self._events!r}: connect with events on, or set_event_mask('call,...') first"
+            )
         try:
             response = await self._submit("Originate", items, "originate", None, timeout)
         except ActionError as err:
@@ -346,7 +362,9 @@ class Client:
         """``Action: Events``. The mask is checked client-side (Asterisk silently turns events
         off on a typo). Restored after a reconnect."""
         _core.check_event_mask(mask)
-        return self._submit("Events", [("EventMask", mask)], "auto", None, timeout)
+        future = self._submit("Events", [("EventMask", mask)], "auto", None, timeout)
+        self._events = mask
+        return future
 
     def add_filter(
         self,
@@ -582,7 +600,7 @@ class _Connect:
                 conn.close()  # cancelled while connecting: stop retrying in the background
             bridge.detach()
             raise
-        self._client = Client(conn, bridge)
+        self._client = Client(conn, bridge, self._options.get("events", "on"))
         return self._client
 
     def __await__(self) -> Generator[Any, None, Client]:

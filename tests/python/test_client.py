@@ -119,6 +119,16 @@ async def test_originate_tracks_originate_response(sim):
         assert info.value.reason == 0
 
 
+async def test_originate_without_call_events_is_refused_at_once(sim):
+    async with amiwire.connect(sim.url, events="off") as ami:
+        with pytest.raises(amiwire.LocalProtocolError, match="'call' class"):
+            await ami.originate("Local/100@test", application="Wait", data="1")
+        assert ami.stats()["pending"] == 0, "nothing was sent"
+        await ami.set_event_mask("call,user")
+        result = await ami.originate("Local/100@test", application="Wait", data="1", timeout=10)
+        assert result["Response"] == "Success"
+
+
 async def test_events_are_filtered_in_rust_and_fan_out(sim):
     async with amiwire.connect(sim.url) as ami:
         user_a = ami.events("UserEvent", UserEvent="Alpha")
