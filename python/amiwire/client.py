@@ -651,7 +651,8 @@ def connect(
     logs in again and restores the event mask and filters. Bad credentials raise
     :class:`~amiwire.AuthenticationError` at once, never a retry loop. ``tls`` with
     ``ca_file`` (PEM), ``server_name`` and ``insecure``; ``record`` writes the traffic as a
-    JSONL transcript (secrets masked) that the simulator can replay. A list action that
+    JSONL transcript (secrets masked) that the simulator can replay (TCP and TLS; refused
+    over HTTP). A list action that
     sends more than ``list_limit`` items raises :class:`~amiwire.ListTooLong` (with the first
     items) instead of growing without end.
     """

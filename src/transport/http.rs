@@ -538,6 +538,12 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 fn build_client(options: &Options, http: &Http) -> Result<(reqwest::Client, String)> {
+    if options.record.is_some() {
+        // The transcript format is a socket's bytes; reqwest does not show them.
+        return Err(Error::Usage(
+            "recording is available over TCP and TLS, not over HTTP".into(),
+        ));
+    }
     let tls = options.tls.clone().unwrap_or_default();
     let config = super::tls::client_config(&tls)?;
     let scheme = if http.https { "https" } else { "http" };

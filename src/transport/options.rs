@@ -112,7 +112,8 @@ pub struct Options {
     /// Ping this often when idle; a missed Ping deadline declares the connection dead.
     pub keepalive: Option<Duration>,
     pub reconnect: Reconnect,
-    /// Write every byte sent and received as a JSONL transcript (the fixtures' format).
+    /// Write every byte sent and received as a JSONL transcript (the fixtures' format); TCP
+    /// and TLS only (over HTTP, connecting fails with `Error::Usage`).
     pub record: Option<PathBuf>,
     /// AMI over HTTP instead of TCP.
     pub http: Option<Http>,

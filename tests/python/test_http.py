@@ -98,6 +98,12 @@ async def test_events_turned_on_after_an_events_off_login_arrive(sim):
         assert got["UserEvent"] == "Later"
 
 
+async def test_recording_is_refused_over_http_rather_than_ignored(sim, tmp_path):
+    with pytest.raises(amiwire.LocalProtocolError, match="recording"):
+        await amiwire.connect(sim.http_url(), record=str(tmp_path / "x.jsonl"))
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 async def test_tcp_sees_http_calls(sim):
     async with amiwire.connect(sim.url) as tcp, amiwire.connect(sim.http_url(), timeout=10) as http:
         seen = tcp.events("UserEvent")
