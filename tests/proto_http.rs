@@ -7,7 +7,7 @@
 use amiwire::Error;
 use amiwire::proto::http::{
     DigestAuthorization, DigestChallenge, DigestSession, Endpoint, FORM_CONTENT_TYPE, Format,
-    Method, Request, SessionCookie, decode_form, digest_ha1, digest_response, encode_form,
+    Method, Request, Retry, SessionCookie, decode_form, digest_ha1, digest_response, encode_form,
     normalize_prefix, parse_body, parse_cookie_header, parse_manager_html, parse_mxml,
     parse_rawman, parse_set_cookie, render_body, session_expired, split_wait_event,
     wait_event_action, wait_event_timeout,
@@ -1522,4 +1522,37 @@ fn digest_requests_side_by_side_retry_instead_of_failing() {
         .on_unauthorized(&ch("n4", false), Some(current))
         .unwrap_err();
     assert!(matches!(err, Error::Auth(_)), "{err}");
+}
+
+#[test]
+fn digest_a_fresh_nonce_for_a_nonce_that_worked_means_a_new_session() {
+    let ch = |nonce: &str| {
+        format!(
+            r#"Digest algorithm=MD5, realm="asterisk", nonce="{nonce}", qop="auth", opaque="{nonce}""#
+        )
+    };
+    let mut session = DigestSession::new("admin", "amiwire").unwrap();
+    assert_eq!(
+        session.on_unauthorized(&ch("n1"), None).unwrap(),
+        Retry::SameSession
+    );
+    let generation = session.generation();
+    session.authorization(Method::Post, "/arawman").unwrap();
+    session.on_authorized(generation);
+    // The server expired the session (or restarted): the nonce that worked is unknown now.
+    session.authorization(Method::Post, "/arawman").unwrap();
+    assert_eq!(
+        session
+            .on_unauthorized(&ch("n2"), Some(generation))
+            .unwrap(),
+        Retry::NewSession
+    );
+    assert_eq!(session.challenge().unwrap().nonce, "n2");
+    // Under n2 nothing worked yet, so a fresh nonce again is a refusal.
+    let generation = session.generation();
+    session.authorization(Method::Post, "/arawman").unwrap();
+    assert!(matches!(
+        session.on_unauthorized(&ch("n3"), Some(generation)),
+        Err(Error::Auth(_))
+    ));
 }

@@ -1188,6 +1188,19 @@ pub struct DigestSession {
     challenge: Option<DigestChallenge>,
     nc: u32,
     generation: u64,
+    /// The server accepted a request under the current nonce.
+    proven: bool,
+}
+
+/// What a 401 that is not a refusal asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Retry: the session goes on under the current nonce.
+    SameSession,
+    /// The server no longer knows a nonce it had accepted (its session expired, or the
+    /// server restarted): the retry starts a new manager session, which has none of the old
+    /// one's event mask, filters or queued events.
+    NewSession,
 }
 
 impl DigestSession {
@@ -1201,6 +1214,7 @@ impl DigestSession {
             challenge: None,
             nc: 0,
             generation: 0,
+            proven: false,
         })
     }
 
@@ -1258,32 +1272,46 @@ impl DigestSession {
         Ok(Some(header))
     }
 
+    /// A request built under generation `sent_under` was answered (not with a 401).
+    pub fn on_authorized(&mut self, sent_under: u64) {
+        if sent_under == self.generation {
+            self.proven = true;
+        }
+    }
+
     /// Takes a 401's `WWW-Authenticate` value for a request sent with the credentials of
-    /// generation `sent_under` (`None`: sent without). `Ok(())`: retry now (first challenge,
-    /// stale nonce, or a request older than the current challenge). `Err(Error::Auth)`: the
-    /// credentials were refused under the current nonce (Asterisk answers a wrong password
-    /// with a fresh, non-stale nonce).
+    /// generation `sent_under` (`None`: sent without), and says how to retry: after the first
+    /// challenge, a stale nonce, or for a request older than the current challenge, in the
+    /// same session; after a fresh nonce in answer to a nonce the server had accepted, in a
+    /// new one. `Err(Error::Auth)`: credentials built under a nonce the server never accepted
+    /// were refused (Asterisk answers a wrong password with a fresh, non-stale nonce).
     pub fn on_unauthorized(
         &mut self,
         www_authenticate: &str,
         sent_under: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<Retry> {
         let challenge = DigestChallenge::parse(www_authenticate)?;
         if sent_under.is_some_and(|g| g != self.generation) {
             // A newer 401 already brought the nonce to retry under.
-            return Ok(());
+            return Ok(Retry::SameSession);
         }
-        let refused = sent_under.is_some() && !challenge.stale;
+        let fresh = sent_under.is_some() && !challenge.stale;
+        let forgotten = fresh && self.proven;
         self.challenge = Some(challenge);
         self.nc = 0;
         self.generation += 1;
-        if refused {
+        self.proven = false;
+        if fresh && !forgotten {
             return Err(Error::Auth(format!(
                 "HTTP Digest credentials for user {:?} were refused",
                 self.username
             )));
         }
-        Ok(())
+        Ok(if forgotten {
+            Retry::NewSession
+        } else {
+            Retry::SameSession
+        })
     }
 }
 

@@ -29,7 +29,7 @@ use super::events::Subscription;
 use super::options::{Auth, EventMask, Http, Options};
 use crate::error::{Error, Result};
 use crate::proto::http::{
-    self as ajam, DigestSession, Method, SessionCookie, parse_body, parse_set_cookie,
+    self as ajam, DigestSession, Method, Retry, SessionCookie, parse_body, parse_set_cookie,
     session_expired, split_wait_event, wait_event_action,
 };
 use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
@@ -146,15 +146,17 @@ impl Ajam {
                     .ok_or_else(|| Error::Remote("401 without a Digest challenge".into()))?
                     .to_owned();
                 challenges += 1;
-                let mut session = self
-                    .session
-                    .lock()
-                    .map_err(|_| Error::Internal("session lock".into()))?;
-                let digest = session.digest.get_or_insert(DigestSession::new(
-                    &self.options.username,
-                    &self.options.secret,
-                )?);
-                digest.on_unauthorized(&challenge, sent_under)?;
+                let retry = {
+                    let mut session = self
+                        .session
+                        .lock()
+                        .map_err(|_| Error::Internal("session lock".into()))?;
+                    let digest = session.digest.get_or_insert(DigestSession::new(
+                        &self.options.username,
+                        &self.options.secret,
+                    )?);
+                    digest.on_unauthorized(&challenge, sent_under)?
+                };
                 // Each retry is under a newer nonce; a request beside the long-poll can need a
                 // few. Wrong credentials never get here: they are refused above at once.
                 if challenges > MAX_DIGEST_RETRIES {
@@ -162,7 +164,18 @@ impl Ajam {
                         "HTTP Digest: still 401 after {MAX_DIGEST_RETRIES} fresh nonces"
                     )));
                 }
+                if retry == Retry::NewSession && may_relogin {
+                    debug!("amiwire: the server forgot the Digest session; starting a new one");
+                    Box::pin(self.restore()).await;
+                }
                 continue;
+            }
+            if let Some(generation) = sent_under {
+                if let Ok(mut session) = self.session.lock() {
+                    if let Some(digest) = session.digest.as_mut() {
+                        digest.on_authorized(generation);
+                    }
+                }
             }
             if !status.is_success() {
                 return Err(Error::Remote(format!(

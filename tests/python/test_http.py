@@ -126,6 +126,22 @@ async def test_expired_cookie_is_renewed_transparently():
             assert sim.session_count == 1, "logged in again"
 
 
+async def test_an_expired_digest_session_is_replaced_and_streams_see_the_gap():
+    with Simulator(http=True, http_timeout=1.0, auth_fail_delay=0.05) as sim:
+        # events="off": no WaitEvent poller, which would keep the session alive.
+        async with amiwire.connect(sim.http_url("arawman"), timeout=10, events="off") as ami:
+            stream = ami.events()
+            assert (await ami.ping())["Ping"] == "Pong"
+            for _ in range(50):
+                if sim.session_count == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert sim.session_count == 0, "the simulator expired the Digest session"
+            assert (await ami.ping())["Ping"] == "Pong"
+            assert sim.session_count == 1, "a new session"
+            assert stream.gaps == 1 and ami.state == "connected"
+
+
 @pytest.mark.parametrize("endpoint", ["rawman", "arawman"])
 async def test_wrong_password_raises_authentication_error(sim, endpoint):
     url = f"http://admin:not-the-secret@127.0.0.1:{sim.http_port}/{endpoint}"
