@@ -43,17 +43,20 @@ async fn server(head: &'static str, body_parts: Vec<Vec<u8>>) -> u16 {
 }
 
 fn options(port: u16, max_body: usize) -> Options {
-    let mut o = Options::default();
-    o.host = "127.0.0.1".into();
-    o.port = port;
-    o.username = "admin".into();
-    o.secret = "amiwire".into();
-    o.connect_timeout = Duration::from_secs(5);
+    let mut o = Options {
+        host: "127.0.0.1".into(),
+        port,
+        username: "admin".into(),
+        secret: "amiwire".into(),
+        connect_timeout: Duration::from_secs(5),
+        keepalive: None,
+        http: Some(Http {
+            max_body,
+            ..Http::new(Endpoint::RawMan)
+        }),
+        ..Options::default()
+    };
     o.reconnect.enabled = false;
-    o.keepalive = None;
-    let mut http = Http::new(Endpoint::RawMan);
-    http.max_body = max_body;
-    o.http = Some(http);
     o
 }
 
