@@ -58,6 +58,32 @@ def test_events_tails_matching_events_as_json_lines():
         assert event["Event"] == "UserEvent" and event["UserEvent"] == "TailMe" and event["N"] == "1"
 
 
+def test_events_into_a_pipe_that_closes_ends_quietly():
+    with Simulator() as sim:
+        proc = subprocess.Popen(
+            f"'{sys.executable}' -m amiwire events {sim.url} UserEvent | head -n 2",
+            shell=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                for n in range(20):
+                    sim.emit_event("UserEvent", headers=[("UserEvent", "Flood"), ("N", str(n))])
+                time.sleep(0.1)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        assert len(out.splitlines()) == 2
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+        deadline = time.monotonic() + 5
+        while sim.session_count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.session_count == 0, "the connection was closed"
+
+
 def test_secret_from_the_environment_stays_out_of_the_url():
     with Simulator() as sim:
         url = f"tcp://admin@{sim.host}:{sim.port}"
