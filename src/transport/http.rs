@@ -10,8 +10,10 @@
 //! Sessions: cookie endpoints log in with the Login action and send `mansession_id` back;
 //! Asterisk answers an expired session with 200 + `Permission denied` (no 401), which is
 //! detected, answered by logging in again and restoring the event mask and filters (event
-//! streams note a gap), and the refused action is sent once more (it was not executed). Digest endpoints answer the 401 challenge, count `nc`, and retry a stale
-//! nonce; the secret never crosses the wire there.
+//! streams note a gap), and the refused action is sent once more (it was not executed).
+//! Digest endpoints answer the 401 challenge, count `nc`, retry a stale nonce, and start a
+//! new session (restored the same way) when the server forgot one it had accepted; the
+//! secret never crosses the wire there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -671,7 +673,11 @@ pub(super) async fn run(
                             continue;
                         }
                         let turns_events_on = request.action.is("Events")
-                            && request.action.get("EventMask").and_then(|m| EventMask::parse(m).ok()).is_some_and(|m| !m.is_off());
+                            && request
+                                .action
+                                .get("EventMask")
+                                .and_then(|m| EventMask::parse(m).ok())
+                                .is_some_and(|m| !m.is_off());
                         if turns_events_on && poller.is_none() {
                             poller = Some(tokio::spawn(ajam.clone().poll()));
                         }
