@@ -317,8 +317,8 @@ class Client:
         forced because a synchronous Originate blocks the whole connection until the call is
         answered. The OriginateResponse is a ``call`` event: with events off (or a mask without
         ``call``) Asterisk never sends it, so that raises :class:`~amiwire.LocalProtocolError`
-        at once instead of waiting out the deadline. ``timeout`` bounds the whole wait; ``ring_timeout`` is Asterisk's own
-        ``Timeout`` (ms on the wire) for the ringing phase.
+        at once instead of waiting out the deadline. ``timeout`` bounds the whole wait;
+        ``ring_timeout`` is Asterisk's own ``Timeout`` (ms on the wire) for the ringing phase.
         """
         items: list[tuple[str, str]] = [("Channel", channel)]
         if application:
@@ -652,9 +652,8 @@ def connect(
     :class:`~amiwire.AuthenticationError` at once, never a retry loop. ``tls`` with
     ``ca_file`` (PEM), ``server_name`` and ``insecure``; ``record`` writes the traffic as a
     JSONL transcript (secrets masked) that the simulator can replay (TCP and TLS; refused
-    over HTTP). A list action that
-    sends more than ``list_limit`` items raises :class:`~amiwire.ListTooLong` (with the first
-    items) instead of growing without end.
+    over HTTP). A list action that sends more than ``list_limit`` items raises
+    :class:`~amiwire.ListTooLong` (with the first items) instead of growing without end.
     """
     options: dict[str, Any] = parse_url(url) if url else {}
     given = {
