@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from ._core import Message
 from .exceptions import ClientClosed
-from .client import Client, EventStream, HeaderValue, Overflow, connect
+from .client import BATCH, Client, EventStream, HeaderValue, Overflow, connect
 
 __all__ = ["BlockingClient", "BlockingEventStream", "connect_blocking"]
 
@@ -75,7 +75,7 @@ class BlockingEventStream:
         self._index += 1
         return event
 
-    def next_batch(self, max: int = 4096, timeout: float | None = None) -> list[Message]:
+    def next_batch(self, max: int = BATCH, timeout: float | None = None) -> list[Message]:
         """Every queued event (up to ``max``), waiting up to ``timeout`` seconds for one."""
         return self._runner.run(self._stream.next_batch, max, _wait=timeout)
 
