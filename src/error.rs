@@ -51,7 +51,9 @@ pub enum Error {
     Protocol(#[from] DecodeError),
     #[error("protocol error from the peer: {0}")]
     Remote(String),
-    #[error("invalid action: {0}")]
+    /// Refused before anything was sent: an invalid action, option or certificate file. The
+    /// text says which, so it carries no prefix.
+    #[error("{0}")]
     Usage(String),
     #[error("authentication failed: {0}")]
     Auth(String),
