@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import _core
 from ._core import Message
-from .exceptions import ActionError, ClientClosed, LocalProtocolError
+from .exceptions import ActionError, ClientClosed, ConnectionLost, LocalProtocolError
 
 __all__ = ["Client", "EventStream", "connect", "parse_url", "OriginateFailed"]
 
@@ -413,7 +413,9 @@ class Client:
         own bounded queue of ``maxsize`` events; when it is full, ``overflow`` decides:
         ``drop_oldest`` (default), ``drop_newest`` or ``disconnect`` (the stream then raises).
         ``stream.dropped`` counts what was lost, ``stream.gaps`` the reconnects it lived
-        through. Several streams may run at once; each sees every matching event.
+        through. Several streams may run at once; each sees every matching event. A stream
+        ends when the client is closed; when the connection fails for good instead (reconnect
+        off or given up), it raises :class:`~amiwire.ConnectionLost` with the reason.
         """
         headers = [(name, _matchers(value)) for name, value in header_filters.items()]
         sub = self._conn.subscribe(list(patterns), headers, maxsize, overflow)
@@ -498,13 +500,17 @@ class Client:
 
 async def _run_callback(stream: EventStream, fn: Callable[[Message], Any]) -> None:
     async with stream:
-        async for event in stream:
-            try:
-                result = fn(event)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("amiwire: event callback %r failed", fn)
+        try:
+            async for event in stream:
+                try:
+                    result = fn(event)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("amiwire: event callback %r failed", fn)
+        except ConnectionLost as lost:
+            # Nobody awaits this task: say it here rather than as a never-retrieved exception.
+            log.warning("amiwire: callbacks for %r stopped: %s", fn, lost)
 
 
 class EventStream:
@@ -527,6 +533,8 @@ class EventStream:
             if sub.closed:
                 if sub.overflowed:
                     raise ClientClosed("event stream closed: its queue overflowed (overflow='disconnect')")
+                if sub.failure is not None:
+                    raise ConnectionLost(f"event stream ended: {sub.failure}")
                 raise StopAsyncIteration
             if sub.arm():
                 fut = self._bridge.running_loop().create_future()

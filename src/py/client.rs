@@ -754,6 +754,12 @@ impl EventSubscription {
         self.sub.stats().overflowed
     }
 
+    /// Why the connection failed for good, when that ended the subscription.
+    #[getter]
+    fn failure(&self) -> Option<String> {
+        self.sub.failure()
+    }
+
     #[getter]
     fn queued(&self) -> usize {
         self.sub.stats().queued

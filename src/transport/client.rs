@@ -254,6 +254,28 @@ impl Shared {
         }
     }
 
+    /// Ends every subscription: closed, or failed with `failure` when the connection broke
+    /// for good.
+    pub(super) fn end_subscriptions(&self, failure: Option<&str>) {
+        match failure {
+            Some(reason) => self.each_sub(|s| s.fail(reason)),
+            None => self.each_sub(Subscription::close),
+        }
+    }
+
+    /// The error for an action the closed client cannot take, with why it closed.
+    pub(super) fn closed_error(&self) -> Error {
+        match self.state.lock() {
+            Ok(log) if log.current == State::Closed => Error::Closed {
+                reason: log
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "the client is closed".into()),
+            },
+            _ => closed(),
+        }
+    }
+
     pub(super) fn stats_mut(&self, f: impl FnOnce(&mut Stats)) {
         if let Ok(mut stats) = self.stats.lock() {
             f(&mut stats);
@@ -331,7 +353,7 @@ impl Client {
             if let Err(e) = result {
                 warn!("amiwire driver ended abnormally: {e}");
                 guard_shared.set_state(State::Closed, Some("internal error".into()));
-                guard_shared.each_sub(Subscription::close);
+                guard_shared.end_subscriptions(Some("internal error"));
             }
         });
         Client {
@@ -354,10 +376,11 @@ impl Client {
             .map_err(|rejected| {
                 if let Command::Actions(requests) = rejected.0 {
                     for request in requests {
-                        self.shared.deliver(request.reply, Err(closed()));
+                        self.shared
+                            .deliver(request.reply, Err(self.shared.closed_error()));
                     }
                 }
-                closed()
+                self.shared.closed_error()
             })
     }
 
@@ -609,23 +632,27 @@ impl Driver {
                 Err(e) => {
                     let fatal = matches!(e, Error::Auth(_)) || ready.is_some();
                     if fatal || !self.options.reconnect.enabled {
+                        let reason = format!("connect failed: {e}");
                         if let Some(ready) = ready.take() {
                             self.shared.deliver(ready, Err(e));
                         }
-                        self.shutdown(None, "connect failed");
+                        self.shutdown(End::Lost(reason));
                         return;
                     }
                     attempt += 1;
                     if self.options.reconnect.max_attempts != 0
                         && attempt > self.options.reconnect.max_attempts
                     {
-                        self.shutdown(None, "reconnect attempts exhausted");
+                        self.shutdown(End::Lost(format!(
+                            "gave up after {} reconnect attempts; the last: {e}",
+                            attempt - 1
+                        )));
                         return;
                     }
                     warn!("amiwire reconnect attempt {attempt} failed: {e}");
                     match self.backoff(attempt).await {
                         Some(end) => {
-                            self.finish(end);
+                            self.shutdown(end);
                             return;
                         }
                         None => continue,
@@ -673,38 +700,35 @@ impl Driver {
                         rec.next_connection();
                     }
                     if let Some(end) = self.backoff(1).await {
-                        self.finish(end);
+                        self.shutdown(end);
                         return;
                     }
                 }
-                End::Lost(reason) => {
-                    self.shutdown(None, &reason);
-                    return;
-                }
-                other => {
-                    self.finish(other);
+                end => {
+                    self.shutdown(end);
                     return;
                 }
             }
         }
     }
 
-    fn finish(&mut self, end: End) {
-        match end {
-            End::UserClosed(reply) => self.shutdown(Some(reply), "closed by the user"),
-            End::HandlesDropped => self.shutdown(None, "all handles dropped"),
-            End::Lost(reason) => self.shutdown(None, &reason),
-        }
-    }
-
-    /// Final state: fail what is queued, end subscriptions.
-    fn shutdown(&mut self, done: Option<Reply>, reason: &str) {
+    /// Final state: fail what is queued, end subscriptions (failed, with the reason, when the
+    /// connection broke: an event stream must not end as if it had been closed on purpose).
+    fn shutdown(&mut self, end: End) {
+        let (done, reason, failed) = match end {
+            End::UserClosed(reply) => (Some(reply), "closed by the user".to_owned(), false),
+            End::HandlesDropped => (None, "all handles dropped".to_owned(), false),
+            End::Lost(reason) => (None, reason, true),
+        };
         self.rx.close();
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
                 Command::Actions(reqs) => {
                     for req in reqs {
-                        self.shared.deliver(req.reply, Err(closed()));
+                        let error = Error::Closed {
+                            reason: reason.clone(),
+                        };
+                        self.shared.deliver(req.reply, Err(error));
                     }
                 }
                 Command::Close(reply) => self.shared.deliver(
@@ -716,9 +740,9 @@ impl Driver {
                 Command::Cancel(_) => {}
             }
         }
+        self.shared.set_state(State::Closed, Some(reason.clone()));
         self.shared
-            .set_state(State::Closed, Some(reason.to_owned()));
-        self.shared.each_sub(Subscription::close);
+            .end_subscriptions(failed.then_some(reason.as_str()));
         if let Some(done) = done {
             self.shared.deliver(
                 done,

@@ -141,6 +141,8 @@ pub struct Subscription {
     delivered: AtomicU64,
     dropped: AtomicU64,
     gaps: AtomicU64,
+    /// Why the connection ended, when it failed rather than being closed on purpose.
+    failure: Mutex<Option<String>>,
     pub notify: tokio::sync::Notify,
 }
 
@@ -168,6 +170,7 @@ impl Subscription {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            failure: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
         }
     }
@@ -248,6 +251,20 @@ impl Subscription {
     pub fn close(&self) -> bool {
         self.closed.store(true, Ordering::Release);
         self.take_armed()
+    }
+
+    /// Ends the subscription because the connection failed for good (`reason`), so that the
+    /// consumer can tell it from a close on purpose.
+    pub fn fail(&self, reason: &str) -> bool {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert_with(|| reason.to_owned());
+        }
+        self.close()
+    }
+
+    /// Why the connection failed, if that ended the subscription.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 
     pub fn is_closed(&self) -> bool {

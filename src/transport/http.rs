@@ -37,7 +37,7 @@ use crate::proto::http::{
 use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
 
 /// 401s one request answers with a retry before giving up on the server.
-const MAX_DIGEST_RETRIES: u32 = 10;
+const MAX_DIGEST_RETRIES: u32 = 30;
 
 struct Session {
     cookie: Option<SessionCookie>,
@@ -159,12 +159,18 @@ impl Ajam {
                     )?);
                     digest.on_unauthorized(&challenge, sent_under)?
                 };
-                // Each retry is under a newer nonce; a request beside the long-poll can need a
-                // few. Wrong credentials never get here: they are refused above at once.
+                // Each retry is under a newer nonce; a request beside a busy long-poll can lose
+                // the race for the next `nc` several times in a row, so from the third 401 on it
+                // waits a random moment to let the other request arrive first. Wrong
+                // credentials never get here: they are refused above at once.
                 if challenges > MAX_DIGEST_RETRIES {
                     return Err(Error::Remote(format!(
                         "HTTP Digest: still 401 after {MAX_DIGEST_RETRIES} fresh nonces"
                     )));
+                }
+                if challenges > 2 {
+                    let most = Duration::from_millis(u64::from(challenges));
+                    tokio::time::sleep(most.mul_f64(fastrand::f64())).await;
                 }
                 if retry == Retry::NewSession && may_relogin {
                     debug!("amiwire: the server forgot the Digest session; starting a new one");
@@ -435,8 +441,8 @@ impl Ajam {
                     }
                 }
                 Err(Error::Auth(reason)) => {
-                    self.shared.set_state(State::Closed, Some(reason));
-                    self.shared.each_sub(Subscription::close);
+                    self.shared.set_state(State::Closed, Some(reason.clone()));
+                    self.shared.end_subscriptions(Some(&reason));
                     return;
                 }
                 Err(e) => {
@@ -740,7 +746,7 @@ pub(super) async fn run(
         }
     }
     shared.set_state(State::Closed, Some("closed by the user".into()));
-    shared.each_sub(Subscription::close);
+    shared.end_subscriptions(None);
     if let Some(reply) = close_reply {
         shared.deliver(
             reply,

@@ -329,3 +329,33 @@ async def test_writetimeout_drops_a_reader_that_stops_but_not_a_client_whose_pyt
             assert ami.state == "connected" and ami.stats()["reconnects"] == 0
             assert stream.queued == 1000 and stream.dropped > 0
             assert (await ami.ping(timeout=5))["Ping"] == "Pong"
+
+
+@pytest.mark.parametrize("policy", [{"reconnect": False}, {"reconnect_attempts": 2}])
+async def test_a_connection_lost_for_good_ends_streams_with_the_reason_not_quietly(policy):
+    sim = Simulator()
+    sim.__enter__()
+    try:
+        ami = await amiwire.connect(sim.url, **{**FAST, **policy})
+        stream = ami.events()
+        callback_stream = ami.events("UserEvent")
+    finally:
+        sim.__exit__(None, None, None)  # the PBX goes away and does not come back
+    with pytest.raises(amiwire.ConnectionLost) as lost:
+        await asyncio.wait_for(stream.__anext__(), 10)
+    assert ami.state == "closed"
+    expected = "server closed the connection" if policy == {"reconnect": False} else "gave up after 2 reconnect attempts"
+    assert expected in str(lost.value)
+    with pytest.raises(amiwire.ClientClosed, match=re.escape(expected)):
+        await ami.ping()
+    with pytest.raises(amiwire.ConnectionLost):
+        await asyncio.wait_for(callback_stream.next_batch(), 1)
+    await ami.close()
+
+
+async def test_a_stream_of_a_client_closed_on_purpose_just_ends():
+    with Simulator() as sim:
+        ami = await amiwire.connect(sim.url, **FAST)
+        stream = ami.events()
+        await ami.close()
+        assert [event async for event in stream] == []
