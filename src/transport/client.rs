@@ -148,6 +148,8 @@ pub struct Shared {
     state: Mutex<StateLog>,
     pub(super) info: Mutex<Info>,
     stats: Mutex<Stats>,
+    /// Why the connection failed for good, once it did.
+    failure: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -156,6 +158,7 @@ impl Shared {
             completions: Mutex::new(Vec::new()),
             waker: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
             state: Mutex::new(StateLog::default()),
             info: Mutex::new(Info::default()),
             stats: Mutex::new(Stats::default()),
@@ -254,12 +257,19 @@ impl Shared {
         }
     }
 
-    /// Ends every subscription: closed, or failed with `failure` when the connection broke
-    /// for good.
-    pub(super) fn end_subscriptions(&self, failure: Option<&str>) {
-        match failure {
-            Some(reason) => self.each_sub(|s| s.fail(reason)),
-            None => self.each_sub(Subscription::close),
+    /// The client is closed for good: records why, publishes the state, and ends every
+    /// subscription, failed with the reason when the connection broke (`failed`) rather than
+    /// being closed on purpose. In that order, so that a subscriber joining meanwhile is ended
+    /// the same way (see `Client::subscribe`).
+    pub(super) fn finish(&self, reason: &str, failed: bool) {
+        if let (true, Ok(mut slot)) = (failed, self.failure.lock()) {
+            *slot = Some(reason.to_owned());
+        }
+        self.set_state(State::Closed, Some(reason.to_owned()));
+        if failed {
+            self.each_sub(|s| s.fail(reason));
+        } else {
+            self.each_sub(Subscription::close);
         }
     }
 
@@ -352,8 +362,7 @@ impl Client {
             };
             if let Err(e) = result {
                 warn!("amiwire driver ended abnormally: {e}");
-                guard_shared.set_state(State::Closed, Some("internal error".into()));
-                guard_shared.end_subscriptions(Some("internal error"));
+                guard_shared.finish("internal error", true);
             }
         });
         Client {
@@ -417,12 +426,16 @@ impl Client {
         overflow: Overflow,
     ) -> Arc<Subscription> {
         let sub = Arc::new(Subscription::new(filter, capacity, overflow));
-        if self.state() == State::Closed {
-            sub.close();
-        }
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.retain(|s| !s.is_closed());
             subs.push(sub.clone());
+        }
+        // Checked after joining: a shutdown in between has either ended it or left it to us.
+        if self.state() == State::Closed {
+            match self.shared.failure.lock().ok().and_then(|f| f.clone()) {
+                Some(reason) => sub.fail(&reason),
+                None => sub.close(),
+            };
         }
         sub
     }
@@ -740,9 +753,7 @@ impl Driver {
                 Command::Cancel(_) => {}
             }
         }
-        self.shared.set_state(State::Closed, Some(reason.clone()));
-        self.shared
-            .end_subscriptions(failed.then_some(reason.as_str()));
+        self.shared.finish(&reason, failed);
         if let Some(done) = done {
             self.shared.deliver(
                 done,

@@ -441,8 +441,7 @@ impl Ajam {
                     }
                 }
                 Err(Error::Auth(reason)) => {
-                    self.shared.set_state(State::Closed, Some(reason.clone()));
-                    self.shared.end_subscriptions(Some(&reason));
+                    self.shared.finish(&reason, true);
                     return;
                 }
                 Err(e) => {
@@ -603,8 +602,9 @@ pub(super) async fn run(
     let (client, base) = match build_client(&options, &http) {
         Ok(pair) => pair,
         Err(e) => {
+            let reason = format!("HTTP client setup failed: {e}");
             shared.deliver(ready, Err(e));
-            shared.set_state(State::Closed, Some("HTTP client setup failed".into()));
+            shared.finish(&reason, true);
             return;
         }
     };
@@ -626,8 +626,9 @@ pub(super) async fn run(
         wake_deadlines: tokio::sync::Notify::new(),
     });
     if let Err(e) = ajam.login().await {
+        let reason = format!("login failed: {e}");
         shared.deliver(ready, Err(e));
-        shared.set_state(State::Closed, Some("login failed".into()));
+        shared.finish(&reason, true);
         return;
     }
     let mut info = Info {
@@ -745,8 +746,7 @@ pub(super) async fn run(
             Command::Cancel(_) => {}
         }
     }
-    shared.set_state(State::Closed, Some("closed by the user".into()));
-    shared.end_subscriptions(None);
+    shared.finish("closed by the user", false);
     if let Some(reply) = close_reply {
         shared.deliver(
             reply,

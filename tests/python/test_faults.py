@@ -350,6 +350,8 @@ async def test_a_connection_lost_for_good_ends_streams_with_the_reason_not_quiet
         await ami.ping()
     with pytest.raises(amiwire.ConnectionLost):
         await asyncio.wait_for(callback_stream.next_batch(), 1)
+    with pytest.raises(amiwire.ConnectionLost, match=re.escape(expected)):
+        await asyncio.wait_for(ami.events().__anext__(), 1)  # a stream opened afterwards too
     await ami.close()
 
 
