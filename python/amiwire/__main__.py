@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import Message, connect
+from . import AMIError, Message, connect
 
 
 def _message_json(msg: Message) -> str:
@@ -103,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.calls)
     except KeyboardInterrupt:
         return 130
+    except AMIError as err:
+        # Refused logins, unreachable hosts, timeouts: the message says it all.
+        print(f"amiwire: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`... | head`): stop quietly, as Unix tools do, and keep the
         # interpreter's final flush of stdout from failing again.

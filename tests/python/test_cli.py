@@ -84,6 +84,17 @@ def test_events_into_a_pipe_that_closes_ends_quietly():
         assert sim.session_count == 0, "the connection was closed"
 
 
+def test_errors_are_one_line_not_a_traceback():
+    with Simulator(auth_fail_delay=0.05) as sim:
+        refused = run("action", f"tcp://admin:wrong-secret@{sim.host}:{sim.port}", "Ping")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("amiwire: authentication failed") and "Traceback" not in refused.stderr
+    assert "wrong-secret" not in refused.stderr
+    unreachable = run("command", "tcp://admin:x@127.0.0.1:1", "core", "show", "version")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("amiwire: connection lost") and unreachable.stderr.count("\n") == 1
+
+
 def test_secret_from_the_environment_stays_out_of_the_url():
     with Simulator() as sim:
         url = f"tcp://admin@{sim.host}:{sim.port}"
