@@ -1024,8 +1024,16 @@ impl Driver {
             let keepalive_at = keepalive
                 .filter(|_| !s.keepalive_out)
                 .map(|k| s.last_read + k);
-            let wake_at = [next_deadline, keepalive_at].into_iter().flatten().min();
-            let sleep_until = wake_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            // Never longer than a default action deadline: a new action's deadline is then
+            // never earlier than the timer, and arming an earlier timer from inside the
+            // runtime makes tokio wake its own driver (an eventfd write and an extra epoll
+            // round for each action of a sequential caller). A wake with nothing due is cheap.
+            let idle_wake = Instant::now() + self.options.action_timeout;
+            let sleep_until = [next_deadline, keepalive_at, Some(idle_wake)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(idle_wake);
             let writing = !s.out.is_empty();
             tokio::select! {
                 biased;
