@@ -822,14 +822,23 @@ impl Driver {
             keepalive_out: false,
             backlog: Default::default(),
         };
-        let deadline = Instant::now() + o.connect_timeout.max(o.action_timeout);
-        tokio::time::timeout_at(deadline, self.login(&mut session))
+        // The banner is part of connecting; the login is an exchange like any action (Asterisk
+        // delays a refusal by a second).
+        tokio::time::timeout(o.connect_timeout, self.wait_banner(&mut session))
             .await
-            .map_err(|_| lost(format!("no banner or login answer from {addr} in time")))??;
+            .map_err(|_| {
+                lost(format!(
+                    "no AMI banner from {addr} within {:.1} s (is it an AMI port? a TLS one needs tls://)",
+                    o.connect_timeout.as_secs_f64()
+                ))
+            })??;
+        tokio::time::timeout(o.action_timeout, self.login(&mut session))
+            .await
+            .map_err(|_| lost(format!("no login answer from {addr} in time")))??;
         Ok(session)
     }
 
-    async fn login(&mut self, s: &mut Session) -> Result<()> {
+    async fn wait_banner(&self, s: &mut Session) -> Result<()> {
         while s.decoder.banner().is_none() {
             self.read_some(s).await?;
             while let Some(item) = s.decoder.next_message() {
@@ -839,6 +848,10 @@ impl Driver {
                 return Err(Error::Remote("no AMI banner in the first 4 KiB".into()));
             }
         }
+        Ok(())
+    }
+
+    async fn login(&mut self, s: &mut Session) -> Result<()> {
         let banner = s.decoder.banner().unwrap_or_default().to_owned();
         let ami_version = banner.rsplit('/').next().map(str::to_owned);
         let o = self.options.clone();

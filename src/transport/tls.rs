@@ -35,9 +35,30 @@ pub(super) async fn wrap(
             reason: "TLS handshake timed out".into(),
         })?
         .map_err(|e| Error::ConnectionLost {
-            reason: format!("TLS handshake: {e}"),
+            reason: format!("TLS handshake: {e}{}", plaintext_hint(&e)),
         })?;
     Ok(Box::new(stream))
+}
+
+/// A plain AMI port answers a TLS hello with its banner, which rustls reads as a record of an
+/// unknown type: say what that most likely means.
+fn plaintext_hint(e: &std::io::Error) -> &'static str {
+    let plaintext = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+        .is_some_and(|inner| {
+            matches!(
+                inner,
+                tokio_rustls::rustls::Error::InvalidMessage(
+                    tokio_rustls::rustls::InvalidMessage::InvalidContentType
+                )
+            )
+        });
+    if plaintext {
+        " (the server answered in plain text: a plain AMI port needs tcp://)"
+    } else {
+        ""
+    }
 }
 
 pub(super) fn client_config(tls: &Tls) -> Result<ClientConfig> {
