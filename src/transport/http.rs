@@ -132,11 +132,7 @@ impl Ajam {
                         partial: None,
                     }
                 } else {
-                    lost(format!(
-                        "HTTP request to {}: {}",
-                        self.base,
-                        without_url(&e)
-                    ))
+                    lost(format!("HTTP request to {}: {}", self.base, describe(&e)))
                 }
             })?;
             let status = response.status();
@@ -186,10 +182,8 @@ impl Ajam {
                 }
             }
             if !status.is_success() {
-                return Err(Error::Remote(format!(
-                    "HTTP {status} from /{}",
-                    endpoint.name()
-                )));
+                let path = request.target.split('?').next().unwrap_or_default();
+                return Err(Error::Remote(format!("HTTP {status} from {path}")));
             }
             let received = response
                 .headers()
@@ -539,7 +533,7 @@ async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| lost(format!("HTTP body: {}", without_url(&e))))?
+        .map_err(|e| lost(format!("HTTP body: {}", describe(&e))))?
     {
         if body.len() + chunk.len() > max {
             return Err(too_large());
@@ -549,12 +543,21 @@ async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8
     Ok(body)
 }
 
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(start) = e.find("http") {
-        e.truncate(start);
+/// reqwest's message without the URL it quotes, followed by the causes it wraps (where the
+/// real reason is: "connection refused", "invalid HTTP version parsed" from a non-HTTP port).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(start) = text.find("http") {
+        text.truncate(start);
     }
-    e.trim_end_matches([' ', '(', ':']).to_owned()
+    let mut text = text.trim_end_matches([' ', '(', ':']).to_owned();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn build_client(options: &Options, http: &Http) -> Result<(reqwest::Client, String)> {

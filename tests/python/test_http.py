@@ -104,6 +104,13 @@ async def test_recording_is_refused_over_http_rather_than_ignored(sim, tmp_path)
     assert not (tmp_path / "x.jsonl").exists()
 
 
+async def test_wrong_port_or_path_errors_say_what_the_server_did(sim):
+    with pytest.raises(amiwire.ConnectionLost, match="invalid HTTP version"):
+        await amiwire.connect(f"http://admin:amiwire@{sim.host}:{sim.port}/rawman")  # the AMI TCP port
+    with pytest.raises(amiwire.RemoteProtocolError, match="404 Not Found from /asterisk/rawman"):
+        await amiwire.connect(f"http://admin:amiwire@{sim.host}:{sim.http_port}/asterisk/rawman")
+
+
 async def test_tcp_sees_http_calls(sim):
     async with amiwire.connect(sim.url) as tcp, amiwire.connect(sim.http_url(), timeout=10) as http:
         seen = tcp.events("UserEvent")
