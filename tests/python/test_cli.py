@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from amiwire.testing import Simulator
 
@@ -36,6 +37,18 @@ def test_command_prints_cli_output_exactly():
         assert done.stdout.startswith("Asterisk 22.10.1 built by") and done.stdout.endswith("\n")
 
 
+def feed_until_exit(proc: subprocess.Popen[str], emit: Callable[[], None]) -> tuple[str, str]:
+    """Emits events until `proc` (a command tailing them) exits; its stdout and stderr."""
+    try:
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            emit()
+            time.sleep(0.1)
+        return proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+
+
 def test_events_tails_matching_events_as_json_lines():
     with Simulator() as sim:
         proc = subprocess.Popen(
@@ -44,15 +57,12 @@ def test_events_tails_matching_events_as_json_lines():
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
-            deadline = time.monotonic() + 20
-            while proc.poll() is None and time.monotonic() < deadline:
-                sim.emit_event("UserEvent", headers=[("UserEvent", "Other")])
-                sim.emit_event("UserEvent", headers=[("UserEvent", "TailMe"), ("N", "1")])
-                time.sleep(0.1)
-            out, err = proc.communicate(timeout=10)
-        finally:
-            proc.kill()
+
+        def emit() -> None:
+            sim.emit_event("UserEvent", headers=[("UserEvent", "Other")])
+            sim.emit_event("UserEvent", headers=[("UserEvent", "TailMe"), ("N", "1")])
+
+        out, err = feed_until_exit(proc, emit)
         assert proc.returncode == 0, err
         event = json.loads(out.splitlines()[0])
         assert event["Event"] == "UserEvent" and event["UserEvent"] == "TailMe" and event["N"] == "1"
@@ -67,15 +77,12 @@ def test_events_into_a_pipe_that_closes_ends_quietly():
             stderr=subprocess.PIPE,
             text=True,
         )
-        try:
-            deadline = time.monotonic() + 20
-            while proc.poll() is None and time.monotonic() < deadline:
-                for n in range(20):
-                    sim.emit_event("UserEvent", headers=[("UserEvent", "Flood"), ("N", str(n))])
-                time.sleep(0.1)
-            out, err = proc.communicate(timeout=10)
-        finally:
-            proc.kill()
+
+        def emit() -> None:
+            for n in range(20):
+                sim.emit_event("UserEvent", headers=[("UserEvent", "Flood"), ("N", str(n))])
+
+        out, err = feed_until_exit(proc, emit)
         assert len(out.splitlines()) == 2
         assert "Traceback" not in err and "BrokenPipe" not in err, err
         deadline = time.monotonic() + 5
