@@ -3,7 +3,10 @@
 Defined in Python (not in the extension) so that the classes can carry attributes such as
 ``.response`` and inherit from built-ins (``ConnectionError``, ``TimeoutError``) under abi3.
 Every class derives from :class:`AMIError`, so ``except amiwire.AMIError`` catches them all,
-and none derives from ``BaseException`` alone: a Rust panic surfaces as :class:`InternalError`.
+and none derives from ``BaseException`` alone. :class:`InternalError` reports a bug in amiwire
+(the connection's driver task ending abnormally closes the client with it); a Rust panic in a
+call, which no known input causes, raises PyO3's ``PanicException`` at that call instead of
+crashing the interpreter.
 """
 
 from __future__ import annotations
@@ -106,4 +109,4 @@ class ListTooLong(AMIError):
 
 
 class InternalError(AMIError):
-    """A bug in amiwire (a Rust panic, a dead driver task). Please report it."""
+    """A bug in amiwire (its driver task ended abnormally). Please report it."""
