@@ -96,6 +96,9 @@ class BlockingEventStream:
     def gaps(self) -> int:
         return self._stream.gaps
 
+    def __repr__(self) -> str:
+        return repr(self._stream).replace("<amiwire.EventStream", "<amiwire.BlockingEventStream", 1)
+
 
 class BlockingClient:
     """The same methods as :class:`~amiwire.Client`, blocking. Create with

@@ -419,7 +419,8 @@ class Client:
         """
         headers = [(name, _matchers(value)) for name, value in header_filters.items()]
         sub = self._conn.subscribe(list(patterns), headers, maxsize, overflow)
-        return EventStream(self._bridge, sub)
+        wanted = [*patterns, *(f"{name}={value!r}" for name, value in header_filters.items())]
+        return EventStream(self._bridge, sub, " ".join(wanted) or "*")
 
     def on(
         self, pattern: str = "*", callback: Callable[[Message], Any] | None = None, **header_filters: Any
@@ -516,9 +517,10 @@ async def _run_callback(stream: EventStream, fn: Callable[[Message], Any]) -> No
 class EventStream:
     """Events from one subscription; see :meth:`Client.events`."""
 
-    def __init__(self, bridge: _Bridge, sub: _core.EventSubscription) -> None:
+    def __init__(self, bridge: _Bridge, sub: _core.EventSubscription, wanted: str = "*") -> None:
         self._bridge = bridge
         self._sub = sub
+        self._wanted = wanted
         self._buffer: list[Message] = []
         self._index = 0
 
@@ -595,6 +597,10 @@ class EventStream:
     @property
     def closed(self) -> bool:
         return self._sub.closed
+
+    def __repr__(self) -> str:
+        counters = f"{self.queued} queued, {self.delivered} delivered, {self.dropped} dropped, {self.gaps} gaps"
+        return f"<amiwire.EventStream {self._wanted}: {counters}{', closed' if self.closed else ''}>"
 
 
 class _Connect:

@@ -146,6 +146,19 @@ async def test_events_are_filtered_in_rust_and_fan_out(sim):
         assert user_a.queued == 0
 
 
+async def test_streams_show_what_they_want_and_their_counters(sim):
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent", UserEvent="Repr*", maxsize=1)
+        await ami.action("UserEvent", UserEvent="Repr1")
+        await ami.action("UserEvent", UserEvent="Repr2")
+        await ami.ping()
+        assert repr(stream) == "<amiwire.EventStream UserEvent UserEvent='Repr*': 1 queued, 0 delivered, 1 dropped, 0 gaps>"
+        await stream.__anext__()
+        stream.close()
+        assert repr(stream).endswith(": 0 queued, 1 delivered, 1 dropped, 0 gaps, closed>")
+        assert repr(ami.events()).startswith("<amiwire.EventStream *: ")
+
+
 async def test_slow_consumer_drops_oldest_and_counts(sim):
     async with amiwire.connect(sim.url) as ami:
         stream = ami.events("UserEvent", maxsize=3)
@@ -265,6 +278,7 @@ def test_blocking_client(sim):
         events = ami.events("UserEvent")
         ami.action("UserEvent", UserEvent="Sync")
         assert next(events)["UserEvent"] == "Sync"
+        assert repr(events) == "<amiwire.BlockingEventStream UserEvent: 0 queued, 1 delivered, 0 dropped, 0 gaps>"
 
 
 async def test_recording_masks_secrets_and_replays(sim, tmp_path):
