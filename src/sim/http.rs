@@ -201,6 +201,23 @@ impl Request {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Its form fields: the query string, then a POST body.
+    fn params(&self) -> Vec<(String, String)> {
+        let query = self.target.split_once('?').map_or("", |(_, q)| q);
+        let mut params = decode_form(query.as_bytes());
+        if self.method == "POST" {
+            params.extend(decode_form(&self.body));
+        }
+        params
+    }
+
+    /// A WaitEvent long-poll, which may wait up to its timeout before answering.
+    fn is_wait_event(&self) -> bool {
+        self.params()
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("Action") && v.eq_ignore_ascii_case("WaitEvent"))
+    }
 }
 
 struct Response {
@@ -377,7 +394,27 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
             || req
                 .header("Connection")
                 .is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let resp = http.respond(&req).await;
+        let resp = if req.is_wait_event() {
+            // A client that hangs up during its long-poll ends the poll (and with the last
+            // one the session's hold on its event queue), as the next write would.
+            let respond = http.respond(&req);
+            tokio::pin!(respond);
+            loop {
+                tokio::select! {
+                    resp = &mut respond => break resp,
+                    read = sock.read(&mut chunk) => match read {
+                        Ok(0) | Err(_) => return,
+                        // The next request, pipelined: kept for after this one.
+                        Ok(n) if buf.len() + n <= MAX_REQUEST => {
+                            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                        }
+                        Ok(_) => return,
+                    },
+                }
+            }
+        } else {
+            http.respond(&req).await
+        };
         if sock.write_all(&resp.bytes()).await.is_err() || close {
             return;
         }
@@ -409,18 +446,17 @@ impl Http {
                 );
             }
         };
-        let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+        let path = req
+            .target
+            .split_once('?')
+            .map_or(req.target.as_str(), |(p, _)| p);
         let Some(endpoint) = Endpoint::from_path(path, "") else {
             return Response::error_page(
                 "404 Not Found",
                 "The requested URL was not found on this server.",
             );
         };
-        let mut params = decode_form(query.as_bytes());
-        if method == Method::Post {
-            params.extend(decode_form(&req.body));
-        }
-        let msg = action_message(&params);
+        let msg = action_message(&req.params());
         let content_type = ("Content-type", endpoint.format().content_type().to_string());
         if endpoint.uses_digest() {
             return match self.digest_session(req, method) {

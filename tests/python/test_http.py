@@ -111,6 +111,18 @@ async def test_wrong_port_or_path_errors_say_what_the_server_did(sim):
         await amiwire.connect(f"http://admin:amiwire@{sim.host}:{sim.http_port}/asterisk/rawman")
 
 
+async def test_closing_a_polling_client_ends_its_session_at_once(sim):
+    async with amiwire.connect(sim.http_url(), timeout=10) as ami:
+        await ami.ping()
+        assert sim.session_count == 1
+    # Logged off while its WaitEvent was in flight: the long-poll ends with the connection
+    # instead of holding the session until its 20 s timeout.
+    deadline = asyncio.get_running_loop().time() + 2
+    while sim.session_count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert sim.session_count == 0
+
+
 async def test_tcp_sees_http_calls(sim):
     async with amiwire.connect(sim.url) as tcp, amiwire.connect(sim.http_url(), timeout=10) as http:
         seen = tcp.events("UserEvent")
