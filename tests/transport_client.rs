@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use amiwire::proto::{Action, Decoder, Expect, Message};
-use amiwire::transport::{Client, Filter, Matcher, Options, Overflow, Reconnect, State};
+use amiwire::transport::{
+    Client, Filter, Matcher, Options, Overflow, Reconnect, Reply, Request, State,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -275,4 +277,73 @@ async fn injection_is_refused_before_sending() {
         .unwrap_err();
     assert!(matches!(err, amiwire::Error::Usage(_)));
     assert!(client.action(Action::new("Ping")).await.is_ok());
+}
+
+/// Once armed, panics on the next wake-up: a stand-in for a bug that kills the driver task.
+#[derive(Default)]
+struct PanicOnWake {
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl amiwire::transport::Wake for PanicOnWake {
+    fn wake(&self) {
+        let armed = self.armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(!armed, "a bug in the driver task");
+    }
+}
+
+/// Takes completions until `tokens` all arrived (or 5 s passed).
+async fn completions_for(
+    client: &Client,
+    tokens: &[u64],
+) -> std::collections::HashMap<u64, amiwire::Result<amiwire::proto::Outcome>> {
+    let mut got = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokens.iter().any(|t| !got.contains_key(t)) && tokio::time::Instant::now() < deadline {
+        got.extend(client.take_completions());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_task_that_dies_fails_every_action_it_still_owed() {
+    let (port, _server) = mock_server().await;
+    let waker = std::sync::Arc::new(PanicOnWake::default());
+    let client = Client::spawn(
+        options(port),
+        Reply::Queued(0),
+        Some(waker.clone()),
+        &tokio::runtime::Handle::current(),
+    );
+    let login = completions_for(&client, &[0]).await;
+    assert!(login[&0].is_ok(), "logged in");
+    // The answered Ping's completion is the next wake-up: the driver dies there.
+    waker.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let request = |action: Action, token: u64| Request {
+        action,
+        expect: Expect::Auto,
+        timeout: None,
+        reply: Reply::Queued(token),
+    };
+    let silent = || Action::new("Ping").header("Silent", "yes");
+    client
+        .submit_all(vec![
+            request(silent(), 1),
+            request(silent(), 2),
+            request(Action::new("Ping"), 3),
+        ])
+        .unwrap();
+    let results = completions_for(&client, &[1, 2, 3]).await;
+    assert!(results[&3].is_ok(), "answered before the driver died");
+    for token in [1, 2] {
+        match &results[&token] {
+            Err(amiwire::Error::Internal(why)) => {
+                assert!(why.contains("driver task died"), "{why}")
+            }
+            other => panic!("token {token}: {other:?}"),
+        }
+    }
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(client.state_reason().as_deref(), Some("internal error"));
 }

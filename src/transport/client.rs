@@ -142,7 +142,7 @@ pub struct Stats {
 
 /// State shared between the handle(s) and the driver. No Python objects in here.
 pub struct Shared {
-    completions: Mutex<Vec<(u64, Result<Outcome>)>>,
+    completions: Mutex<Completions>,
     waker: Mutex<Option<Arc<dyn Wake>>>,
     subs: Mutex<Vec<Arc<Subscription>>>,
     state: Mutex<StateLog>,
@@ -155,7 +155,7 @@ pub struct Shared {
 impl Shared {
     fn new() -> Shared {
         Shared {
-            completions: Mutex::new(Vec::new()),
+            completions: Mutex::new(Completions::default()),
             waker: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
@@ -192,16 +192,42 @@ impl Shared {
             return false;
         }
         match self.completions.lock() {
-            Ok(mut queue) => {
-                let was_empty = queue.is_empty();
+            Ok(mut c) => {
+                for (token, _) in &done {
+                    c.outstanding.remove(token);
+                }
+                let was_empty = c.done.is_empty();
                 if was_empty {
-                    std::mem::swap(&mut *queue, &mut done);
+                    std::mem::swap(&mut c.done, &mut done);
                 } else {
-                    queue.append(&mut done);
+                    c.done.append(&mut done);
                 }
                 was_empty
             }
             Err(_) => false,
+        }
+    }
+
+    /// Tokens whose result will be queued here (a `Reply::Queued` handed to the driver).
+    fn expect(&self, tokens: impl Iterator<Item = u64>) {
+        if let Ok(mut c) = self.completions.lock() {
+            c.outstanding.extend(tokens);
+        }
+    }
+
+    /// The driver task died (a bug): every token it still owed fails now, so that no waiter
+    /// waits for a result that cannot come.
+    fn fail_outstanding(&self, why: &str) {
+        let owed: Vec<u64> = match self.completions.lock() {
+            Ok(mut c) => c.outstanding.drain().collect(),
+            Err(_) => return,
+        };
+        let failed = owed
+            .into_iter()
+            .map(|token| (token, Err(Error::Internal(why.to_owned()))))
+            .collect();
+        if self.queue_completions(failed) {
+            self.wake();
         }
     }
 
@@ -335,6 +361,9 @@ impl Client {
         if let Ok(mut slot) = shared.waker.lock() {
             *slot = waker;
         }
+        if let Reply::Queued(token) = ready {
+            shared.expect(std::iter::once(token));
+        }
         let default_timeout = options.action_timeout;
         let driver = Driver {
             options,
@@ -362,6 +391,7 @@ impl Client {
             };
             if let Err(e) = result {
                 warn!("amiwire driver ended abnormally: {e}");
+                guard_shared.fail_outstanding(&format!("the connection's driver task died: {e}"));
                 guard_shared.finish("internal error", true);
             }
         });
@@ -380,6 +410,11 @@ impl Client {
     /// Hands already validated actions to the driver at once. If the client is closed, each
     /// one's waiter learns it.
     pub fn submit_all(&self, requests: Vec<Request>) -> Result<()> {
+        self.shared
+            .expect(requests.iter().filter_map(|r| match r.reply {
+                Reply::Queued(token) => Some(token),
+                _ => None,
+            }));
         self.tx
             .send(Command::Actions(requests))
             .map_err(|rejected| {
@@ -416,6 +451,9 @@ impl Client {
 
     /// Forget a `Reply::Queued` action (its asyncio task was cancelled).
     pub fn cancel(&self, token: u64) {
+        if let Ok(mut c) = self.shared.completions.lock() {
+            c.outstanding.remove(&token);
+        }
         let _ = self.tx.send(Command::Cancel(token));
     }
 
@@ -449,6 +487,9 @@ impl Client {
 
     /// Logs off and closes; `done` learns when the socket is closed.
     pub fn close_with(&self, done: Reply) {
+        if let Reply::Queued(token) = done {
+            self.shared.expect(std::iter::once(token));
+        }
         if let Err(rejected) = self.tx.send(Command::Close(done)) {
             if let Command::Close(done) = rejected.0 {
                 self.shared.deliver(done, Err(closed()));
@@ -466,7 +507,7 @@ impl Client {
         self.shared
             .completions
             .lock()
-            .map(|mut q| std::mem::take(&mut *q))
+            .map(|mut c| std::mem::take(&mut c.done))
             .unwrap_or_default()
     }
 
@@ -568,6 +609,13 @@ enum End {
     UserClosed(Reply),
     HandlesDropped,
     Lost(String),
+}
+
+/// Results for `Reply::Queued` waiters, and the tokens still owed one.
+#[derive(Default)]
+struct Completions {
+    done: Vec<(u64, Result<Outcome>)>,
+    outstanding: std::collections::HashSet<u64>,
 }
 
 /// What a new session (after a reconnect, or an HTTP re-login) needs to look like the old
