@@ -520,8 +520,6 @@ fn first_response(messages: &[Message]) -> Result<&Message> {
         .ok_or_else(|| Error::Remote("the HTTP reply holds no response".into()))
 }
 
-/// reqwest errors print the URL, whose query may hold a secret on GET; we only POST, but
-/// keep errors free of URLs anyway.
 /// The whole body, unless it passes `max` bytes (checked against Content-Length first, then
 /// while reading, for chunked bodies).
 async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>> {
@@ -543,8 +541,9 @@ async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8
     Ok(body)
 }
 
-/// reqwest's message without the URL it quotes, followed by the causes it wraps (where the
-/// real reason is: "connection refused", "invalid HTTP version parsed" from a non-HTTP port).
+/// reqwest's message without the URL it quotes (on GET its query may hold a secret; we only
+/// POST, but keep errors free of URLs anyway), followed by the causes it wraps, where the real
+/// reason is ("connection refused", "invalid HTTP version parsed" from a non-HTTP port).
 fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(start) = text.find("http") {
