@@ -32,8 +32,6 @@ use crate::proto::http::{
 };
 use crate::proto::{Decoder, Message};
 
-/// Events kept per HTTP session between WaitEvents; the oldest go first beyond this.
-const EVENT_QUEUE_LIMIT: usize = SESSION_EVENT_QUEUE;
 /// A cookie that never logged in lives this long (manager.c).
 const ANONYMOUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests larger than this (head or body) are refused.
@@ -81,8 +79,9 @@ struct Queue {
 }
 
 impl Queue {
+    /// Keeps what WaitEvent has not taken yet; beyond `SESSION_EVENT_QUEUE`, the oldest go.
     fn push(&mut self, ev: Event) {
-        if self.queued.len() >= EVENT_QUEUE_LIMIT {
+        if self.queued.len() >= SESSION_EVENT_QUEUE {
             self.queued.pop_front();
         }
         self.queued.push_back(ev);
@@ -191,6 +190,8 @@ struct Request {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Its form fields: the query string, then a POST body.
+    params: Vec<(String, String)>,
     remote: SocketAddr,
 }
 
@@ -202,19 +203,18 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Its form fields: the query string, then a POST body.
-    fn params(&self) -> Vec<(String, String)> {
+    /// Reads the form fields once the body is in.
+    fn parse_params(&mut self) {
         let query = self.target.split_once('?').map_or("", |(_, q)| q);
-        let mut params = decode_form(query.as_bytes());
+        self.params = decode_form(query.as_bytes());
         if self.method == "POST" {
-            params.extend(decode_form(&self.body));
+            self.params.extend(decode_form(&self.body));
         }
-        params
     }
 
     /// A WaitEvent long-poll, which may wait up to its timeout before answering.
     fn is_wait_event(&self) -> bool {
-        self.params()
+        self.params
             .iter()
             .any(|(k, v)| k.eq_ignore_ascii_case("Action") && v.eq_ignore_ascii_case("WaitEvent"))
     }
@@ -373,6 +373,7 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
             target,
             headers,
             body: Vec::new(),
+            params: Vec::new(),
             remote,
         };
         let length: usize = req
@@ -390,6 +391,7 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
             }
         }
         req.body = buf.drain(..length).collect();
+        req.parse_params();
         let close = version != "HTTP/1.1"
             || req
                 .header("Connection")
@@ -456,7 +458,7 @@ impl Http {
                 "The requested URL was not found on this server.",
             );
         };
-        let msg = action_message(&req.params());
+        let msg = action_message(&req.params);
         let content_type = ("Content-type", endpoint.format().content_type().to_string());
         if endpoint.uses_digest() {
             return match self.digest_session(req, method) {
