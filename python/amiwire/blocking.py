@@ -97,7 +97,7 @@ class BlockingEventStream:
         return self._stream.gaps
 
     def __repr__(self) -> str:
-        return repr(self._stream).replace("<amiwire.EventStream", "<amiwire.BlockingEventStream", 1)
+        return f"<amiwire.BlockingEventStream {self._stream._summary()}>"
 
 
 class BlockingClient:

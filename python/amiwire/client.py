@@ -598,9 +598,13 @@ class EventStream:
     def closed(self) -> bool:
         return self._sub.closed
 
-    def __repr__(self) -> str:
+    def _summary(self) -> str:
+        """What the stream matches and its counters, for this repr and the blocking one."""
         counters = f"{self.queued} queued, {self.delivered} delivered, {self.dropped} dropped, {self.gaps} gaps"
-        return f"<amiwire.EventStream {self._wanted}: {counters}{', closed' if self.closed else ''}>"
+        return f"{self._wanted}: {counters}{', closed' if self.closed else ''}"
+
+    def __repr__(self) -> str:
+        return f"<amiwire.EventStream {self._summary()}>"
 
 
 class _Connect:
