@@ -32,6 +32,7 @@ test-rust:
 	cargo check --no-default-features --all-targets
 	! grep -rnE '\b(tokio|pyo3)\b' src/proto
 	! grep -rn 'pyo3' src/transport src/sim
+	$(PYTHON) scripts/check_cycles.py src/sim
 	cargo test --no-default-features
 
 test-python: develop

@@ -5,11 +5,16 @@ use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 
-use super::calls::{ChanId, Ctl, OriginateReq, Program, duration_hms, snapshot};
+use super::calls::ast::Cause;
+use super::calls::channel::send;
+use super::calls::events::{bridge_fields, chan_event, snapshot};
+use super::calls::model::{ChanId, Ctl, Program, duration_hms};
+use super::calls::originate::{OriginateReq, originate, originate_response};
+use super::calls::vars::lookup;
 use super::cli;
 use super::commands::COMMANDS;
 use super::config::CommandStyle;
-use super::server::lock;
+use super::core::lock;
 use super::session::{Filter, Flow, Method, Session, event_mask};
 use super::time::Stamp;
 use super::wire::{Event, Out, class, header, headers_all, wait_event_reply};
@@ -69,7 +74,7 @@ impl Session {
                     .await
             }
             "logoff" => self.logoff(id).await,
-            "challenge" => self.reply(Out::error(id, "Already authenticated")).await,
+            "challenge" => self.challenge(m, id).await,
             "coresettings" => self.core_settings(id).await,
             "corestatus" => self.core_status(id).await,
             "getvar" => self.getvar(m, id).await,
@@ -167,11 +172,7 @@ impl Session {
 
     async fn core_status(&mut self, id: Option<&str>) -> Flow {
         let started = Stamp::of(self.core.started);
-        let current = lock(&self.core.calls)
-            .channels
-            .values()
-            .filter(|c| c.name.ends_with(";1"))
-            .count();
+        let current = lock(&self.core.calls).active_calls();
         let processed = self
             .core
             .calls_processed
@@ -195,7 +196,7 @@ impl Session {
             Err(()) => return self.reply(Out::error(id, "No such channel")).await,
         };
         // Getvar does not expand ${...}: LEN(${X}) measures the literal (tcp-header-edge-cases).
-        let value: String = self.core.lookup(chan, &var).chars().take(1023).collect();
+        let value: String = lookup(&self.core, chan, &var).chars().take(1023).collect();
         self.reply(Out::success(id).h("Variable", &var).h("Value", &value))
             .await
     }
@@ -229,7 +230,8 @@ impl Session {
                         ch.vars.push((var.clone(), value.clone()));
                     }
                 }
-                self.core.chan_event(
+                chan_event(
+                    &self.core,
                     "VarSet",
                     "dialplan,all",
                     c,
@@ -368,14 +370,14 @@ impl Session {
         if is_async {
             let core = self.core.clone();
             tokio::spawn(async move {
-                let result = core.originate(req.clone()).await;
-                core.originate_response(&req, &result);
+                let result = originate(&core, req.clone()).await;
+                originate_response(&core, &req, &result);
             });
             return self
                 .reply(Out::success(id).h("Message", "Originate successfully queued"))
                 .await;
         }
-        let result = self.core.originate(req).await;
+        let result = originate(&self.core, req).await;
         if result.success {
             self.reply(Out::success(id).h("Message", "Originate successfully queued"))
                 .await
@@ -390,7 +392,7 @@ impl Session {
         };
         let cause = header(m, "Cause")
             .and_then(|c| c.trim().parse().ok())
-            .unwrap_or(16);
+            .map_or(Cause::NORMAL_CLEARING, Cause);
         if let Some(pattern) = name
             .strip_prefix('/')
             .and_then(|p| p.strip_suffix('/'))
@@ -407,7 +409,8 @@ impl Session {
                 .collect();
             let mut items = Vec::new();
             for (chan, chan_name) in &matched {
-                self.core.send(
+                send(
+                    &self.core,
                     *chan,
                     Ctl::Hangup {
                         cause,
@@ -434,7 +437,8 @@ impl Session {
         let found = lock(&self.core.calls).find(&name);
         match found {
             Some(chan) => {
-                self.core.send(
+                send(
+                    &self.core,
                     chan,
                     Ctl::Hangup {
                         cause,
@@ -472,8 +476,8 @@ impl Session {
         };
         match extra {
             Some((Some(extra), _)) => {
-                self.core.send(chan, Ctl::Redirect(target("")));
-                self.core.send(extra, Ctl::Redirect(target("Extra")));
+                send(&self.core, chan, Ctl::Redirect(target("")));
+                send(&self.core, extra, Ctl::Redirect(target("Extra")));
                 self.reply(Out::success(id).h("Message", "Dual Redirect successful"))
                     .await
             }
@@ -482,7 +486,7 @@ impl Session {
                 self.reply(Out::error(id, &msg)).await
             }
             None => {
-                self.core.send(chan, Ctl::Redirect(target("")));
+                send(&self.core, chan, Ctl::Redirect(target("")));
                 self.reply(Out::success(id).h("Message", "Redirect successful"))
                     .await
             }
@@ -675,16 +679,11 @@ impl Session {
                 .bridges
                 .values()
                 .map(|b| {
-                    Out::event("BridgeListItem")
-                        .id(id)
-                        .h("BridgeUniqueid", &b.uniqueid)
-                        .h("BridgeType", "basic")
-                        .h("BridgeTechnology", "simple_bridge")
-                        .h("BridgeCreator", "<unknown>")
-                        .h("BridgeName", "<unknown>")
-                        .h("BridgeNumChannels", &b.members.len().to_string())
-                        .h("BridgeVideoSourceMode", "none")
-                        .finish()
+                    let mut out = Out::event("BridgeListItem").id(id);
+                    for (k, v) in bridge_fields(b) {
+                        out.push(k, &v);
+                    }
+                    out.finish()
                 })
                 .collect()
         };
@@ -717,15 +716,10 @@ impl Session {
                         out.finish()
                     })
                     .collect();
-                let extra = vec![
-                    ("BridgeUniqueid".to_string(), b.uniqueid.clone()),
-                    ("BridgeType".into(), "basic".into()),
-                    ("BridgeTechnology".into(), "simple_bridge".into()),
-                    ("BridgeCreator".into(), "<unknown>".into()),
-                    ("BridgeName".into(), "<unknown>".into()),
-                    ("BridgeNumChannels".into(), b.members.len().to_string()),
-                    ("BridgeVideoSourceMode".into(), "none".into()),
-                ];
+                let extra = bridge_fields(b)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
                 (items, extra)
             })
         };

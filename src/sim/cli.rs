@@ -3,9 +3,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::calls::{Ctl, state_desc};
+use super::calls::ast::Cause;
+use super::calls::channel::send;
+use super::calls::model::Ctl;
 use super::commands::COMMANDS;
-use super::server::{Core, lock};
+use super::core::{Core, lock};
 
 pub(crate) const VERSION_LINE: &str =
     "Asterisk 22.10.1 built by root @ vm on a x86_64 running Linux on 2026-11-26 10:50:34 UTC";
@@ -97,18 +99,13 @@ fn channels(core: &Core, count_only: bool) -> Vec<String> {
                 "{:<64.64} {:<32.32} {:<7.7} {:<30.30}",
                 c.name,
                 location,
-                state_desc(c.state),
+                c.state.desc(),
                 format!("{}({})", c.app, c.appdata)
             ));
         }
     }
     let chans = calls.channels.len();
-    // A Local pair is one call.
-    let active = calls
-        .channels
-        .values()
-        .filter(|c| c.name.ends_with(";1"))
-        .count();
+    let active = calls.active_calls();
     let processed = core.calls_processed.load(Ordering::Relaxed) as usize;
     out.push(format!("{chans} active channel{}", ess(chans)));
     out.push(format!(
@@ -133,7 +130,7 @@ fn concise(core: &Core) -> Vec<String> {
                 c.context,
                 c.exten,
                 c.priority,
-                state_desc(c.state),
+                c.state.desc(),
                 c.app,
                 c.appdata,
                 c.created.elapsed().as_secs(),
@@ -190,10 +187,11 @@ fn hangup(core: &Core, target: &str) -> Vec<String> {
     chosen
         .into_iter()
         .map(|(id, name)| {
-            core.send(
+            send(
+                core,
                 id,
                 Ctl::Hangup {
-                    cause: 16,
+                    cause: Cause::NORMAL_CLEARING,
                     requested: true,
                 },
             );

@@ -121,11 +121,15 @@ pub struct SimConfig {
     pub(crate) tls: Option<Tls>,
     pub(crate) auth_fail_delay: Duration,
     pub(crate) auth_timeout: Duration,
+    pub(crate) auth_limit: usize,
     pub(crate) write_timeout: Option<Duration>,
     /// Multiplies every dialplan wait and ring (0.1 makes calls ten times faster).
     pub(crate) time_scale: f64,
     pub(crate) http: bool,
     pub(crate) http_timeout: Duration,
+    pub(crate) http_session_limit: usize,
+    pub(crate) http_keep_alive: Duration,
+    pub(crate) http_request_timeout: Duration,
     pub(crate) digest_stale: Duration,
 }
 
@@ -142,10 +146,14 @@ impl Default for SimConfig {
             tls: None,
             auth_fail_delay: Duration::from_secs(1),
             auth_timeout: Duration::from_secs(30),
+            auth_limit: 50,
             write_timeout: None,
             time_scale: 1.0,
             http: false,
             http_timeout: Duration::from_secs(60),
+            http_session_limit: 100,
+            http_keep_alive: Duration::from_secs(15),
+            http_request_timeout: Duration::from_secs(30),
             digest_stale: Duration::from_secs(62),
         }
     }
@@ -187,8 +195,11 @@ impl SimConfig {
         self
     }
 
+    /// Adds a user, replacing one of the same name (names compare case-insensitively, as
+    /// Asterisk's do).
     pub fn user(mut self, user: User) -> Self {
-        self.users.retain(|u| u.name != user.name);
+        self.users
+            .retain(|u| !u.name.eq_ignore_ascii_case(&user.name));
         self.users.push(user);
         self
     }
@@ -236,6 +247,14 @@ impl SimConfig {
         self
     }
 
+    /// Asterisk's `authlimit` (default 50, at least 1): how many AMI connections may be open
+    /// without having logged in. As in manager.c (`session_do()`), one more is closed as soon
+    /// as it is accepted, before the banner; a login frees its place.
+    pub fn auth_limit(mut self, limit: usize) -> Self {
+        self.auth_limit = limit.max(1);
+        self
+    }
+
     /// Asterisk's `writetimeout` (its default is 100 ms): a session whose write cannot make
     /// progress for that long is disconnected, as Asterisk drops a client that stops reading.
     /// None (the default here) queues up to `SESSION_EVENT_QUEUE` events for a slow reader
@@ -265,6 +284,28 @@ impl SimConfig {
     /// the WaitEvent clamp (this minus 10 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
+        self
+    }
+
+    /// `http.conf` `sessionlimit` (default 100, at least 1): open HTTP connections. As in
+    /// main/http.c (`httpd_helper_thread()`), one more is closed at once, unanswered.
+    pub fn http_session_limit(mut self, limit: usize) -> Self {
+        self.http_session_limit = limit.max(1);
+        self
+    }
+
+    /// `http.conf` `session_keep_alive` (default 15 s): how long a connection may wait for
+    /// its next request (its first one too) before it is closed.
+    pub fn http_keep_alive(mut self, timeout: Duration) -> Self {
+        self.http_keep_alive = timeout;
+        self
+    }
+
+    /// How long a request may take to arrive, head and body, once its first byte has
+    /// (default 30 s, `http.conf` `session_inactivity`). A request still incomplete then is
+    /// answered `400 Bad Request` and the connection closed, as main/http.c does.
+    pub fn http_request_timeout(mut self, timeout: Duration) -> Self {
+        self.http_request_timeout = timeout;
         self
     }
 

@@ -4,7 +4,6 @@
 use std::io;
 
 use super::config::FirehoseSource;
-use super::session::Session;
 use super::wire::Event;
 
 /// The part of a raw capture after its banner line and its first message (the login reply).
@@ -62,24 +61,16 @@ pub(crate) fn generate(count: u64) -> Vec<u8> {
     out
 }
 
-pub(crate) async fn stream(s: &mut Session) -> io::Result<()> {
-    let Some(firehose) = s.core.cfg.firehose.clone() else {
-        return Ok(());
-    };
-    let bytes = match &firehose.source {
+/// The bytes one repeat of the firehose sends.
+pub(crate) async fn payload(source: &FirehoseSource) -> io::Result<Vec<u8>> {
+    match source {
         FirehoseSource::File(path) => {
             let path = path.clone();
             let raw = tokio::task::spawn_blocking(move || std::fs::read(path))
                 .await
                 .map_err(io::Error::other)??;
-            strip_capture(&raw).to_vec()
+            Ok(strip_capture(&raw).to_vec())
         }
-        FirehoseSource::Generated { count } => generate(*count),
-    };
-    for _ in 0..firehose.repeats.max(1) {
-        for chunk in bytes.chunks(64 * 1024) {
-            s.write(chunk).await?;
-        }
+        FirehoseSource::Generated { count } => Ok(generate(*count)),
     }
-    Ok(())
 }

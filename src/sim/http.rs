@@ -18,12 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use super::config::User;
-use super::server::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
+use super::config::{SimConfig, User};
+use super::core::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
 use super::session::{Flow, Session};
+
 use super::time::Stamp;
 use super::wire::{Event, Out, header, wait_event_reply};
 use crate::proto::http::{
@@ -308,6 +309,7 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let slots = Arc::new(Semaphore::new(core.cfg.http_session_limit));
     let http = Arc::new(Http {
         core: core.clone(),
         local,
@@ -327,8 +329,14 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                // main/http.c `httpd_helper_thread()`: beyond `sessionlimit` open connections,
+                // a new one is closed at once, unanswered.
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    log::debug!("simulator HTTP: sessionlimit reached, closing {remote}");
+                    continue;
+                };
                 let _ = sock.set_nodelay(true);
-                tasks.spawn(connection(http.clone(), sock, remote));
+                tasks.spawn(connection(http.clone(), sock, remote, slot));
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -339,11 +347,75 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
     lock(&http.digest).clear();
 }
 
-/// One keep-alive connection: requests one after another until the peer closes or asks to.
-async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
+/// How waiting for more of a request ended.
+enum Read {
+    More,
+    Closed,
+    TimedOut,
+}
+
+/// Reads what comes before `deadline` onto `buf`.
+async fn read_until(
+    sock: &mut TcpStream,
+    chunk: &mut [u8],
+    buf: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Read {
+    match tokio::time::timeout_at(deadline, sock.read(chunk)).await {
+        Err(_) => Read::TimedOut,
+        Ok(Ok(0) | Err(_)) => Read::Closed,
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            Read::More
+        }
+    }
+}
+
+/// When the request being read must be complete. main/http.c waits `session_keep_alive` for
+/// a request to start and then `session_inactivity` between reads (`httpd_helper_thread()`,
+/// `ast_iostream_set_timeout_idle_inactivity()`); here the whole request must arrive within
+/// the second, so a client cannot hold a connection by trickling bytes.
+struct Deadlines {
+    idle: tokio::time::Instant,
+    request: Option<tokio::time::Instant>,
+    request_timeout: Duration,
+}
+
+impl Deadlines {
+    fn new(cfg: &SimConfig, started: bool) -> Deadlines {
+        let now = tokio::time::Instant::now();
+        Deadlines {
+            idle: now + cfg.http_keep_alive,
+            request: started.then(|| now + cfg.http_request_timeout),
+            request_timeout: cfg.http_request_timeout,
+        }
+    }
+
+    fn next(&self) -> tokio::time::Instant {
+        self.request.unwrap_or(self.idle)
+    }
+
+    /// Bytes of a request arrived: its own clock starts.
+    fn started(&mut self) {
+        if self.request.is_none() {
+            self.request = Some(tokio::time::Instant::now() + self.request_timeout);
+        }
+    }
+}
+
+/// One keep-alive connection: requests one after another until the peer closes or asks to,
+/// or a timeout ends it. `_slot` is its place under `sessionlimit`.
+async fn connection(
+    http: Arc<Http>,
+    mut sock: TcpStream,
+    remote: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
+        // Pipelined bytes left over from the last request have started the next one.
+        let mut deadlines = Deadlines::new(&http.core.cfg, !buf.is_empty());
         let head_end = loop {
             if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
                 break i;
@@ -351,9 +423,10 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
             if buf.len() > MAX_REQUEST {
                 return;
             }
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            match read_until(&mut sock, &mut chunk, &mut buf, deadlines.next()).await {
+                Read::More => deadlines.started(),
+                Read::Closed => return,
+                Read::TimedOut => return time_out(&mut sock, &deadlines).await,
             }
         };
         let head = String::from_utf8_lossy(buf.get(..head_end).unwrap_or_default()).into_owned();
@@ -385,9 +458,10 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
         }
         buf.drain(..head_end + 4);
         while buf.len() < length {
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            match read_until(&mut sock, &mut chunk, &mut buf, deadlines.next()).await {
+                Read::More => {}
+                Read::Closed => return,
+                Read::TimedOut => return time_out(&mut sock, &deadlines).await,
             }
         }
         req.body = buf.drain(..length).collect();
@@ -420,6 +494,15 @@ async fn connection(http: Arc<Http>, mut sock: TcpStream, remote: SocketAddr) {
         if sock.write_all(&resp.bytes()).await.is_err() || close {
             return;
         }
+    }
+}
+
+/// The end of a connection whose wait timed out: silently when no request had started, else
+/// with main/http.c's `400 Bad Request` / `Timeout` page.
+async fn time_out(sock: &mut TcpStream, deadlines: &Deadlines) {
+    if deadlines.request.is_some() {
+        let page = Response::error_page("400 Bad Request", "Timeout");
+        let _ = sock.write_all(&page.bytes()).await;
     }
 }
 

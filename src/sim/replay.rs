@@ -15,8 +15,8 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::server::{Core, stopped};
-use super::session::Stream;
+use super::core::{Core, stopped};
+use super::stream::Stream;
 use crate::proto::{Decoder, decode_all};
 
 #[derive(Deserialize)]

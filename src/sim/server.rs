@@ -1,121 +1,22 @@
-//! The listener, the state shared by all connections, and the handle that stops it all.
+//! The listener and the handle that stops it all.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
-use super::calls::Calls;
 use super::config::{SimConfig, User};
+use super::core::{Core, lock, stopped};
 use super::http;
-use super::session;
+use super::replay;
+use super::session::{self, Unauthenticated};
+use super::stream::Stream;
 use super::tls;
 use super::wire::Event;
-
-/// Events waiting for one session (its socket or its next WaitEvent). A session further behind
-/// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
-/// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
-/// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
-pub(crate) const SESSION_EVENT_QUEUE: usize = 10_000;
-
-/// State shared by every connection and call of one simulator.
-pub(crate) struct Core {
-    pub(crate) cfg: SimConfig,
-    pub(crate) started: SystemTime,
-    pub(crate) started_at: Instant,
-    pub(crate) globals: Mutex<HashMap<String, String>>,
-    sessions: Mutex<Vec<(u64, mpsc::Sender<Event>)>>,
-    /// Events not queued for a session because its queue was full.
-    events_dropped: AtomicU64,
-    pub(crate) calls: Mutex<Calls>,
-    next_session: AtomicU64,
-    next_uniqueid: AtomicU64,
-    pub(crate) calls_processed: AtomicU64,
-    pub(crate) shutdown: watch::Receiver<bool>,
-}
-
-/// Locks a std mutex, recovering the data if a panicking task poisoned it (the simulator keeps
-/// serving the other connections).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Core {
-    pub(crate) fn new(cfg: SimConfig, shutdown: watch::Receiver<bool>) -> Core {
-        let globals = cfg.dialplan.globals.iter().cloned().collect();
-        Core {
-            cfg,
-            started: SystemTime::now(),
-            started_at: Instant::now(),
-            globals: Mutex::new(globals),
-            sessions: Mutex::new(Vec::new()),
-            calls: Mutex::new(Calls::default()),
-            next_session: AtomicU64::new(1),
-            next_uniqueid: AtomicU64::new(1),
-            events_dropped: AtomicU64::new(0),
-            calls_processed: AtomicU64::new(0),
-            shutdown,
-        }
-    }
-
-    /// Sends an event to every logged-in session; each applies its own mask and filters.
-    pub(crate) fn emit(&self, event: Event) {
-        lock(&self.sessions).retain(|(_, tx)| match tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.events_dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
-    }
-
-    pub(crate) fn register(&self) -> (u64, mpsc::Receiver<Event>) {
-        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(SESSION_EVENT_QUEUE);
-        lock(&self.sessions).push((id, tx));
-        (id, rx)
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        lock(&self.sessions).retain(|(sid, _)| *sid != id);
-    }
-
-    pub(crate) fn session_count(&self) -> usize {
-        lock(&self.sessions).len()
-    }
-
-    /// `<epoch seconds>.<counter>`, the shape of Asterisk's uniqueids.
-    pub(crate) fn uniqueid(&self) -> String {
-        let n = self.next_uniqueid.fetch_add(1, Ordering::Relaxed);
-        format!("{}.{}", epoch_secs(SystemTime::now()), n)
-    }
-
-    pub(crate) fn user(&self, name: &str) -> Option<&User> {
-        self.cfg.users.iter().find(|u| u.name == name)
-    }
-
-    pub(crate) fn uptime(&self) -> Duration {
-        self.started_at.elapsed()
-    }
-
-    /// A dialplan duration after `time_scale`.
-    pub(crate) fn scaled(&self, secs: f64) -> Duration {
-        Duration::from_secs_f64((secs * self.cfg.time_scale).max(0.0))
-    }
-}
-
-pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Starts simulators.
 pub struct Simulator;
@@ -177,25 +78,15 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let _ = sock.set_nodelay(true);
-                let local = sock.local_addr().unwrap_or(peer);
-                let core = core.clone();
-                let acceptor = acceptor.clone();
+                // manager.c `session_do()`: a connection that would exceed `authlimit`
+                // unauthenticated ones is closed at once, before the banner.
+                let Ok(slot) = core.unauthenticated.clone().try_acquire_owned() else {
+                    log::debug!("simulator: authlimit reached, closing the connection from {peer}");
+                    continue;
+                };
                 let index = conn_index;
                 conn_index += 1;
-                tasks.spawn(async move {
-                    let stream: session::Stream = match acceptor {
-                        Some(a) => match a.accept(sock).await {
-                            Ok(s) => Box::new(s),
-                            Err(e) => {
-                                log::debug!("simulator TLS handshake failed: {e}");
-                                return;
-                            }
-                        },
-                        None => Box::new(sock),
-                    };
-                    session::serve(core, stream, local, peer, index).await;
-                });
+                tasks.spawn(connection(core.clone(), acceptor.clone(), sock, peer, index, slot));
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -206,6 +97,44 @@ async fn accept_loop(
     })
     .await;
     tasks.abort_all();
+}
+
+/// One accepted connection: the TLS handshake, then the AMI session or the replayed
+/// transcript. `authtimeout` runs from the accept, so a handshake that stalls does not keep
+/// its `authlimit` slot longer than an idle plain connection would.
+async fn connection(
+    core: Arc<Core>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    index: usize,
+    slot: OwnedSemaphorePermit,
+) {
+    let deadline = tokio::time::Instant::now() + core.cfg.auth_timeout;
+    let _ = sock.set_nodelay(true);
+    let local = sock.local_addr().unwrap_or(peer);
+    let stream: Stream = match acceptor {
+        Some(a) => match tokio::time::timeout_at(deadline, a.accept(sock)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                log::debug!("simulator TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        },
+        None => Box::new(sock),
+    };
+    match core.cfg.replay.clone() {
+        // A transcript has no login to wait for.
+        Some(path) => {
+            drop(slot);
+            replay::serve(core, stream, &path, index).await;
+        }
+        None => {
+            let pending = Unauthenticated { slot, deadline };
+            session::serve(core, stream, local, peer, pending).await;
+        }
+    }
 }
 
 /// A running simulator. Dropping it stops it too (without waiting).
@@ -255,7 +184,7 @@ impl SimHandle {
     /// Events a session did not get because it was more than `SESSION_EVENT_QUEUE` (10,000)
     /// events behind, over the simulator's life.
     pub fn events_dropped(&self) -> u64 {
-        self.core.events_dropped.load(Ordering::Relaxed)
+        self.core.events_dropped()
     }
 
     /// Live simulated channels.
@@ -279,10 +208,4 @@ impl Drop for SimHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
-}
-
-/// Resolves once the simulator is stopping (the watch guard is dropped at once, so callers'
-/// futures stay `Send`).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }

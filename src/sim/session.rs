@@ -6,27 +6,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use regex::Regex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::config::User;
+use super::core::{Core, stopped};
 use super::firehose;
-use super::replay;
-use super::server::{Core, stopped};
+use super::input::{Input, Problem, Request};
+use super::stream::{Stream, Writer};
 use super::time::Stamp;
 use super::wire::{Event, Out, class, header};
-use crate::proto::{Decoder, Message, md5_key};
+use crate::proto::{Message, md5_key};
 
 pub(crate) const BANNER: &[u8] = b"Asterisk Call Manager/11.0.0\r\n";
-
-pub(crate) trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
-pub(crate) type Stream = Box<dyn AsyncStream>;
-/// Where a session's bytes go: the socket, or an HTTP reply being captured.
-pub(crate) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// What the loop does after an action.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,48 +100,51 @@ pub(crate) struct Session {
     /// one write, as a busy Asterisk's would, instead of one syscall per reply.
     corked: bool,
     out: Vec<u8>,
+    /// Held until login: the connection's place under `authlimit` (TCP sessions only).
+    unauthenticated: Option<OwnedSemaphorePermit>,
 }
 
+/// A connection that has not logged in yet: its place among those Asterisk's `authlimit`
+/// counts, and its `authtimeout` deadline (counted from the accept).
+pub(crate) struct Unauthenticated {
+    pub(crate) slot: OwnedSemaphorePermit,
+    pub(crate) deadline: tokio::time::Instant,
+}
+
+/// Serves one AMI connection: banner, then actions until logoff, close, or the auth deadline.
 pub(crate) async fn serve(
     core: Arc<Core>,
     stream: Stream,
     local: SocketAddr,
     remote: SocketAddr,
-    index: usize,
+    pending: Unauthenticated,
 ) {
-    if let Some(path) = core.cfg.replay.clone() {
-        replay::serve(core, stream, &path, index).await;
-        return;
-    }
     let (mut rd, wr) = tokio::io::split(stream);
     let mut s = Session::new(core.clone(), Box::new(wr), local, remote);
+    s.unauthenticated = Some(pending.slot);
     if s.write(BANNER).await.is_err() {
         return;
     }
     let mut stop = core.shutdown.clone();
-    let auth_deadline = tokio::time::Instant::from_std(Instant::now() + core.cfg.auth_timeout);
-    let mut decoder = Decoder::new();
-    decoder.set_expect_banner(false);
+    let mut input = Input::default();
     let mut events: Option<mpsc::Receiver<Event>> = None;
     let mut reg_id = None;
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
-            _ = tokio::time::sleep_until(auth_deadline), if s.user.is_none() => break,
+            _ = tokio::time::sleep_until(pending.deadline), if s.user.is_none() => break,
             read = rd.read(&mut buf) => {
                 let n = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                decoder.feed(buf.get(..n).unwrap_or_default());
                 s.corked = true;
-                while let Some(item) = decoder.next_message() {
-                    let Ok(msg) = item else { continue };
-                    if blocks(&msg) && s.uncork().await.is_err() {
+                for request in input.feed(buf.get(..n).unwrap_or_default()) {
+                    if request.message.as_ref().is_some_and(blocks) && s.uncork().await.is_err() {
                         break 'conn;
                     }
-                    let flow = s.handle(&msg).await;
+                    let flow = s.handle_request(&request).await;
                     if let Some((id, rx)) = s.registered.take() {
                         reg_id = Some(id);
                         events = Some(rx);
@@ -160,7 +158,7 @@ pub(crate) async fn serve(
                             break 'conn;
                         }
                         Flow::Firehose => {
-                            if s.uncork().await.is_err() || firehose::stream(&mut s).await.is_err() {
+                            if s.uncork().await.is_err() || s.firehose().await.is_err() {
                                 break 'conn;
                             }
                         }
@@ -193,7 +191,7 @@ pub(crate) async fn serve(
 
 /// Actions that hold the connection (a sync Originate waits for the answer, WaitEvent for its
 /// timeout): the replies before them must not wait with them.
-fn blocks(msg: &crate::proto::Message) -> bool {
+fn blocks(msg: &Message) -> bool {
     let action = msg.get("Action").unwrap_or_default();
     action.eq_ignore_ascii_case("WaitEvent")
         || (action.eq_ignore_ascii_case("Originate")
@@ -227,6 +225,7 @@ impl Session {
             actions_since_login: 0,
             corked: false,
             out: Vec::new(),
+            unauthenticated: None,
         }
     }
 
@@ -322,18 +321,33 @@ impl Session {
         }
     }
 
+    /// An action as the TCP loop read it; a framing problem is answered instead of running
+    /// it, as manager.c's `handle_parse_error()` and `do_message()` do.
+    async fn handle_request(&mut self, request: &Request) -> Flow {
+        let id = request.message.as_ref().and_then(|m| header(m, "ActionID"));
+        let id = id.as_deref();
+        match (request.problem, &request.message) {
+            (Some(Problem::LineTooLong), _) => {
+                self.reply(Out::error(id, "Failed to parse message: line too long"))
+                    .await
+            }
+            (Some(Problem::TooManyLines), _) => {
+                self.reply(Out::error(
+                    id,
+                    "Too many lines in message or allocation failure",
+                ))
+                .await
+            }
+            (None, Some(m)) => self.handle(m).await,
+            (None, None) => self.missing_action(None).await,
+        }
+    }
+
     pub(crate) async fn handle(&mut self, m: &Message) -> Flow {
         let id = header(m, "ActionID");
         let id = id.as_deref();
-        if let Some(flow) = self.check_limits(m, id).await {
-            return flow;
-        }
         let Some(action) = header(m, "Action") else {
-            let flow = self
-                .reply(Out::error(id, "Missing action in request"))
-                .await;
-            self.security_bad_format("NONE");
-            return flow;
+            return self.missing_action(id).await;
         };
         if self.user.is_none() {
             return match action.to_ascii_lowercase().as_str() {
@@ -359,43 +373,31 @@ impl Session {
         }
     }
 
-    /// Asterisk's input limits (ami-protocol.md §8): lines of at most 1022 bytes, at most 128
-    /// lines per action. A line of exactly 1023 bytes also yields an ActionID-less
-    /// `Missing action in request`, as the recorded server did.
-    async fn check_limits(&mut self, m: &Message, id: Option<&str>) -> Option<Flow> {
-        let raw = m.raw();
-        let lines: Vec<&[u8]> = raw
-            .split(|b| *b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .filter(|l| !l.is_empty())
-            .collect();
-        let longest = lines.iter().map(|l| l.len()).max().unwrap_or(0);
-        if longest > 1022 {
-            let flow = self
-                .reply(Out::error(id, "Failed to parse message: line too long"))
-                .await;
-            if longest == 1023 && flow == Flow::Continue {
-                let flow = self
-                    .reply(Out::error(None, "Missing action in request"))
-                    .await;
-                self.security_bad_format("NONE");
-                return Some(flow);
-            }
-            return Some(flow);
-        }
-        if lines.len() > 128 {
-            return Some(
-                self.reply(Out::error(
-                    id,
-                    "Too many lines in message or allocation failure",
-                ))
-                .await,
-            );
-        }
-        None
+    async fn missing_action(&mut self, id: Option<&str>) -> Flow {
+        let flow = self
+            .reply(Out::error(id, "Missing action in request"))
+            .await;
+        self.security_bad_format("NONE");
+        flow
     }
 
-    async fn challenge(&mut self, m: &Message, id: Option<&str>) -> Flow {
+    /// Streams the configured firehose, `repeats` times.
+    async fn firehose(&mut self) -> std::io::Result<()> {
+        let Some(firehose) = self.core.cfg.firehose.clone() else {
+            return Ok(());
+        };
+        let bytes = firehose::payload(&firehose.source).await?;
+        for _ in 0..firehose.repeats.max(1) {
+            for chunk in bytes.chunks(64 * 1024) {
+                self.write(chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Action: Challenge`, before login or after (manager.c `action_challenge()`): the
+    /// session's challenge, made on first use and kept.
+    pub(crate) async fn challenge(&mut self, m: &Message, id: Option<&str>) -> Flow {
         let md5 = header(m, "AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
         if !md5 {
             return self.reply(Out::error(id, "Must specify AuthType")).await;
@@ -412,8 +414,10 @@ impl Session {
         if self.core.cfg.faults.close_during_login {
             return Flow::Close;
         }
-        let user = header(m, "Username")
-            .and_then(|name| self.core.user(&name).cloned())
+        let name = header(m, "Username").unwrap_or_default();
+        let user = self
+            .core
+            .user(&name)
             .filter(|u| {
                 let md5 = header(m, "AuthType").is_some_and(|t| t.eq_ignore_ascii_case("md5"));
                 if md5 {
@@ -424,6 +428,11 @@ impl Session {
                 } else {
                     header(m, "Secret").is_some_and(|s| s == u.secret)
                 }
+            })
+            // The session keeps the name as typed (manager.c `authenticate()`): AccountID.
+            .map(|u| User {
+                name: name.clone(),
+                ..u.clone()
             });
         let Some(user) = user else {
             tokio::time::sleep(self.core.cfg.auth_fail_delay).await;
@@ -434,6 +443,8 @@ impl Session {
             self.event_mask = event_mask(&events);
         }
         self.user = Some(user);
+        // Logged in: no longer counted against `authlimit` (manager.c `action_login()`).
+        self.unauthenticated = None;
         let reply = Out::success(id).h("Message", "Authentication accepted");
         if self.reply(reply).await == Flow::Close {
             return Flow::Close;

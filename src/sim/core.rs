@@ -1,0 +1,133 @@
+//! The state every connection and call of one simulator shares: configuration, clock, global
+//! variables, the call tables, and the fan-out of events to sessions. Everything else in the
+//! simulator depends on this file; it depends only on the data types below it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::calls::model::Calls;
+use super::config::{SimConfig, User};
+use super::wire::Event;
+
+/// Events waiting for one session (its socket or its next WaitEvent). A session further behind
+/// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
+/// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
+/// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
+pub(crate) const SESSION_EVENT_QUEUE: usize = 10_000;
+
+/// State shared by every connection and call of one simulator.
+pub(crate) struct Core {
+    pub(crate) cfg: SimConfig,
+    pub(crate) started: SystemTime,
+    pub(crate) started_at: Instant,
+    pub(crate) globals: Mutex<HashMap<String, String>>,
+    sessions: Mutex<Vec<(u64, mpsc::Sender<Event>)>>,
+    /// Events not queued for a session because its queue was full.
+    events_dropped: AtomicU64,
+    pub(crate) calls: Mutex<Calls>,
+    next_session: AtomicU64,
+    next_uniqueid: AtomicU64,
+    pub(crate) calls_processed: AtomicU64,
+    /// One permit per AMI connection not logged in yet: `authlimit` of them at most.
+    pub(crate) unauthenticated: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Locks a std mutex, recovering the data if a panicking task poisoned it (the simulator keeps
+/// serving the other connections).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    pub(crate) fn new(cfg: SimConfig, shutdown: watch::Receiver<bool>) -> Core {
+        let globals = cfg.dialplan.globals.iter().cloned().collect();
+        let unauthenticated = Arc::new(Semaphore::new(cfg.auth_limit));
+        Core {
+            cfg,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            globals: Mutex::new(globals),
+            sessions: Mutex::new(Vec::new()),
+            calls: Mutex::new(Calls::default()),
+            next_session: AtomicU64::new(1),
+            next_uniqueid: AtomicU64::new(1),
+            events_dropped: AtomicU64::new(0),
+            calls_processed: AtomicU64::new(0),
+            unauthenticated,
+            shutdown,
+        }
+    }
+
+    /// Sends an event to every logged-in session; each applies its own mask and filters.
+    pub(crate) fn emit(&self, event: Event) {
+        lock(&self.sessions).retain(|(_, tx)| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    pub(crate) fn register(&self) -> (u64, mpsc::Receiver<Event>) {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_EVENT_QUEUE);
+        lock(&self.sessions).push((id, tx));
+        (id, rx)
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        lock(&self.sessions).retain(|(sid, _)| *sid != id);
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Events a session did not get because its queue was full.
+    pub(crate) fn events_dropped(&self) -> u64 {
+        self.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// `<epoch seconds>.<counter>`, the shape of Asterisk's uniqueids.
+    pub(crate) fn uniqueid(&self) -> String {
+        let n = self.next_uniqueid.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", epoch_secs(SystemTime::now()), n)
+    }
+
+    /// The `manager.conf` user of that name, case-insensitively as manager.c's
+    /// `get_manager_by_name_locked()` compares (`strcasecmp`).
+    pub(crate) fn user(&self, name: &str) -> Option<&User> {
+        self.cfg
+            .users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(name))
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    /// A dialplan duration after `time_scale`.
+    pub(crate) fn scaled(&self, secs: f64) -> Duration {
+        Duration::from_secs_f64((secs * self.cfg.time_scale).max(0.0))
+    }
+}
+
+pub(crate) fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Resolves once the simulator is stopping (the watch guard is dropped at once, so callers'
+/// futures stay `Send`).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
