@@ -81,6 +81,106 @@ async fn md5_login_and_challenge_rules() {
     sim.shutdown().await;
 }
 
+/// manager.c's `action_challenge()` runs logged in too: the session's challenge, made on
+/// first use (`Response: Success`, `Challenge`), then kept; Asterisk 22 does not answer
+/// `Already authenticated`.
+#[tokio::test]
+async fn challenge_after_login_answers_like_before() {
+    let sim = start(SimConfig::new()).await;
+    let mut plain = Conn::admin(&sim, "off").await;
+    plain
+        .send("Action: Challenge\r\nActionID: c\r\nAuthType: MD5\r\n\r\n")
+        .await;
+    let r = plain.reply("c").await;
+    assert_eq!(names(&r), ["Response", "ActionID", "Challenge"]);
+    assert_eq!(r.get("Response").as_deref(), Some("Success"));
+    let challenge = r.get("Challenge").unwrap().into_owned();
+    assert!(
+        challenge.len() <= 9 && challenge.bytes().all(|b| b.is_ascii_digit()),
+        "{challenge:?}"
+    );
+    plain
+        .send("Action: Challenge\r\nActionID: c2\r\nAuthType: MD5\r\n\r\n")
+        .await;
+    assert_eq!(
+        plain.reply("c2").await.get("Challenge").as_deref(),
+        Some(challenge.as_str())
+    );
+    plain
+        .send("Action: Challenge\r\nActionID: c3\r\n\r\n")
+        .await;
+    assert_eq!(
+        plain.reply("c3").await.get("Message").as_deref(),
+        Some("Must specify AuthType")
+    );
+
+    // After an MD5 login the challenge it used is the session's.
+    let mut md5 = Conn::connect(&sim).await;
+    md5.send("Action: Challenge\r\nActionID: c\r\nAuthType: MD5\r\n\r\n")
+        .await;
+    let before = md5.reply("c").await.get("Challenge").unwrap().into_owned();
+    let key = md5_key(&before, "amiwire");
+    md5.send(&format!(
+        "Action: Login\r\nActionID: l\r\nAuthType: MD5\r\nUsername: admin\r\nKey: {key}\r\nEvents: off\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(
+        md5.reply("l").await.get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    md5.send("Action: Challenge\r\nActionID: c4\r\nAuthType: MD5\r\n\r\n")
+        .await;
+    assert_eq!(
+        md5.reply("c4").await.get("Challenge").as_deref(),
+        Some(before.as_str())
+    );
+    sim.shutdown().await;
+}
+
+/// manager.c finds users with `strcasecmp` (`get_manager_by_name_locked()`), for plain and
+/// MD5 logins alike; the session keeps the name as typed (SuccessfulAuth's AccountID).
+#[tokio::test]
+async fn usernames_match_case_insensitively() {
+    let sim = start(SimConfig::new()).await;
+    let mut plain = Conn::connect(&sim).await;
+    plain
+        .send("Action: Login\r\nActionID: l\r\nUsername: ADMIN\r\nSecret: amiwire\r\n\r\n")
+        .await;
+    assert_eq!(
+        plain.reply("l").await.get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    let auth = plain
+        .until(|m| m.event_name().as_deref() == Some("SuccessfulAuth"))
+        .await;
+    let auth = auth.last().unwrap();
+    assert_eq!(auth.get("AccountID").as_deref(), Some("ADMIN"));
+
+    let mut md5 = Conn::connect(&sim).await;
+    md5.send("Action: Challenge\r\nActionID: c\r\nAuthType: MD5\r\n\r\n")
+        .await;
+    let ch = md5.reply("c").await.get("Challenge").unwrap().into_owned();
+    let key = md5_key(&ch, "readonly");
+    md5.send(&format!(
+        "Action: Login\r\nActionID: l\r\nAuthType: MD5\r\nUsername: Reader\r\nKey: {key}\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(
+        md5.reply("l").await.get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    // The secret is still compared exactly.
+    let mut wrong = Conn::connect(&sim).await;
+    wrong
+        .send("Action: Login\r\nActionID: l\r\nUsername: admin\r\nSecret: AMIWIRE\r\n\r\n")
+        .await;
+    assert_eq!(
+        wrong.reply("l").await.get("Message").as_deref(),
+        Some("Authentication failed")
+    );
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn failed_login_waits_the_configured_delay_then_closes() {
     let sim = amiwire::sim::Simulator::start(
