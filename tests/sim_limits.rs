@@ -5,6 +5,7 @@
 
 mod sim_support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use amiwire::sim::{SimConfig, SimHandle, Tls};
@@ -25,6 +26,26 @@ async fn read_to_close(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
 /// True when the server closes the connection within `wait` without sending anything.
 async fn closed_silently(stream: &mut TcpStream, wait: Duration) -> bool {
     read_to_close(stream, wait).await.is_empty()
+}
+
+/// Connects until the server answers `request` with `start` again: it notices a client that
+/// went away a moment later, and only then gives its place back.
+async fn served_again(addr: SocketAddr, request: &[u8], start: &[u8]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        let _ = again.write_all(request).await;
+        let mut got = vec![0u8; start.len()];
+        if again.read_exact(&mut got).await.is_ok() {
+            assert_eq!(got, start);
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -56,20 +77,7 @@ async fn the_51st_unauthenticated_connection_is_closed_before_the_banner() {
 
     // So does a connection that goes away.
     drop(waiting.pop());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut again = TcpStream::connect(sim.addr()).await.unwrap();
-        let mut banner = [0u8; 30];
-        if again.read_exact(&mut banner).await.is_ok() {
-            assert_eq!(&banner, b"Asterisk Call Manager/11.0.0\r\n");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    served_again(sim.addr(), b"", b"Asterisk Call Manager/11.0.0\r\n").await;
     sim.shutdown().await;
 }
 
@@ -234,20 +242,6 @@ async fn http_connections_beyond_the_session_limit_are_closed_unanswered() {
     assert!(closed_silently(&mut refused, WAIT).await);
 
     drop(open.pop());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut again = http_connect(&sim).await;
-        let _ = again.write_all(PING).await;
-        let mut buf = [0u8; 15];
-        if again.read_exact(&mut buf).await.is_ok() {
-            assert_eq!(&buf, b"HTTP/1.1 200 OK");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slot never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    served_again(sim.http_addr().unwrap(), PING, b"HTTP/1.1 200 OK").await;
     sim.shutdown().await;
 }

@@ -24,7 +24,6 @@ use tokio::task::JoinSet;
 use super::config::{SimConfig, User};
 use super::core::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
 use super::session::{Flow, Session};
-
 use super::time::Stamp;
 use super::wire::{Event, Out, header, wait_event_reply};
 use crate::proto::http::{

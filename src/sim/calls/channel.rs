@@ -214,3 +214,29 @@ pub(crate) fn set_callerid(core: &Core, id: ChanId, num: &str, name: &str) {
     }
     chan_event(core, "NewConnectedLine", "call,all", id, &[]);
 }
+
+/// The `;1` half starts calling out for `app` (`AppDial` for Dial, `AppDial2` for
+/// Originate): its application, and the Newexten that shows it.
+pub(crate) fn dial_out(core: &Core, id: ChanId, app: &str) {
+    const OUTGOING: &str = "(Outgoing Line)";
+    let exten = {
+        let mut calls = lock(&core.calls);
+        let Some(c) = calls.channels.get_mut(&id) else {
+            return;
+        };
+        c.app = app.into();
+        c.appdata = OUTGOING.into();
+        c.exten.clone()
+    };
+    chan_event(
+        core,
+        "Newexten",
+        "dialplan,all",
+        id,
+        &[
+            ("Extension", &exten),
+            ("Application", app),
+            ("AppData", OUTGOING),
+        ],
+    );
+}

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::ast::{Cause, ChannelState, OriginateReason};
-use super::channel::{Pair, create_pair, send, set_callerid, set_var};
+use super::channel::{Pair, create_pair, dial_out, send, set_callerid, set_var};
 use super::events::{chan_event, dial_event, local_bridge_event};
 use super::model::{Ctl, Program, UNKNOWN, or_unknown, parse_callerid, parse_local};
-use super::runner::spawn;
+use super::runner::spawn_pair;
 use crate::sim::core::{Core, lock, stopped};
 use crate::sim::wire::{Event, Out, class};
 
@@ -75,24 +75,7 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
     } = pair;
     chan_event(core, "Newchannel", "call,all", a, &[]);
     chan_event(core, "Newchannel", "call,all", b, &[]);
-    {
-        let mut calls = lock(&core.calls);
-        if let Some(c) = calls.channels.get_mut(&a) {
-            c.app = "AppDial2".into();
-            c.appdata = "(Outgoing Line)".into();
-        }
-    }
-    chan_event(
-        core,
-        "Newexten",
-        "dialplan,all",
-        a,
-        &[
-            ("Extension", &exten),
-            ("Application", "AppDial2"),
-            ("AppData", "(Outgoing Line)"),
-        ],
-    );
+    dial_out(core, a, "AppDial2");
     // The recording shows the ;1 half getting the variables in reverse order.
     for (k, v) in req.variables.iter().rev() {
         set_var(core, a, k, v);
@@ -114,17 +97,7 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
         a,
         &[("DialString", &format!("{exten}@{context}"))],
     );
-    spawn(core, a, rx_a, Program::Idle);
-    spawn(
-        core,
-        b,
-        rx_b,
-        Program::Dialplan {
-            context: context.clone(),
-            exten: exten.clone(),
-            priority: 1,
-        },
-    );
+    spawn_pair(core, (a, rx_a), (b, rx_b));
     let (name, uid) = {
         let calls = lock(&core.calls);
         calls

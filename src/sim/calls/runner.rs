@@ -9,25 +9,43 @@ use tokio::sync::mpsc;
 
 use super::ast::Cause;
 use super::bridge::{bridge_two, leave_bridge};
-use super::channel::{Pair, answer, create_pair, is_up, ringing, send, set_callerid, set_var};
+use super::channel::{
+    Pair, answer, create_pair, dial_out, is_up, ringing, send, set_callerid, set_var,
+};
 use super::events::{cdr, chan_event, device_state, dial_event, local_bridge_event};
 use super::model::{ChanId, Ctl, Program, or_unknown, parse_local};
 use super::vars::{expand, lookup};
 use crate::sim::core::{Core, lock, stopped};
 
 /// Starts the task of channel `id` on `program`.
-pub(crate) fn spawn(
-    core: &Arc<Core>,
-    id: ChanId,
-    rx: mpsc::UnboundedReceiver<Ctl>,
-    program: Program,
-) {
+fn spawn(core: &Arc<Core>, id: ChanId, rx: mpsc::UnboundedReceiver<Ctl>, program: Program) {
     let runner = Runner {
         core: core.clone(),
         id,
         rx,
     };
     tokio::spawn(runner.run(program));
+}
+
+/// Starts both halves of a new Local pair: `a` waits to be answered, `b` runs the dialplan
+/// from its extension.
+pub(crate) fn spawn_pair(
+    core: &Arc<Core>,
+    (a, rx_a): (ChanId, mpsc::UnboundedReceiver<Ctl>),
+    (b, rx_b): (ChanId, mpsc::UnboundedReceiver<Ctl>),
+) {
+    let (context, exten) = lock(&core.calls)
+        .channels
+        .get(&b)
+        .map(|c| (c.context.clone(), c.exten.clone()))
+        .unwrap_or_default();
+    spawn(core, a, rx_a, Program::Idle);
+    let program = Program::Dialplan {
+        context,
+        exten,
+        priority: 1,
+    };
+    spawn(core, b, rx_b, program);
 }
 
 async fn sleep_until(until: Option<tokio::time::Instant>) {
@@ -352,26 +370,7 @@ impl Runner {
         chan_event(&core, "Newchannel", "call,all", a, &[]);
         chan_event(&core, "Newchannel", "call,all", b, &[]);
         set_var(&core, a, "DIALEDPEERNUMBER", &dial_string);
-        if let Some(c) = lock(&core.calls).channels.get_mut(&a) {
-            c.app = "AppDial".into();
-            c.appdata = "(Outgoing Line)".into();
-        }
-        let exten_a = lock(&core.calls)
-            .channels
-            .get(&a)
-            .map(|c| c.exten.clone())
-            .unwrap_or_default();
-        chan_event(
-            &core,
-            "Newexten",
-            "dialplan,all",
-            a,
-            &[
-                ("Extension", &exten_a),
-                ("Application", "AppDial"),
-                ("AppData", "(Outgoing Line)"),
-            ],
-        );
+        dial_out(&core, a, "AppDial");
         set_var(&core, b, "DIALEDPEERNUMBER", &dial_string);
         local_bridge_event(&core, a, b);
         dial_event(
@@ -381,25 +380,7 @@ impl Runner {
             a,
             &[("DialString", &dial_string)],
         );
-        let (dest_ctx, dest_exten) = {
-            let calls = lock(&core.calls);
-            calls
-                .channels
-                .get(&b)
-                .map(|c| (c.context.clone(), c.exten.clone()))
-                .unwrap_or_default()
-        };
-        spawn(&core, a, rx_a, Program::Idle);
-        spawn(
-            &core,
-            b,
-            rx_b,
-            Program::Dialplan {
-                context: dest_ctx,
-                exten: dest_exten,
-                priority: 1,
-            },
-        );
+        spawn_pair(&core, (a, rx_a), (b, rx_b));
         let deadline = timeout.map(|t| tokio::time::Instant::now() + core.scaled(t));
         let mut answered = answered;
         let mut stop = core.shutdown.clone();
