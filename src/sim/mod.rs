@@ -7,6 +7,26 @@
 //! ([`Faults`]), stream a capture as fast as possible ([`Firehose`]), replay a transcript, and
 //! serve TLS.
 //!
+//! # Safe to expose, as Asterisk is
+//!
+//! - Every AMI connection reads actions as `main/manager.c` does (`input.rs`): 1,024-byte lines,
+//!   128 lines an action, whether logged in or not; a connection holds ~1 KB of input plus
+//!   the lines it kept.
+//! - `authlimit` ([`SimConfig::auth_limit`], 50): beyond that many connections not logged in,
+//!   a new one is closed at accept, before the banner (manager.c `session_do()`); `authtimeout`
+//!   ([`SimConfig::auth_timeout`], 30 s) runs from the accept, TLS handshake included.
+//! - HTTP (`main/http.c` `httpd_helper_thread()`): `session_keep_alive` (15 s) to start a
+//!   request, 30 s to finish it (else `400 Bad Request` / `Timeout`), `sessionlimit` (100)
+//!   open connections, the next one closed unanswered.
+//!
+//! # Layout
+//!
+//! `core.rs` holds what every connection and call shares and depends only on data
+//! (`config.rs`, `wire.rs`, `calls/model.rs`); the listeners (`server.rs`, `http.rs`), the
+//! session and its actions, the call model (`calls/`), replay and firehose depend on it, never
+//! the other way round. `scripts/check_cycles.py src/sim` (run by `make test`) keeps the
+//! module graph acyclic.
+//!
 //! # Deliberately less than Asterisk
 //!
 //! - One Asterisk version (22.10.1, AMI 11.0.0); Asterisk 13 only as the legacy Command form.
@@ -25,10 +45,12 @@
 //!   <ctx>`, `manager show commands`, `channel request hangup`; no `core show help`.
 //! - Getvar functions: `LEN`, `GLOBAL`, `CALLERID`, `STRFTIME(<epoch>,UTC,%Y)` only.
 //! - `writetimeout` only when asked for ([`SimConfig::write_timeout`]; Asterisk's default is
-//!   100 ms): by default a slow reader is buffered without bound; no `authlimit`; UTC only.
+//!   100 ms): by default a slow reader gets a bounded queue of 10,000 events; UTC only.
 //! - AJAM ([`SimConfig::http`]): no `prefix`, no Basic auth, realm always `asterisk`, no
-//!   static files, no 4 KB cap on form bodies (64 KB here); idle Digest logins expire after
-//!   `httptimeout` like cookies.
+//!   static files; requests up to 64 KB (Asterisk: 4,096-byte lines, 100 headers, 40,960-byte
+//!   bodies); a whole request is timed rather than each gap between reads, and the first
+//!   request gets `session_keep_alive` like the others (Asterisk waits at least 10 s); idle
+//!   Digest logins expire after `httptimeout` like cookies.
 //! - WaitEvent over TCP just waits its timeout (capped at 50 s), like an idle Asterisk.
 //! - The firehose streams bytes after login regardless of the session's event mask.
 //!
