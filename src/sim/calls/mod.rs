@@ -16,6 +16,11 @@
 //! - [`bridge`]: basic two-party bridges.
 //! - [`runner`]: the task of one channel: the dialplan applications, Dial, the hangup sequence.
 //! - [`originate`]: the Originate action's call and its OriginateResponse.
+//!
+//! Growing it: a bridge action (Bridge, BridgeKick, BridgeDestroy) is a function beside
+//! [`bridge::bridge_two`], answered from the same [`model::Calls`] table that BridgeList and
+//! BridgeInfo read; a per-channel fact that Status reports is a field of [`model::Channel`]; a
+//! load mode that keeps many calls up is a new file above [`originate`] that calls it in a loop.
 
 pub(crate) mod ast;
 pub(crate) mod bridge;
