@@ -729,6 +729,47 @@ async fn parameters_are_case_insensitive_and_post_works() {
     sim.shutdown().await;
 }
 
+/// Over HTTP, manager.c builds the action from the parameters (`astman_append_headers()`):
+/// the first 128 are kept and the rest dropped, and no 1,024-byte line limit applies (that
+/// one belongs to the TCP reader).
+#[tokio::test]
+async fn parameters_beyond_128_are_dropped_and_long_values_pass() {
+    let sim = start(SimConfig::new()).await;
+    let mut c = HttpConn::open(&sim).await;
+    let id = login(&mut c).await;
+    let mut query = String::from("/rawman?action=Ping");
+    for i in 0..127 {
+        query.push_str(&format!("&x{i}=v"));
+    }
+    query.push_str("&actionid=dropped");
+    let r = c.get(&query, &cookie(&id)).await;
+    let reply = &r.messages(Endpoint::RawMan)[0];
+    assert_eq!(reply.get("Response").as_deref(), Some("Success"));
+    assert_eq!(reply.get("ActionID"), None, "the 129th parameter");
+
+    let long = "y".repeat(3000);
+    let body = format!("action=Setvar&variable=LONG&value={long}&actionid=s");
+    let req = format!(
+        "POST /rawman HTTP/1.1\r\nHost: x\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        cookie(&id),
+        body.len()
+    );
+    let r = c.send(req.as_bytes()).await;
+    assert_eq!(
+        r.messages(Endpoint::RawMan)[0].get("Message").as_deref(),
+        Some("Variable Set")
+    );
+    let r = c
+        .get("/rawman?action=Getvar&variable=LONG", &cookie(&id))
+        .await;
+    // Getvar answers at most 1,023 characters of it (tcp-long-lines.jsonl).
+    assert_eq!(
+        r.messages(Endpoint::RawMan)[0].get("Value").as_deref(),
+        Some(&long[..1023])
+    );
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn unknown_paths_and_methods() {
     let sim = start(SimConfig::new()).await;

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use super::config::{SimConfig, User};
 use super::core::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
+use super::input::MAX_LINES;
 use super::session::{Flow, Session};
 use super::time::Stamp;
 use super::wire::{Event, Out, header, wait_event_reply};
@@ -292,10 +293,11 @@ fn decode(bytes: &[u8]) -> Vec<Message> {
 }
 
 /// The request's parameters as an AMI message; CR and LF inside values become spaces so a
-/// parameter can never inject a header.
+/// parameter can never inject a header. Like manager.c's `astman_append_headers()`, it keeps
+/// the first 128 (`AST_MAX_MANHEADERS`) and drops the rest unsaid.
 fn action_message(params: &[(String, String)]) -> Option<Message> {
     let mut wire = String::new();
-    for (k, v) in params {
+    for (k, v) in params.iter().take(MAX_LINES) {
         let clean = |s: &str| s.replace(['\r', '\n'], " ");
         wire.push_str(&format!("{}: {}\r\n", clean(k), clean(v)));
     }
