@@ -241,7 +241,8 @@ impl SimConfig {
         self
     }
 
-    /// How long a connection may stay without logging in (Asterisk `authtimeout`: 30 s).
+    /// How long a connection may stay without logging in (Asterisk `authtimeout`: 30 s),
+    /// counted from the accept, a TLS handshake included; then it is closed without a word.
     pub fn auth_timeout(mut self, timeout: Duration) -> Self {
         self.auth_timeout = timeout;
         self
