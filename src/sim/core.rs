@@ -1,6 +1,7 @@
 //! The state every connection and call of one simulator shares: configuration, clock, global
 //! variables, the call tables, and the fan-out of events to sessions. Everything else in the
-//! simulator depends on this file; it depends only on the data types below it.
+//! simulator depends on this file; it depends only on data: the configuration, the wire types
+//! and the call tables (`calls/model.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
