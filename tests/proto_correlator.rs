@@ -115,7 +115,11 @@ fn pipelined_singles_lists_and_an_async_originate() {
         done(&routed, "p-1").response.get("Ping").as_deref(),
         Some("Pong")
     );
-    assert!(!command_output(&done(&routed, "p-3").response).is_empty());
+    assert!(
+        !command_output(&done(&routed, "p-3").response)
+            .unwrap()
+            .is_empty()
+    );
 
     let channels = done(&routed, "p-4");
     assert_list(channels, "CoreShowChannel", "CoreShowChannelsComplete");
@@ -516,7 +520,10 @@ fn command_output_has_the_same_shape_in_both_forms() {
     let legacy = find("asterisk-13/tcp-command-legacy.jsonl", "cmd-4");
     assert!(modern.body().is_none() && modern.get("Output").is_some());
     assert!(legacy.body().is_some() && legacy.get("Output").is_none());
-    let (a, b) = (command_output(&modern), command_output(&legacy));
+    let (a, b) = (
+        command_output(&modern).unwrap(),
+        command_output(&legacy).unwrap(),
+    );
     assert!(a.ends_with('\n') && b.ends_with('\n'));
     let a_lines: Vec<&str> = a.split('\n').collect();
     let b_lines: Vec<&str> = b.split('\n').collect();
@@ -591,4 +598,38 @@ fn a_list_at_the_item_limit_completes() {
     };
     assert_eq!(c.outcome.events.len(), 3);
     assert!(c.outcome.list_items_match());
+}
+
+/// Two peer suites (panoramisk's and asterisk-ami's) send a `Response: Follows` reply whose
+/// text comes as `Output:` headers, alone or followed by raw body lines.
+#[test]
+fn follows_with_output_headers_keeps_every_line_in_order() {
+    let only_headers = Message::parse_one(
+        b"Response: Follows\r\nPrivilege: Command\r\nActionID: 1\r\nOutput: a\r\nOutput: b\r\n\
+          --END COMMAND--\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(command_output(&only_headers).unwrap(), "a\nb\n");
+
+    let headers_then_body = Message::parse_one(
+        b"Response: Follows\r\nPrivilege: Command\r\nActionID: 2\r\nOutput: first\r\n\
+          second\nthird\n--END COMMAND--\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        command_output(&headers_then_body).unwrap(),
+        "first\nsecond\nthird\n"
+    );
+}
+
+#[test]
+fn a_follows_reply_without_its_text_is_an_error_not_an_empty_string() {
+    // What /mxml makes of a legacy reply once its CLI lines became attributes.
+    let mangled = Message::parse_one(
+        b"response: Follows\r\nprivilege: Command\r\nasterisk_13_built_by_root: 08:19 UTC\r\n\
+          opaque_data: --END COMMAND--\r\n\r\n",
+    );
+    let err = command_output(&mangled.unwrap()).unwrap_err();
+    assert!(matches!(err, amiwire::Error::Remote(_)), "{err:?}");
+    assert!(err.to_string().contains("/rawman"), "{err}");
 }

@@ -400,7 +400,7 @@ fn legacy_follows_lf_only_from_panoramisk() {
     assert!(body.starts_with(b"Asterisk 11.11.0+xivo"));
     assert!(body.ends_with(b"2014-08-06 19:30:37 UTC\n"));
     assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 1);
-    assert_eq!(command_output(&m).lines().count(), 1);
+    assert_eq!(command_output(&m).unwrap().lines().count(), 1);
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn legacy_follows_edge_cases() {
         one(b"Response: Follows\r\nPrivilege: Command\r\nActionID: x\r\n--END COMMAND--\r\n\r\n");
     assert_eq!(m.body(), Some(&b""[..]));
     assert_eq!(m.len(), 3);
-    assert_eq!(command_output(&m), "");
+    assert_eq!(command_output(&m).unwrap(), "");
 
     // Body lines that look like headers, blank lines inside the body.
     let wire = b"Response: Follows\r\nPrivilege: Command\r\nActionID: y\r\nKey: value\nFoo: bar\n\n  indented  \n--END COMMAND--\r\n\r\nEvent: After\r\n\r\n";
@@ -429,7 +429,10 @@ fn legacy_follows_edge_cases() {
         m.body(),
         Some(&b"Key: value\nFoo: bar\n\n  indented  \n"[..])
     );
-    assert_eq!(command_output(m), "Key: value\nFoo: bar\n\n  indented  \n");
+    assert_eq!(
+        command_output(m).unwrap(),
+        "Key: value\nFoo: bar\n\n  indented  \n"
+    );
     assert_eq!(
         out[1].as_ref().unwrap().event_name().as_deref(),
         Some("After")
@@ -451,7 +454,7 @@ fn legacy_follows_edge_cases() {
         .iter()
         .find(|m| m.action_id().as_deref() == Some("cmd-2"))
         .unwrap();
-    let text = command_output(cmd2);
+    let text = command_output(cmd2).unwrap();
     assert!(
         text.lines()
             .next()

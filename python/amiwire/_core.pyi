@@ -151,7 +151,8 @@ def encode_action(
     """The wire bytes of an action; raises ``LocalProtocolError`` for header injection."""
 
 def command_output(response: Message) -> str:
-    """A Command response's CLI output as text, exact, from either Asterisk format."""
+    """A Command response's CLI output as text, exact, from either Asterisk format; raises
+    ``RemoteProtocolError`` when an HTTP encoding (Asterisk 13 ``/mxml``) lost it."""
 
 def check_event_mask(mask: str) -> None:
     """Raises LocalProtocolError for an event mask Asterisk would silently treat as "off"."""

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::message::Message;
+use crate::error::{Error, Result};
 
 /// Items one list may collect unless the caller sets another limit: far above what real
 /// PBXes list (a large dialplan has some tens of thousands of priorities), low enough that a
@@ -424,17 +425,31 @@ impl<T> Correlator<T> {
     }
 }
 
-/// Command output as text, exact: one line per `Output:` header (Asterisk 14+) or the raw
+/// Command output as text, exact: one line per `Output:` header (Asterisk 14+), then the raw
 /// legacy body (Asterisk <= 13), each line ending in `\n`, whitespace untouched. Both forms of
-/// the same CLI output give the same text.
-pub fn command_output(response: &Message) -> String {
-    if let Some(body) = response.body() {
-        return super::message::decode_text(body).into_owned();
-    }
+/// the same CLI output give the same text, and a `Response: Follows` reply that carries
+/// `Output:` headers before its body (some servers and proxies write it so) loses neither.
+///
+/// A `Response: Follows` reply without a body is one whose text a lossy HTTP encoding did
+/// not keep (Asterisk 13's `/mxml` turns CLI lines into attribute names, see
+/// [`super::http`]): that is `Error::Remote`, never an empty string.
+pub fn command_output(response: &Message) -> Result<String> {
     let mut text = String::new();
     for line in response.get_all_bytes("Output") {
         text.push_str(&super::message::decode_text(line));
         text.push('\n');
     }
-    text
+    match response.body() {
+        Some(body) => text.push_str(&super::message::decode_text(body)),
+        None if text.is_empty() && response.has_value("Response", "Follows") => {
+            return Err(Error::Remote(
+                "this Command reply lost its text on the way: Asterisk 13 rewrites CLI lines \
+                 into attribute names over /mxml and /amxml; use /rawman (or /manager) for \
+                 Command"
+                    .into(),
+            ));
+        }
+        None => {}
+    }
+    Ok(text)
 }

@@ -18,8 +18,11 @@
 //!   (`output` several times for `/mxml`, never the original `Output`: case cannot be
 //!   recovered). Values that span lines (`Opaque-data`) cannot be header values: each CR or
 //!   LF becomes one space, and `/manager`'s `<br>` line breaks are dropped before that.
-//!   A legacy (Asterisk 13) `Response: Follows` reply arrives there as headers plus one
-//!   `Opaque-data` / `opaque_data` value, never as [`Message::body`].
+//!   A legacy (Asterisk 13) `Response: Follows` reply, whose CLI text became rows, is put
+//!   back together as the TCP decoder gives it (headers, then [`Message::body`]) where the
+//!   text survived: always on `/manager` (less its trailing blanks and blank lines), on
+//!   `/mxml` only when every CLI line went into `opaque_data`; otherwise the rows stay
+//!   headers and [`super::command_output`] says the text is lost.
 //!
 //! How a transport uses it:
 //!
@@ -35,6 +38,7 @@
 //!   apart with [`split_wait_event`]; the HTTP read timeout must exceed the poll's timeout.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -450,7 +454,7 @@ pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
         if matches!(name.as_ref(), b"ajax-response" | b"response") {
             continue;
         }
-        let mut builder = MessageBuilder::default();
+        let mut builder = MessageBuilder::new(true);
         // Asterisk counts repeats before lowercasing, so `Foo` and `foo` can both arrive.
         for attr in element.attributes().with_checks(false) {
             let attr =
@@ -474,7 +478,7 @@ pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
     const END: &[u8] = b"</td></tr>";
 
     let mut out = Vec::new();
-    let mut builder = MessageBuilder::default();
+    let mut builder = MessageBuilder::new(false);
     let mut pos = 0;
     while let Some(found) = memmem::find(body.get(pos..).unwrap_or_default(), ROW) {
         let row = pos + found + ROW.len();
@@ -493,7 +497,7 @@ pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
             pos = row + CELL.len() + mid + MID.len() + end + END.len();
         } else {
             if rest.starts_with(SEPARATOR) {
-                out.extend(std::mem::take(&mut builder).finish()?);
+                out.extend(std::mem::replace(&mut builder, MessageBuilder::new(false)).finish()?);
             }
             pos = row;
         }
@@ -566,16 +570,47 @@ fn entity(s: &[u8]) -> Option<(usize, char)> {
 struct MessageBuilder {
     raw: Vec<u8>,
     index: LineIndex,
-    /// Each key seen so far and how often, to fold Asterisk's `-N` repeat suffixes.
-    seen: Vec<(Vec<u8>, usize)>,
+    /// Each key seen so far and how often, to fold Asterisk's `-N` repeat suffixes. A map,
+    /// not a list: a message may carry many thousands of distinct keys.
+    seen: HashMap<Vec<u8>, usize>,
     /// `Event` wins over `Response` (OriginateResponse carries both), as in the decoder.
     has_event: bool,
     has_response: bool,
+    /// `/mxml` rewrote every key (lowercase, punctuation to `_`).
+    keys_rewritten: bool,
+    /// In a legacy `Response: Follows` reply: the rows past its headers, which are its CLI text.
+    legacy_rows: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl MessageBuilder {
+    fn new(keys_rewritten: bool) -> MessageBuilder {
+        MessageBuilder {
+            keys_rewritten,
+            ..MessageBuilder::default()
+        }
+    }
+
     fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let key = self.fold_repeat(key);
+        if self.index.len() == 0
+            && key.eq_ignore_ascii_case(b"response")
+            && value.eq_ignore_ascii_case(b"follows")
+        {
+            self.legacy_rows = Some(Vec::new());
+        } else if let Some(rows) = &mut self.legacy_rows {
+            // Asterisk writes `Privilege` and `ActionID` before the text.
+            let header = rows.is_empty()
+                && (key.eq_ignore_ascii_case(b"privilege")
+                    || key.eq_ignore_ascii_case(b"actionid"));
+            if !header {
+                rows.push((key, value.to_vec()));
+                return Ok(());
+            }
+        }
+        self.write_header(&key, value)
+    }
+
+    fn write_header(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.has_event |= key.eq_ignore_ascii_case(b"event");
         self.has_response |= key.eq_ignore_ascii_case(b"response");
         self.raw.extend(key.iter().map(|&b| line_safe(b)));
@@ -584,10 +619,7 @@ impl MessageBuilder {
         self.raw.extend(value.iter().map(|&b| line_safe(b)));
         let end = self.raw.len();
         self.raw.extend_from_slice(b"\r\n");
-        let pos = |at: usize| {
-            u32::try_from(at).map_err(|_| Error::Remote("translated message over 4 GiB".into()))
-        };
-        self.index.push(Some(pos(colon)?), pos(end)?);
+        self.index.push(Some(raw_pos(colon)?), raw_pos(end)?);
         Ok(())
     }
 
@@ -603,22 +635,48 @@ impl MessageBuilder {
                     .ok()?
                     .parse()
                     .ok()?;
-                let count = self.seen.iter().find(|(k, _)| k == base)?.1;
+                let count = *self.seen.get(base)?;
                 (n >= 2 && count == n - 1).then_some(base)
             })
             .unwrap_or(key)
             .to_vec();
-        match self.seen.iter_mut().find(|(k, _)| *k == folded) {
-            Some((_, count)) => *count += 1,
-            None => self.seen.push((folded.clone(), 1)),
-        }
+        *self.seen.entry(folded.clone()).or_insert(0) += 1;
         folded
     }
 
     fn finish(mut self) -> Result<Option<Message>> {
+        let mut body = None;
+        if let Some(rows) = self.legacy_rows.take() {
+            match legacy_text(&rows, self.keys_rewritten) {
+                Some(text) => body = Some(text),
+                // Kept as the rows they became, for whoever reads them; command_output says
+                // the text is lost.
+                None => {
+                    for (key, value) in &rows {
+                        self.write_header(key, value)?;
+                    }
+                }
+            }
+        }
         if self.index.len() == 0 {
             return Ok(None);
         }
+        // Laid out as the TCP decoder keeps a legacy reply: headers, text, end marker.
+        let body = match body {
+            Some(text) => {
+                let start = raw_pos(self.raw.len())?;
+                self.raw.extend_from_slice(&text);
+                let end = raw_pos(self.raw.len())?;
+                let marker = super::decoder::DEFAULT_END_MARKERS
+                    .first()
+                    .copied()
+                    .unwrap_or_default();
+                self.raw.extend_from_slice(marker.as_bytes());
+                self.raw.extend_from_slice(b"\r\n");
+                Some((start, end))
+            }
+            None => None,
+        };
         self.raw.extend_from_slice(b"\r\n");
         let kind = match (self.has_event, self.has_response) {
             (true, _) => Kind::Event,
@@ -629,10 +687,47 @@ impl MessageBuilder {
             &self.raw,
             &self.index,
             kind,
-            None,
+            body,
             0,
         )))
     }
+}
+
+fn raw_pos(at: usize) -> Result<u32> {
+    u32::try_from(at).map_err(|_| Error::Remote("translated message over 4 GiB".into()))
+}
+
+/// The CLI text of a legacy Command reply, back from the rows `xml_translate` made of it:
+/// each line up to the first one without a colon became a `key`/`value` row (split at that
+/// colon, the blanks around it dropped), and that line opened the `Opaque-data` row that
+/// holds every later line. Lost on the way, and not restored: trailing blanks, blank lines,
+/// and the blanks around a row's colon (written back as `": "`, or `":"` between two digits,
+/// as in a time of day). `None` when a row's key was rewritten (`/mxml`): that text is gone.
+fn legacy_text(rows: &[(Vec<u8>, Vec<u8>)], keys_rewritten: bool) -> Option<Vec<u8>> {
+    let mut text = Vec::new();
+    for (key, value) in rows {
+        if key.eq_ignore_ascii_case(b"opaque-data") || key == b"opaque_data" {
+            text.extend_from_slice(value);
+        } else if keys_rewritten {
+            return None;
+        } else {
+            let tight = key.last().is_some_and(u8::is_ascii_digit)
+                && value.first().is_some_and(u8::is_ascii_digit);
+            text.extend_from_slice(key);
+            text.extend_from_slice(if tight { b":" } else { b": " });
+            text.extend_from_slice(value);
+        }
+        text.push(b'\n');
+    }
+    // The end marker is the last line (or ends it), as on the wire.
+    let last = text.strip_suffix(b"\n").unwrap_or_default();
+    if let Some(marker) = super::decoder::DEFAULT_END_MARKERS
+        .iter()
+        .find(|m| last.ends_with(m.as_bytes()))
+    {
+        text.truncate(last.len() - marker.len());
+    }
+    Some(text)
 }
 
 /// CR and LF cannot sit inside an AMI line: each becomes a space.
@@ -710,7 +805,7 @@ fn wire_text(raw: &[u8]) -> Cow<'_, [u8]> {
 fn xml_translate(text: &[u8], xml: bool, out: &mut Vec<u8>) {
     let mut in_obj = false;
     let mut in_data = false;
-    let mut counts: Vec<(&[u8], usize)> = Vec::new();
+    let mut counts: HashMap<&[u8], usize> = HashMap::new();
     let mut rest = text;
     let close = |out: &mut Vec<u8>, in_obj: &mut bool, in_data: &mut bool| {
         if std::mem::take(in_data) {
@@ -764,16 +859,7 @@ fn xml_translate(text: &[u8], xml: bool, out: &mut Vec<u8>) {
             }
         };
         out.extend_from_slice(if xml { b" " } else { b"<tr><td>" });
-        let count = match counts.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                counts.push((key, 1));
-                1
-            }
-        };
+        let count = *counts.entry(key).and_modify(|n| *n += 1).or_insert(1);
         xml_escape(key, xml, out);
         if count > 1 {
             out.extend_from_slice(format!("-{count}").as_bytes());
@@ -961,6 +1047,19 @@ impl DigestChallenge {
             qop: get("qop"),
             stale: get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
         };
+        // These go back to the server inside the Authorization header: a CR or LF there would
+        // let a hostile server split the request.
+        for (name, value) in [
+            ("realm", Some(&challenge.realm)),
+            ("nonce", Some(&challenge.nonce)),
+            ("opaque", challenge.opaque.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.chars().any(char::is_control)) {
+                return Err(Error::Remote(format!(
+                    "the server's Digest challenge has a control character in its {name}"
+                )));
+            }
+        }
         if let Some(alg) = &challenge.algorithm {
             if !alg.eq_ignore_ascii_case("MD5") {
                 return Err(Error::Auth(format!(

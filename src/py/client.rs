@@ -781,10 +781,11 @@ impl EventSubscription {
     }
 }
 
-/// A Command response's CLI output as text, exact, from either Asterisk format.
+/// A Command response's CLI output as text, exact, from either Asterisk format
+/// (RemoteProtocolError when an HTTP encoding lost it).
 #[pyfunction]
-fn command_output(response: &Bound<'_, super::message::PyMessage>) -> String {
-    crate::proto::command_output(&response.get().inner)
+fn command_output(response: &Bound<'_, super::message::PyMessage>) -> PyResult<String> {
+    crate::proto::command_output(&response.get().inner).map_err(|e| to_pyerr(response.py(), e))
 }
 
 /// Raises LocalProtocolError for an event mask Asterisk would silently treat as "off".
