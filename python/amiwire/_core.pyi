@@ -35,7 +35,8 @@ class Message:
     every value. Iteration yields each distinct name once, in its first-seen spelling.
     Values decode as UTF-8, or as Latin-1 when they are not valid UTF-8 (lossless:
     ``value.encode("latin-1")`` gives the bytes back); ``get_bytes`` and ``raw`` give the
-    exact bytes. ``repr`` and ``_repr_html_`` mask ``Secret`` and ``Key`` values.
+    exact bytes. ``repr`` and ``_repr_html_`` mask the values of secret headers (``Secret``,
+    ``Key``, ``Password``, ``Md5Cred``, ...).
     A Message equals another with the same wire bytes, or a Mapping with the same items.
     """
 

@@ -328,9 +328,27 @@ pub fn decode_text(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// Header names whose values never appear in a Debug/repr, a log line or an error message.
+/// The names of headers that carry a credential in Asterisk's AMI (its manager.c and the
+/// action and event documentation): Login's `Secret` and MD5 `Key`, and what the PJSIP
+/// `AuthDetail`/`AuthList`/`TransportDetail` and `VoicemailPasswordChange` events show.
+/// (`Key` also names AstDB keys, which are masked with it: a mask too many costs nothing.)
+pub const SECRET_HEADERS: &[&str] = &[
+    "Secret",
+    "Key",
+    "Password",
+    "NewPassword",
+    "Md5Cred",
+    "PasswordDigest",
+    "OauthSecret",
+    "RefreshToken",
+];
+
+/// Header names whose values never appear in a Debug/repr, a log line, an error message or
+/// a recording.
 pub fn is_secret_header(name: &[u8]) -> bool {
-    bytes_eq_ignore_case(name, b"secret") || bytes_eq_ignore_case(name, b"key")
+    SECRET_HEADERS
+        .iter()
+        .any(|secret| bytes_eq_ignore_case(name, secret.as_bytes()))
 }
 
 impl fmt::Debug for Message {

@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyType};
 
 use crate::proto::{self, decode_text};
 
-/// What `repr` and `_repr_html_` show instead of a `Secret` or `Key` value.
+/// What `repr` and `_repr_html_` show instead of a secret header's value (`Secret`, `Key`, …).
 const MASK: &str = "********";
 
 /// A read-only, case-insensitive `Mapping[str, str]` over one decoded AMI message.
@@ -22,8 +22,8 @@ const MASK: &str = "********";
 /// `to_dict()` maps a repeated name to the list of its values. Iteration yields each distinct
 /// name once, in its first-seen spelling. Values are decoded when read: UTF-8, or Latin-1 when
 /// the bytes are not valid UTF-8 (lossless: `value.encode("latin-1")` gives them back);
-/// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask `Secret` and `Key`
-/// values. A Message equals another with the same wire bytes, or a Mapping with the same items.
+/// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask the values of
+/// secret headers (`Secret`, `Key`, `Password`, `Md5Cred`, …). A Message equals another with the same wire bytes, or a Mapping with the same items.
 #[pyclass(name = "Message", module = "amiwire", frozen, mapping)]
 pub struct PyMessage {
     pub(crate) inner: proto::Message,
@@ -436,7 +436,7 @@ impl PyMessage {
             .unbind())
     }
 
-    /// Shows every header; `Secret` and `Key` values are masked.
+    /// Shows every header; secret values (`Secret`, `Key`, `Password`, …) are masked.
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let dict = to_dict(py, &self.inner, true)?;
         Ok(format!("Message({})", dict.repr()?))
