@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -104,3 +106,64 @@ def test_tls_url_parsing():
     assert parse_url("tcp://h")["tls"] is False
     with pytest.raises(amiwire.LocalProtocolError, match="scheme"):
         parse_url("ssl://h")
+
+
+# A certificate made the way most people make one for Asterisk: `openssl req -x509`, which
+# marks it CA:TRUE. WebPKI alone refuses it as a server's own certificate (CaUsedAsEndEntity).
+OPENSSL = shutil.which("openssl")
+
+
+@pytest.fixture(scope="module")
+def openssl_sim(tmp_path_factory):
+    if OPENSSL is None:
+        pytest.skip("the openssl command is not installed")
+    out = tmp_path_factory.mktemp("openssl")
+    cert, key = out / "asterisk.pem", out / "asterisk.key"
+    subprocess.run(
+        [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=pbx.lab",
+         "-addext", "subjectAltName=DNS:pbx.lab,DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    text = subprocess.run([OPENSSL, "x509", "-in", str(cert), "-noout", "-text"], check=True, capture_output=True)
+    assert b"CA:TRUE" in text.stdout, "the test needs the CA:TRUE certificate openssl makes"
+    with Simulator(tls_cert=cert.read_text(), tls_key=key.read_text()) as sim:
+        yield sim, str(cert)
+
+
+@pytest.mark.parametrize("server_name", [None, "pbx.lab"])
+async def test_a_ca_true_certificate_given_as_ca_file_is_trusted(openssl_sim, server_name):
+    sim, cert = openssl_sim
+    async with amiwire.connect(sim.url, ca_file=cert, server_name=server_name, **FAST) as ami:
+        assert (await ami.ping(timeout=1))["Ping"] == "Pong"
+
+
+async def test_a_pinned_certificate_still_needs_the_right_name(openssl_sim):
+    sim, cert = openssl_sim
+    with pytest.raises(amiwire.ConnectionLost) as caught:
+        await amiwire.connect(sim.url, ca_file=cert, server_name="pbx.example.com", **FAST)
+    text = str(caught.value)
+    assert "not valid for pbx.example.com" in text and "server_name" in text, text
+    assert "pbx.lab" in text, "the names the certificate carries are listed"
+    assert "\n" not in text
+
+
+async def test_a_ca_true_certificate_not_given_says_to_pass_it_as_ca_file(openssl_sim, ca_file):
+    sim, _ = openssl_sim
+    # No CA file, and a CA file holding another certificate (the generated simulator's).
+    for extra in ({}, {"ca_file": ca_file}):
+        with pytest.raises(amiwire.ConnectionLost) as caught:
+            await amiwire.connect(sim.url, **extra, **FAST)
+        text = str(caught.value)
+        assert "ca_file" in text and "openssl req -x509" in text, text
+        assert "OtherError" not in text and "\n" not in text
+        assert sim.secret not in text
+
+
+async def test_an_untrusted_certificate_says_what_to_do(tls_sim):
+    # The simulator's generated certificate is an ordinary end-entity one: UnknownIssuer.
+    with pytest.raises(amiwire.ConnectionLost) as caught:
+        await amiwire.connect(tls_sim.url, **FAST)
+    text = str(caught.value)
+    assert "not signed by a CA this client trusts" in text and "ca_file" in text, text
+    assert "\n" not in text
