@@ -258,6 +258,69 @@ fn html_escape(s: &str, out: &mut String) {
     }
 }
 
+/// One message as a table (see `_repr_html_`).
+fn html_table(message: &proto::Message, html: &mut String) {
+    html.push_str("<table class=\"amiwire-message\">");
+    for h in message.headers() {
+        html.push_str("<tr><th>");
+        html_escape(&decode_text(h.name), html);
+        html.push_str("</th><td>");
+        if proto::message::is_secret_header(h.name) {
+            html.push_str(MASK);
+        } else {
+            html_escape(&decode_text(h.value), html);
+        }
+        html.push_str("</td></tr>");
+    }
+    for line in message.unparsed_lines() {
+        html.push_str("<tr><td colspan=\"2\">");
+        html_escape(&decode_text(line), html);
+        html.push_str("</td></tr>");
+    }
+    html.push_str("</table>");
+    if let Some(body) = message.body() {
+        html.push_str("<pre>");
+        html_escape(&decode_text(body), html);
+        html.push_str("</pre>");
+    }
+}
+
+/// List items shown in a notebook; a runaway list would make a page no browser renders.
+const HTML_ITEMS: usize = 1000;
+
+/// An action's items and completion, each in a collapsed `<details>` under the response.
+fn html_outcome(parts: &OutcomeParts, py: Python<'_>, html: &mut String) {
+    let events = parts.events.bind(py);
+    let count = events.len();
+    if count > 0 {
+        let noun = if count == 1 { "item" } else { "items" };
+        html.push_str(&format!(
+            "<details class=\"amiwire-events\"><summary>{count} {noun}</summary>"
+        ));
+        // The list is the user's (`.events`): anything but a Message in it is skipped.
+        for item in events.iter().take(HTML_ITEMS) {
+            if let Ok(message) = item.cast::<PyMessage>() {
+                html_table(&message.get().inner, html);
+            }
+        }
+        if count > HTML_ITEMS {
+            html.push_str(&format!(
+                "<p>… and {} more (see <code>.events</code>)</p>",
+                count - HTML_ITEMS
+            ));
+        }
+        html.push_str("</details>");
+    }
+    if let Some(complete) = &parts.complete {
+        let complete = &complete.get().inner;
+        html.push_str("<details class=\"amiwire-complete\"><summary>");
+        html_escape(&complete.event_name().unwrap_or_default(), html);
+        html.push_str("</summary>");
+        html_table(complete, html);
+        html.push_str("</details>");
+    }
+}
+
 #[pymethods]
 impl PyMessage {
     // A Mapping is not hashable (equality follows the content, like dict's).
@@ -442,30 +505,13 @@ impl PyMessage {
         Ok(format!("Message({})", dict.repr()?))
     }
 
-    /// An HTML table for Jupyter: every header line in order, escaped, secrets masked.
-    fn _repr_html_(&self) -> String {
-        let mut html = String::from("<table class=\"amiwire-message\">");
-        for h in self.inner.headers() {
-            html.push_str("<tr><th>");
-            html_escape(&decode_text(h.name), &mut html);
-            html.push_str("</th><td>");
-            if proto::message::is_secret_header(h.name) {
-                html.push_str(MASK);
-            } else {
-                html_escape(&decode_text(h.value), &mut html);
-            }
-            html.push_str("</td></tr>");
-        }
-        for line in self.inner.unparsed_lines() {
-            html.push_str("<tr><td colspan=\"2\">");
-            html_escape(&decode_text(line), &mut html);
-            html.push_str("</td></tr>");
-        }
-        html.push_str("</table>");
-        if let Some(body) = self.inner.body() {
-            html.push_str("<pre>");
-            html_escape(&decode_text(body), &mut html);
-            html.push_str("</pre>");
+    /// An HTML table for Jupyter: every header line in order, escaped, secrets masked. An
+    /// action's list items and its completion event follow, collapsed.
+    fn _repr_html_(&self, py: Python<'_>) -> String {
+        let mut html = String::new();
+        html_table(&self.inner, &mut html);
+        if let Some(parts) = &self.outcome {
+            html_outcome(parts, py, &mut html);
         }
         html
     }

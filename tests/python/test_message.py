@@ -178,6 +178,26 @@ def test_repr_html_is_escaped_and_masked() -> None:
     assert html.escape("stray <i>") in page
 
 
+async def test_repr_html_of_a_list_response_shows_its_items() -> None:
+    from amiwire.testing import Simulator
+
+    with Simulator() as sim:
+        async with amiwire.connect(sim.url, timeout=5) as ami:
+            plan = await ami.action("ShowDialPlan", Context="test")
+    items = list(plan.events)
+    assert len(items) > 4 and plan.complete is not None
+    page = plan._repr_html_()
+    # The response, then every item and the completion, each collapsed under a summary.
+    assert page.count("<table") == 1 + len(items) + 1
+    assert f"<details class=\"amiwire-events\"><summary>{len(items)} items</summary>" in page
+    assert f"<summary>{plan.complete.name}</summary>" in page
+    for item in items:
+        assert item._repr_html_() in page
+    assert page.index(items[0]._repr_html_()) < page.index(items[-1]._repr_html_())
+    # A plain event or response has no collapsed parts.
+    assert "<details" not in items[0]._repr_html_()
+
+
 def test_sizeof_counts_owned_bytes() -> None:
     # The object plus its wire bytes and line index: what a retained message really costs.
     assert sys.getsizeof(HANGUP) >= len(HANGUP.raw) + 4 * 8
