@@ -156,6 +156,7 @@ impl LineMasker {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap (project rule)
 mod tests {
     use super::*;
 
