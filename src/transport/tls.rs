@@ -112,16 +112,10 @@ pub(super) fn client_config(tls: &Tls) -> Result<ClientConfig> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?;
-    if tls.insecure {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-            .with_no_client_auth());
-    }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut pinned = Vec::new();
-    if let Some(path) = &tls.ca_file {
+    if let (Some(path), false) = (&tls.ca_file, tls.insecure) {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| Error::Usage(format!("cannot read CA file {}: {e}", path.display())))?;
         for cert in certs {
@@ -136,21 +130,28 @@ pub(super) fn client_config(tls: &Tls) -> Result<ClientConfig> {
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?;
+    let verifier = CertVerifier {
+        webpki,
+        pinned,
+        insecure: tls.insecure,
+    };
     Ok(builder
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { webpki, pinned }))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth())
 }
 
-/// rustls' WebPKI verification, plus the certificates of the CA file accepted as they are
-/// (see the module notes).
+/// rustls' WebPKI verification plus the certificates of the CA file accepted as they are
+/// (see the module notes); with `insecure=True`, which the caller chose explicitly (lab
+/// PBXes), no certificate check at all. The handshake signature is verified either way.
 #[derive(Debug)]
-struct PinnedOrWebPki {
+struct CertVerifier {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
+    insecure: bool,
 }
 
-impl ServerCertVerifier for PinnedOrWebPki {
+impl ServerCertVerifier for CertVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -159,6 +160,9 @@ impl ServerCertVerifier for PinnedOrWebPki {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if self.insecure {
+            return Ok(ServerCertVerified::assertion());
+        }
         let refused = match self.webpki.verify_server_cert(
             end_entity,
             intermediates,
@@ -199,54 +203,5 @@ impl ServerCertVerifier for PinnedOrWebPki {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
-    }
-}
-
-/// `insecure=True`: the caller explicitly chose to skip verification (lab PBXes).
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
