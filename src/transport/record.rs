@@ -11,8 +11,6 @@ use std::time::Instant;
 
 use base64::Engine;
 
-#[cfg(doc)]
-use crate::proto::message::SECRET_HEADERS;
 use crate::proto::message::is_secret_header;
 
 pub struct Recorder {
@@ -74,7 +72,8 @@ impl Recorder {
     }
 }
 
-/// A header name longer than this is no secret's (see [`SECRET_HEADERS`]): stop collecting it.
+/// A header name longer than this is no secret's (see
+/// [`crate::proto::message::SECRET_HEADERS`]): stop collecting it.
 const LONGEST_NAME: usize = 64;
 
 /// Where one direction's byte stream stands within its current line.
