@@ -65,7 +65,7 @@ fn handshake_failure(e: &std::io::Error, name: &str) -> String {
             "the server answered in plain text: a plain AMI port needs tcp://".to_owned()
         }
         rustls::Error::InvalidCertificate(cert) => certificate_advice(cert, name),
-        other => format!("TLS handshake with {name} failed: {other}"),
+        other => format!("handshake with {name} failed: {other}"),
     };
     format!("TLS: {advice}")
 }
@@ -84,7 +84,11 @@ fn certificate_advice(error: &CertificateError, name: &str) -> String {
         CertificateError::NotValidForNameContext { presented, .. } => format!(
             "the server's certificate is not valid for {name} (it names {}); connect by one \
              of those names, or give one as server_name",
-            presented.join(", ")
+            presented
+                .iter()
+                .map(|n| bare_name(n))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
             "the certificate of {name} has expired; renew it on the PBX (or check this \
@@ -100,6 +104,14 @@ fn certificate_advice(error: &CertificateError, name: &str) -> String {
         ),
         other => format!("the certificate of {name} was refused: {other}"),
     }
+}
+
+/// rustls lists a certificate's names as `DnsName("pbx.lab")` or `IpAddress(127.0.0.1)`.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map_or(presented, |inner| inner.trim_matches('"'))
 }
 
 fn is_ca_as_end_entity(error: &CertificateError) -> bool {
