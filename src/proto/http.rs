@@ -441,6 +441,7 @@ pub fn parse_rawman(body: &[u8]) -> Result<Vec<Message>> {
 pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut out = Vec::new();
+    let mut builder = MessageBuilder::new(true);
     loop {
         let event = reader
             .read_event()
@@ -454,15 +455,19 @@ pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
         if matches!(name.as_ref(), b"ajax-response" | b"response") {
             continue;
         }
-        let mut builder = MessageBuilder::new(true);
+        if builder.continues() {
+            builder.next_object();
+        } else {
+            out.extend(std::mem::replace(&mut builder, MessageBuilder::new(true)).finish()?);
+        }
         // Asterisk counts repeats before lowercasing, so `Foo` and `foo` can both arrive.
         for attr in element.attributes().with_checks(false) {
             let attr =
                 attr.map_err(|e| Error::Remote(format!("malformed /mxml attribute: {e}")))?;
             builder.push(&unescape(attr.key.as_ref()), &unescape(&attr.value))?;
         }
-        out.extend(builder.finish()?);
     }
+    out.extend(builder.finish()?);
     Ok(out)
 }
 
@@ -497,7 +502,13 @@ pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
             pos = row + CELL.len() + mid + MID.len() + end + END.len();
         } else {
             if rest.starts_with(SEPARATOR) {
-                out.extend(std::mem::replace(&mut builder, MessageBuilder::new(false)).finish()?);
+                if builder.continues() {
+                    builder.next_object();
+                } else {
+                    out.extend(
+                        std::mem::replace(&mut builder, MessageBuilder::new(false)).finish()?,
+                    );
+                }
             }
             pos = row;
         }
@@ -608,6 +619,23 @@ impl MessageBuilder {
             }
         }
         self.write_header(&key, value)
+    }
+
+    /// A legacy reply whose end marker has not come yet: `xml_translate` closed its object at
+    /// an empty line inside the CLI text (two in a row, `\n\n\n`), and the next object
+    /// carries on with the text.
+    fn continues(&self) -> bool {
+        self.legacy_rows.as_ref().is_some_and(|rows| {
+            !rows
+                .last()
+                .is_some_and(|(_, text)| end_marker_of(text).is_some())
+        })
+    }
+
+    /// The next object of a reply that [`Self::continues`]: `xml_translate` counts repeated
+    /// keys afresh in it.
+    fn next_object(&mut self) {
+        self.seen.clear();
     }
 
     fn write_header(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -721,13 +749,18 @@ fn legacy_text(rows: &[(Vec<u8>, Vec<u8>)], keys_rewritten: bool) -> Option<Vec<
     }
     // The end marker is the last line (or ends it), as on the wire.
     let last = text.strip_suffix(b"\n").unwrap_or_default();
-    if let Some(marker) = super::decoder::DEFAULT_END_MARKERS
-        .iter()
-        .find(|m| last.ends_with(m.as_bytes()))
-    {
+    if let Some(marker) = end_marker_of(last) {
         text.truncate(last.len() - marker.len());
     }
     Some(text)
+}
+
+/// The end marker that `text` ends with, if any.
+fn end_marker_of(text: &[u8]) -> Option<&'static str> {
+    super::decoder::DEFAULT_END_MARKERS
+        .iter()
+        .find(|m| text.ends_with(m.as_bytes()))
+        .copied()
 }
 
 /// CR and LF cannot sit inside an AMI line: each becomes a space.
