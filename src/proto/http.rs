@@ -626,9 +626,8 @@ impl MessageBuilder {
     /// carries on with the text.
     fn continues(&self) -> bool {
         self.legacy_rows.as_ref().is_some_and(|rows| {
-            !rows
-                .last()
-                .is_some_and(|(_, text)| end_marker_of(text).is_some())
+            rows.last()
+                .is_none_or(|(_, text)| end_marker_of(text).is_none())
         })
     }
 
