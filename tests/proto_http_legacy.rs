@@ -240,4 +240,20 @@ fn text_cut_by_two_empty_lines_is_joined_across_objects() {
     let got = through(Endpoint::MXml, &plain);
     assert_eq!(got.len(), 1);
     assert_eq!(command_output(&got[0]).unwrap(), "one\ntwo\n");
+
+    // `core show settings` starts with an empty line, which right after the headers' CRLF is
+    // a blank line too: the object closes before any text.
+    let settings = Message::parse_one(
+        b"Response: Follows\r\nPrivilege: Command\r\nActionID: t-3\r\n\
+          \nPBX Core settings\n-----------------\n  Version:   13.38.3\n--END COMMAND--\r\n\r\n",
+    )
+    .unwrap();
+    for endpoint in [Endpoint::Manager, Endpoint::MXml] {
+        let got = through(endpoint, &settings);
+        assert_eq!(got.len(), 1, "{endpoint:?}: {got:?}");
+        assert_eq!(
+            command_output(&got[0]).unwrap(),
+            "PBX Core settings\n-----------------\n  Version:   13.38.3\n"
+        );
+    }
 }
