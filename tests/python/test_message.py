@@ -198,6 +198,19 @@ async def test_repr_html_of_a_list_response_shows_its_items() -> None:
     assert "<details" not in items[0]._repr_html_()
 
 
+async def test_repr_html_of_a_huge_list_draws_the_first_thousand_items() -> None:
+    from amiwire.testing import Simulator
+
+    dialplan = "[big]\n" + "".join(f"exten => {n},1,NoOp(item {n})\n" for n in range(1200))
+    with Simulator(dialplan=dialplan) as sim:
+        async with amiwire.connect(sim.url, timeout=10) as ami:
+            plan = await ami.action("ShowDialPlan", Context="big")
+    assert len(plan.events) == 1200
+    page = plan._repr_html_()
+    assert page.count("<table") == 1 + 1000 + 1
+    assert "<summary>1200 items</summary>" in page and "… and 200 more" in page
+
+
 def test_sizeof_counts_owned_bytes() -> None:
     # The object plus its wire bytes and line index: what a retained message really costs.
     assert sys.getsizeof(HANGUP) >= len(HANGUP.raw) + 4 * 8
