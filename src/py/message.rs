@@ -23,7 +23,8 @@ const MASK: &str = "********";
 /// name once, in its first-seen spelling. Values are decoded when read: UTF-8, or Latin-1 when
 /// the bytes are not valid UTF-8 (lossless: `value.encode("latin-1")` gives them back);
 /// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask the values of
-/// secret headers (`Secret`, `Key`, `Password`, `Md5Cred`, …). A Message equals another with the same wire bytes, or a Mapping with the same items.
+/// secret headers (`Secret`, `Key`, `Password`, `Md5Cred`, …). A Message equals another with
+/// the same wire bytes, or a Mapping with the same items.
 #[pyclass(name = "Message", module = "amiwire", frozen, mapping)]
 pub struct PyMessage {
     pub(crate) inner: proto::Message,
