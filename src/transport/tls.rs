@@ -115,8 +115,13 @@ fn bare_name(presented: &str) -> &str {
 }
 
 fn is_ca_as_end_entity(error: &CertificateError) -> bool {
-    matches!(error, CertificateError::Other(other)
-        if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)))
+    let CertificateError::Other(other) = error else {
+        return false;
+    };
+    matches!(
+        other.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
 }
 
 pub(super) fn client_config(tls: &Tls) -> Result<ClientConfig> {
