@@ -45,7 +45,7 @@ async def _events(args: argparse.Namespace) -> int:
 async def _action(args: argparse.Namespace) -> int:
     headers = [tuple(h.split("=", 1)) for h in args.headers]
     async with connect(args.url, **_connect_args(args.url)) as ami:
-        response = await ami.action(args.name, headers, raise_on_error=False, timeout=args.timeout)
+        response = await ami.action(args.name, headers, raise_on_error=False, timeout=args.timeout, check=False)
         print(_message_json(response))
         for item in response.events:
             print(_message_json(item))

@@ -19,6 +19,8 @@ __all__ = [
     "check_event_mask",
     "command_output",
     "encode_action",
+    "event_classes",
+    "HeaderField",
     "parse",
 ]
 __version__: str
@@ -27,7 +29,6 @@ def _shutdown() -> None: ...
 def log_records_dropped() -> int:
     """Rust log records dropped because Python's logging could not keep up."""
 
-@final
 class Message:
     """A read-only, case-insensitive ``Mapping[str, str]`` over one decoded AMI message.
 
@@ -100,6 +101,28 @@ class Message:
     def __iter__(self) -> Iterator[str]: ...
     def __eq__(self, other: object, /) -> bool: ...
     def _repr_html_(self) -> str: ...
+
+def event_classes() -> dict[str, type[Message]]:
+    """``{event name as documented: class}`` for every typed event (see ``amiwire.events``)."""
+
+@final
+class HeaderField:
+    """A documented header of a typed event, as an attribute: its first value when read, as
+    text or (``integer``) an int; AttributeError when the event does not carry it."""
+
+    def __new__(cls, header: str, integer: bool = False) -> HeaderField: ...
+    @property
+    def header(self) -> str:
+        """The header's wire name, as documented."""
+
+    @property
+    def integer(self) -> bool:
+        """Whether the value is read as an int."""
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None, /) -> HeaderField: ...
+    @overload
+    def __get__(self, instance: Message, owner: type | None = None, /) -> str | int: ...
 
 @final
 class Parser:

@@ -55,7 +55,7 @@ class _LoopThread:
 class BlockingEventStream:
     """A plain iterator over an :class:`~amiwire.client.EventStream`."""
 
-    def __init__(self, runner: _LoopThread, stream: EventStream) -> None:
+    def __init__(self, runner: _LoopThread, stream: EventStream[Message]) -> None:
         self._runner = runner
         self._stream = stream
         self._batch: list[Message] = []
@@ -142,7 +142,7 @@ class BlockingClient:
         return self._runner.run(self._client.add_filter, filter, **kwargs)
 
     def events(self, *patterns: str, maxsize: int = 10_000, overflow: Overflow = "drop_oldest", **filters: Any) -> BlockingEventStream:
-        async def make() -> EventStream:
+        async def make() -> EventStream[Message]:
             return self._client.events(*patterns, maxsize=maxsize, overflow=overflow, **filters)
 
         return BlockingEventStream(self._runner, self._runner.run(make))

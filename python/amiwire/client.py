@@ -10,24 +10,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import _core
 from ._core import Message
+from ._schema import Action, HeaderValue, ListAction, Schema, for_version
+from .events import OriginateResponse, event_name
 from .exceptions import ActionError, ClientClosed, ConnectionLost, LocalProtocolError
 
 __all__ = ["Client", "EventStream", "connect", "parse_url", "OriginateFailed"]
 
 log = logging.getLogger("amiwire")
 
-HeaderValue = str | int | float | bool | Iterable[str]
 Overflow = Literal["drop_oldest", "drop_newest", "disconnect"]
+HeaderFilter = str | re.Pattern[str] | Iterable[str | re.Pattern[str]]
 
 DEFAULT_PORTS = {"tcp": 5038, "tls": 5039, "http": 8088, "https": 8089}
 HTTP_ENDPOINTS = {"rawman", "mxml", "manager", "arawman", "amxml", "amanager"}
+
+
+_M = TypeVar("_M", bound=Message)
+_E1 = TypeVar("_E1", bound=Message)
+_E2 = TypeVar("_E2", bound=Message)
+_E3 = TypeVar("_E3", bound=Message)
+_E4 = TypeVar("_E4", bound=Message)
+
+# The keywords of action() and originate(): a header name close to one is a typo to refuse
+# (``timout=3`` would otherwise be sent as ``timout: 3``).
+ACTION_KEYWORDS = ("timeout", "action_id", "raise_on_error", "list_complete", "headers", "check")
+ORIGINATE_KEYWORDS = (
+    "channel", "exten", "context", "priority", "application", "data", "caller_id", "variables",
+    "timeout", "ring_timeout", "check",
+)
 
 
 class OriginateFailed(ActionError):
@@ -157,7 +174,7 @@ class _Bridge:
     def __init__(self) -> None:
         self.conn: _core.Connection
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiting: dict[EventStream, asyncio.Future[None]] = {}
+        self.waiting: dict[EventStream[Any], asyncio.Future[None]] = {}
         self.state_callbacks: list[Callable[[str, str | None], Any]] = []
         self.state_seen = 0
 
@@ -235,12 +252,41 @@ class Client:
         self._callbacks: list[asyncio.Task[None]] = []
         # The event mask the session has once the actions already queued have run.
         self._events = events
+        # The AMI documentation for the server's version, and that version.
+        self._docs: tuple[str | None, Schema] | None = None
 
     # -- actions -------------------------------------------------------------------------
 
+    def _documentation(self) -> Schema:
+        """Asterisk's AMI docs for the version logged in to (the newest when unknown)."""
+        version = self._conn.asterisk_version
+        if self._docs is None or self._docs[0] != version:
+            self._docs = (version, for_version(version))
+        return self._docs[1]
+
+    def _checked(
+        self,
+        name: str | Action,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]],
+        kwargs: Mapping[str, HeaderValue],
+        keywords: Collection[str],
+        check: bool,
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """The name and wire headers of an action; with ``check``, refused before anything is
+        sent if the server's documentation of ``name`` has no such parameter or needs another."""
+        if isinstance(name, Action):
+            given = headers.items() if isinstance(headers, Mapping) else headers
+            headers, name = [*name.headers, *given], name.name
+        items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
+        if check:
+            respell = self._documentation().check(name, [k for k, _ in items], keywords)
+            if respell:
+                items = [(respell.get(k, k), v) for k, v in items]
+        return name, items
+
     def action(
         self,
-        name: str,
+        name: str | Action,
         /,
         headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
         *,
@@ -248,10 +294,20 @@ class Client:
         action_id: str | None = None,
         raise_on_error: bool = True,
         list_complete: str | None = None,
+        check: bool = True,
         **kwargs: HeaderValue,
     ) -> asyncio.Future[Message]:
-        """Sends action ``name`` with ``headers`` and keyword headers; the future resolves to
-        the response.
+        """Sends action ``name`` (a name, or an action made by :mod:`amiwire.actions`) with
+        ``headers`` and keyword headers; the future resolves to the response.
+
+        Checked before anything is sent, against the documentation of the server's Asterisk
+        version (:attr:`asterisk_version`; the newest when unknown): for a documented action,
+        an unknown parameter or a missing required one raises
+        :class:`~amiwire.LocalProtocolError` naming the nearest valid name, the client's own
+        keywords included (``timout=3`` -> ``timeout``); names match ignoring case and ``_``
+        (``caller_id=`` is sent as ``CallerID``). An undocumented action (a module's, a newer
+        Asterisk's) goes through, unless a keyword looks like a mistyped one of this method.
+        ``check=False`` sends the action as given.
 
         A list action (the response says ``EventList: start``) resolves once its completion
         event arrived: items in ``response.events``, the completion in ``response.complete``.
@@ -261,10 +317,23 @@ class Client:
         false (then the error response is the result). A list value becomes a repeated
         header; booleans become ``true``/``false``.
         """
-        items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
+        name, items = self._checked(name, headers, kwargs, ACTION_KEYWORDS, check)
         expect = "list" if list_complete else "auto"
         return self._submit(name, items, expect, list_complete, timeout, action_id, raise_on_error)
 
+    @overload
+    async def action_list(
+        self,
+        name: ListAction[_M],
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        list_complete: str | None = None,
+        check: bool = True,
+        **kwargs: HeaderValue,
+    ) -> list[_M]: ...
+    @overload
     async def action_list(
         self,
         name: str,
@@ -273,11 +342,24 @@ class Client:
         *,
         timeout: float | None = None,
         list_complete: str | None = None,
+        check: bool = True,
         **kwargs: HeaderValue,
-    ) -> list[Message]:
+    ) -> list[Message]: ...
+    async def action_list(
+        self,
+        name: str | ListAction[Any],
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        list_complete: str | None = None,
+        check: bool = True,
+        **kwargs: HeaderValue,
+    ) -> list[Any]:
         """A list action's items (the response and completion are on ``.events``' owner:
-        use :meth:`action` to get them)."""
-        items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
+        use :meth:`action` to get them); typed events for a list action of
+        :mod:`amiwire.actions`. Checked as :meth:`action` checks."""
+        name, items = self._checked(name, headers, kwargs, ACTION_KEYWORDS, check)
         response = await self._submit(name, items, "list" if list_complete else "auto", list_complete, timeout)
         return list(response.events)
 
@@ -314,8 +396,9 @@ class Client:
         variables: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         ring_timeout: float | None = None,
+        check: bool = True,
         **headers: HeaderValue,
-    ) -> Message:
+    ) -> OriginateResponse:
         """Places a call with ``Async: true`` and waits for its ``OriginateResponse``.
 
         Returns the OriginateResponse event on success (``Response: Success``, ``Channel``,
@@ -325,6 +408,8 @@ class Client:
         ``call``) Asterisk never sends it, so that raises :class:`~amiwire.LocalProtocolError`
         at once instead of waiting out the deadline. ``timeout`` bounds the whole wait;
         ``ring_timeout`` is Asterisk's own ``Timeout`` (ms on the wire) for the ringing phase.
+        Other keyword headers are checked as :meth:`action` checks them (``aplication=`` is
+        refused: did you mean ``application``?), unless ``check`` is false.
         """
         items: list[tuple[str, str]] = [("Channel", channel)]
         if application:
@@ -339,7 +424,8 @@ class Client:
             items.append(("Timeout", str(int(ring_timeout * 1000))))
         for key, value in (variables or {}).items():
             items.append(("Variable", f"{key}={value}"))
-        items += _header_items({k: v for k, v in headers.items() if k.lower() != "async"})
+        extra = {k: v for k, v in headers.items() if k.lower() != "async"}
+        _, items = self._checked("Originate", items, extra, ORIGINATE_KEYWORDS, check)
         items.append(("Async", "true"))
         if not _sends_call_events(self._events):
             raise LocalProtocolError(
@@ -361,8 +447,9 @@ class Client:
                     action_id=err.action_id,
                 ) from None
             raise
-        assert response.complete is not None  # a tracked originate ends in its OriginateResponse
-        return response.complete
+        complete = response.complete
+        assert isinstance(complete, OriginateResponse)  # a tracked originate ends in its OriginateResponse
+        return complete
 
     def set_event_mask(self, mask: str, *, timeout: float | None = None) -> asyncio.Future[Message]:
         """``Action: Events``. The mask is checked client-side (Asterisk silently turns events
@@ -398,17 +485,76 @@ class Client:
 
     # -- events --------------------------------------------------------------------------
 
+    @overload
     def events(
         self,
         *patterns: str,
         maxsize: int = 10_000,
         overflow: Overflow = "drop_oldest",
-        **header_filters: str | re.Pattern[str] | Iterable[str | re.Pattern[str]],
-    ) -> EventStream:
+        **header_filters: HeaderFilter,
+    ) -> EventStream[Message]: ...
+    @overload
+    def events(
+        self,
+        __a: type[_E1],
+        *,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[_E1]: ...
+    @overload
+    def events(
+        self,
+        __a: type[_E1],
+        __b: type[_E2],
+        *,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[_E1 | _E2]: ...
+    @overload
+    def events(
+        self,
+        __a: type[_E1],
+        __b: type[_E2],
+        __c: type[_E3],
+        *,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[_E1 | _E2 | _E3]: ...
+    @overload
+    def events(
+        self,
+        __a: type[_E1],
+        __b: type[_E2],
+        __c: type[_E3],
+        __d: type[_E4],
+        *,
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[_E1 | _E2 | _E3 | _E4]: ...
+    @overload
+    def events(
+        self,
+        *patterns: str | type[Message],
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[Message]: ...
+    def events(
+        self,
+        *patterns: str | type[Message],
+        maxsize: int = 10_000,
+        overflow: Overflow = "drop_oldest",
+        **header_filters: HeaderFilter,
+    ) -> EventStream[Any]:
         """An async iterator over events, filtered in Rust before they reach Python.
 
-        ``patterns`` are event names or globs (``"Hangup"``, ``"Dial*"``); none means every
-        event. ``header_filters`` require header values: a string (exact, or a glob with
+        ``patterns`` are event names or globs (``"Hangup"``, ``"Dial*"``), or classes of
+        :mod:`amiwire.events` (``ami.events(Hangup, DialEnd)``: the stream is then typed as
+        those classes for mypy and pyright); none means every event. ``header_filters`` require header values: a string (exact, or a glob with
         ``*``/``?``), a compiled regex (searched), or a list of those (any). Each stream has its
         own bounded queue of ``maxsize`` events; when it is full, ``overflow`` decides:
         ``drop_oldest`` (default), ``drop_newest`` or ``disconnect`` (the stream then raises).
@@ -417,9 +563,10 @@ class Client:
         ends when the client is closed; when the connection fails for good instead (reconnect
         off or given up), it raises :class:`~amiwire.ConnectionLost` with the reason.
         """
+        names = [p if isinstance(p, str) else event_name(p) for p in patterns]
         headers = [(name, _matchers(value)) for name, value in header_filters.items()]
-        sub = self._conn.subscribe(list(patterns), headers, maxsize, overflow)
-        wanted = [*patterns, *(f"{name}={value!r}" for name, value in header_filters.items())]
+        sub = self._conn.subscribe(names, headers, maxsize, overflow)
+        wanted = [*names, *(f"{name}={value!r}" for name, value in header_filters.items())]
         return EventStream(self._bridge, sub, " ".join(wanted) or "*")
 
     def on(
@@ -499,7 +646,7 @@ class Client:
         return f"<amiwire.Client {self.state} {self.banner or ''}>"
 
 
-async def _run_callback(stream: EventStream, fn: Callable[[Message], Any]) -> None:
+async def _run_callback(stream: EventStream[Message], fn: Callable[[Message], Any]) -> None:
     async with stream:
         try:
             async for event in stream:
@@ -514,24 +661,25 @@ async def _run_callback(stream: EventStream, fn: Callable[[Message], Any]) -> No
             log.warning("amiwire: callbacks for %r stopped: %s", fn, lost)
 
 
-class EventStream:
-    """Events from one subscription; see :meth:`Client.events`."""
+class EventStream(Generic[_M]):
+    """Events from one subscription; see :meth:`Client.events`. Typed as the classes it was
+    asked for (``EventStream[Hangup | DialEnd]``), else ``EventStream[Message]``."""
 
     def __init__(self, bridge: _Bridge, sub: _core.EventSubscription, wanted: str = "*") -> None:
         self._bridge = bridge
         self._sub = sub
         self._wanted = wanted
-        self._buffer: list[Message] = []
+        self._buffer: list[_M] = []
         self._index = 0
 
-    async def next_batch(self, max: int = BATCH) -> list[Message]:
+    async def next_batch(self, max: int = BATCH) -> list[_M]:
         """Waits for events and returns every queued one (up to ``max``) at once: the fastest
         way to consume a flood. Raises StopAsyncIteration when the stream has ended."""
         sub = self._sub
         while True:
             batch = sub.drain(max)
             if batch:
-                return batch  # type: ignore[no-any-return]
+                return cast("list[_M]", batch)  # the subscription matches _M's events only
             if sub.closed:
                 if sub.overflowed:
                     raise ClientClosed("event stream closed: its queue overflowed (overflow='disconnect')")
@@ -546,10 +694,10 @@ class EventStream:
                 finally:
                     self._bridge.waiting.pop(self, None)
 
-    def __aiter__(self) -> AsyncIterator[Message]:
+    def __aiter__(self) -> AsyncIterator[_M]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Message]:
+    async def _iterate(self) -> AsyncIterator[_M]:
         while True:
             try:
                 batch = await self.next_batch(BATCH)
@@ -558,7 +706,7 @@ class EventStream:
             for event in batch:
                 yield event
 
-    async def __anext__(self) -> Message:
+    async def __anext__(self) -> _M:
         if self._index >= len(self._buffer):
             self._buffer = await self.next_batch(BATCH)
             self._index = 0
@@ -570,7 +718,7 @@ class EventStream:
         """Stops this stream; queued events are discarded."""
         self._sub.close()
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> EventStream[_M]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -24,8 +24,9 @@ const MASK: &str = "********";
 /// the bytes are not valid UTF-8 (lossless: `value.encode("latin-1")` gives them back);
 /// `get_bytes` and `raw` give the exact bytes. `repr` and `_repr_html_` mask the values of
 /// secret headers (`Secret`, `Key`, `Password`, `Md5Cred`, …). A Message equals another with
-/// the same wire bytes, or a Mapping with the same items.
-#[pyclass(name = "Message", module = "amiwire", frozen, mapping)]
+/// the same wire bytes, or a Mapping with the same items. A documented event arrives as its
+/// subclass from `amiwire.events` (see `typed.rs`).
+#[pyclass(name = "Message", module = "amiwire", frozen, mapping, subclass)]
 pub struct PyMessage {
     pub(crate) inner: proto::Message,
     /// Only on an action's result: its list items and completion (or OriginateResponse).
@@ -35,7 +36,7 @@ pub struct PyMessage {
 
 struct OutcomeParts {
     events: Py<PyList>,
-    complete: Option<Py<PyMessage>>,
+    complete: Option<Py<PyAny>>,
 }
 
 // ---- cached strings ------------------------------------------------------------------------
@@ -59,7 +60,7 @@ static STRINGS: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 /// A hash equal for names that match ASCII case-insensitively: the first and last 8 bytes
 /// with bit 0x20 set (the only bit where a letter differs from its other case) and the
 /// length. Header names are short and mostly differ in length or at one end.
-fn folded_hash(name: &[u8]) -> u64 {
+pub(super) fn folded_hash(name: &[u8]) -> u64 {
     const FOLD: u64 = 0x2020_2020_2020_2020;
     let (head, tail) = ends(name);
     ((head | FOLD) ^ (tail | FOLD).rotate_left(29) ^ name.len() as u64)
@@ -340,7 +341,7 @@ impl PyMessage {
     /// For an action's response: the list's completion event, or a tracked originate's
     /// OriginateResponse; None otherwise.
     #[getter]
-    fn complete(&self, py: Python<'_>) -> Option<Py<PyMessage>> {
+    fn complete(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.outcome
             .as_ref()
             .and_then(|p| p.complete.as_ref().map(|c| c.clone_ref(py)))
@@ -500,10 +501,11 @@ impl PyMessage {
             .unbind())
     }
 
-    /// Shows every header; secret values (`Secret`, `Key`, `Password`, …) are masked.
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let dict = to_dict(py, &self.inner, true)?;
-        Ok(format!("Message({})", dict.repr()?))
+    /// Shows the class and every header; secret values (`Secret`, `Key`, `Password`, …) are
+    /// masked.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let dict = to_dict(slf.py(), &slf.get().inner, true)?;
+        Ok(format!("{}({})", slf.get_type().name()?, dict.repr()?))
     }
 
     /// An HTML table for Jupyter: every header line in order, escaped, secrets masked. An
@@ -539,16 +541,15 @@ fn view<'py>(
         .call1((slf,))
 }
 
-/// Wraps one message. Only allocation can fail here; a message then becomes `None`.
+/// Wraps one message, as its typed event class when it has one. Only allocation can fail
+/// here; a message then becomes `None`.
 pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
-    match Py::new(
-        py,
-        PyMessage {
-            inner: message,
-            outcome: None,
-        },
-    ) {
-        Ok(obj) => obj.into_any(),
+    let message = PyMessage {
+        inner: message,
+        outcome: None,
+    };
+    match super::typed::wrap(py, message) {
+        Ok(obj) => obj.unbind(),
         Err(_) => py.None(),
     }
 }
@@ -560,16 +561,10 @@ pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
         None
     } else {
         let events = to_py_list(py, outcome.events).unbind();
-        let complete = outcome.complete.and_then(|m| {
-            Py::new(
-                py,
-                PyMessage {
-                    inner: m,
-                    outcome: None,
-                },
-            )
-            .ok()
-        });
+        let complete = outcome
+            .complete
+            .map(|m| to_py(py, m))
+            .filter(|c| !c.is_none(py));
         Some(Box::new(OutcomeParts { events, complete }))
     };
     match Py::new(

@@ -2,11 +2,13 @@
 
 pub mod client;
 pub mod errors;
+pub mod event_classes;
 pub mod logging;
 pub mod message;
 pub mod parser;
 pub mod runtime;
 pub mod sim;
+pub mod typed;
 
 use pyo3::prelude::*;
 
@@ -30,5 +32,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     parser::register(m)?;
     client::register(m)?;
     sim::register(m)?;
+    typed::register(m)?;
     Ok(())
 }
