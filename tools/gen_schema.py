@@ -166,29 +166,34 @@ def gen_events_py(events: dict[str, dict[str, Any]]) -> str:
         "Message (the same lazy, lossless object): ``ev.cause_txt`` reads ``Cause-txt`` when",
         "accessed, as ``ev['Cause-txt']`` does, ints where the docs give numbers; a header the",
         "event does not carry raises AttributeError. Undocumented headers stay reachable by",
-        "``ev[name]``.",
+        "``ev[name]``. The classes are made by the core (so that a typed event costs what a plain",
+        "one does); this module gives them their attributes. Their types are in ``events.pyi``.",
         "",
         f'{HEADER}"""',
         "",
         "from __future__ import annotations",
         "",
-        "from ._core import HeaderField as _H, event_classes as _event_classes",
+        "from ._core import HeaderField, event_classes",
         "",
-        "_classes = _event_classes()",
-        "",
+        "# {event name: ((attribute, header, integer), ...)}, headers in documented order.",
+        "_FIELDS: dict[str, tuple[tuple[str, str, bool], ...]] = {",
     ]
-    names = []
     for name, event in events.items():
-        cls = class_name(name)
-        names.append(cls)
-        attrs = attributes(name, event["headers"])
-        out.append(f'{cls} = _classes["{name}"]')
-        out.append(f"{cls}.__match_args__ = ({''.join(repr(a) + ', ' for a, *_ in attrs)})")
-        for attr, header, integer, _ in attrs:
-            out.append(f'{cls}.{attr} = _H("{header}"{", True" if integer else ""})')
-        out.append("")
+        out.append(f'    "{name}": (')
+        out += [f"        ({attr!r}, {header!r}, {integer}),".replace("'", '"') for attr, header, integer, _ in attributes(name, event["headers"])]
+        out.append("    ),")
     out += [
+        "}",
+        "",
+        "_classes = event_classes()",
+        "for _name, _fields in _FIELDS.items():",
+        "    _cls = _classes[_name]",
+        "    _cls.__match_args__ = tuple(attr for attr, _, _ in _fields)",
+        "    for _attr, _header, _integer in _fields:",
+        "        setattr(_cls, _attr, HeaderField(_header, _integer))",
+        "    globals()[_cls.__name__] = _cls",
         "_names = {cls: name for name, cls in _classes.items()}",
+        "del _FIELDS, _classes, _name, _fields, _cls, _attr, _header, _integer",
         "",
         "",
         "def event_name(cls: type) -> str:",
@@ -201,7 +206,7 @@ def gen_events_py(events: dict[str, dict[str, Any]]) -> str:
         "",
         "__all__ = [",
     ]
-    out += [f'    "{n}",' for n in sorted([*names, "event_name"])]
+    out += [f'    "{n}",' for n in sorted([*map(class_name, events), "event_name"])]
     out += ["]", ""]
     return "\n".join(out)
 

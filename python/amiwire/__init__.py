@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 from collections.abc import Mapping
 
-from . import _core, actions, events
+from . import _core, events
 from ._core import Message, Parser, __version__, encode_action, parse
 from .blocking import BlockingClient, BlockingEventStream, connect_blocking
 from .client import Client, EventStream, OriginateFailed, connect, parse_url
@@ -51,7 +51,6 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "__version__",
-    "actions",
     "encode_action",
     "events",
     "parse",

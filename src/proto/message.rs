@@ -219,7 +219,12 @@ impl Message {
         match raw.get(..6) {
             Some(head) if bytes_eq_ignore_case(head, b"event:") => {
                 let line = raw.get(6..).unwrap_or_default();
-                let end = memchr::memchr2(b'\r', b'\n', line).unwrap_or(line.len());
+                // Event names are short: a plain scan beats memchr's call and set-up (every
+                // event is typed by its name as it reaches Python).
+                let end = line
+                    .iter()
+                    .position(|&b| b == b'\r' || b == b'\n')
+                    .unwrap_or(line.len());
                 let value = line.get(..end).unwrap_or_default();
                 Some(value.strip_prefix(b" ").unwrap_or(value))
             }

@@ -19,8 +19,8 @@ use super::event_classes::EVENT_CLASSES;
 use super::message::{PyMessage, folded_hash};
 use crate::proto::decode_text;
 
-/// Slots of the direct-mapped name table: a power of two comfortably above the ~180
-/// documented events, so that most names sit alone in their slot.
+/// Slots of the name table: a power of two well above the ~180 documented events, so that
+/// probes are short.
 const TABLE_BITS: u32 = 10;
 
 /// Makes a typed event of a message.
@@ -41,33 +41,46 @@ pub(super) fn class_of<T: PyClass>(py: Python<'_>) -> Bound<'_, PyType> {
 }
 
 /// Event name -> maker, matched ASCII case-insensitively (the docs say `NewExten`, the wire
-/// says `Newexten`): a direct-mapped table keyed by the message cache's case-folded hash.
+/// says `Newexten`): an open-addressing table keyed by the message cache's case-folded hash,
+/// the hash stored inline so that a miss (an undocumented event) rarely touches a name.
 struct Makers {
-    slots: Vec<Vec<(&'static [u8], Maker)>>,
+    slots: Vec<Option<(u64, &'static [u8], Maker)>>,
 }
 
 impl Makers {
-    fn slot(hash: u64) -> usize {
+    const MASK: usize = (1 << TABLE_BITS) - 1;
+
+    fn start(hash: u64) -> usize {
         (hash >> (64 - TABLE_BITS)) as usize
     }
 
     fn build() -> Makers {
-        let mut slots: Vec<Vec<(&'static [u8], Maker)>> =
-            (0..1 << TABLE_BITS).map(|_| Vec::new()).collect();
+        let mut slots = vec![None; 1 << TABLE_BITS];
         for &(name, maker, _) in EVENT_CLASSES {
-            if let Some(bucket) = slots.get_mut(Self::slot(folded_hash(name.as_bytes()))) {
-                bucket.push((name.as_bytes(), maker));
+            let hash = folded_hash(name.as_bytes());
+            let mut i = Self::start(hash);
+            while let Some(Some(_)) = slots.get(i) {
+                i = (i + 1) & Self::MASK;
+            }
+            if let Some(slot) = slots.get_mut(i) {
+                *slot = Some((hash, name.as_bytes(), maker));
             }
         }
         Makers { slots }
     }
 
     fn get(&self, name: &[u8]) -> Option<Maker> {
-        self.slots
-            .get(Self::slot(folded_hash(name)))?
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
-            .map(|&(_, maker)| maker)
+        let hash = folded_hash(name);
+        let mut i = Self::start(hash);
+        loop {
+            match self.slots.get(i)? {
+                None => return None,
+                Some((h, known, maker)) if *h == hash && known.eq_ignore_ascii_case(name) => {
+                    return Some(*maker);
+                }
+                Some(_) => i = (i + 1) & Self::MASK,
+            }
+        }
     }
 }
 

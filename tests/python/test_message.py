@@ -165,7 +165,8 @@ def test_repr_masks_secret_and_key() -> None:
     assert "s3cr3t-value" not in str(LOGIN)
     # Masking never touches the data itself.
     assert LOGIN["Secret"] == "s3cr3t-value" and LOGIN.to_dict()["key"] == "k3y-value"
-    assert repr(USER_EVENT).startswith("Message({'Event': 'UserEvent', 'UserEvent': 'Repeat', 'X': ['first', ")
+    # A documented event shows its class (amiwire.events); anything else, as LOGIN, "Message".
+    assert repr(USER_EVENT).startswith("UserEvent({'Event': 'UserEvent', 'UserEvent': 'Repeat', 'X': ['first', ")
 
 
 def test_repr_html_is_escaped_and_masked() -> None:
