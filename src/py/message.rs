@@ -32,6 +32,9 @@ pub struct PyMessage {
     /// Only on an action's result: its list items and completion (or OriginateResponse).
     /// Boxed so that the many plain events pay one pointer for it.
     outcome: Option<Box<OutcomeParts>>,
+    /// For a typed event whose `Event:` value is spelled exactly as documented: its class's
+    /// number, so that `.name` needs neither the wire bytes nor the string cache (0 otherwise).
+    pub(super) documented_name: u16,
 }
 
 struct OutcomeParts {
@@ -350,6 +353,9 @@ impl PyMessage {
     /// The event name (`Event:` value) for events, else None.
     #[getter]
     fn name<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        if let Some(name) = super::typed::documented_name(py, self.documented_name) {
+            return Some(name);
+        }
         self.inner.event_name_bytes().map(|v| cached_name(py, v))
     }
 
@@ -547,6 +553,7 @@ pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
     let message = PyMessage {
         inner: message,
         outcome: None,
+        documented_name: 0,
     };
     match super::typed::wrap(py, message) {
         Ok(obj) => obj.unbind(),
@@ -572,6 +579,7 @@ pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
         PyMessage {
             inner: outcome.response,
             outcome: parts,
+            documented_name: 0,
         },
     ) {
         Ok(obj) => obj.into_any(),

@@ -10,9 +10,10 @@
 
 use std::sync::OnceLock;
 
+use pyo3::PyClass;
 use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::PyClass;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyType};
 
 use super::event_classes::EVENT_CLASSES;
@@ -21,12 +22,16 @@ use crate::proto::decode_text;
 
 /// Slots of the name table: a power of two well above the ~180 documented events, so that
 /// probes are short.
-const TABLE_BITS: u32 = 10;
+const TABLE_BITS: u32 = 9;
 
 /// Makes a typed event of a message.
 pub(super) type Maker = for<'py> fn(Python<'py>, PyMessage) -> PyResult<Bound<'py, PyAny>>;
 /// An event class as generated: the event's documented name, its maker, its type object.
-pub(super) type EventClass = (&'static str, Maker, for<'py> fn(Python<'py>) -> Bound<'py, PyType>);
+pub(super) type EventClass = (
+    &'static str,
+    Maker,
+    for<'py> fn(Python<'py>) -> Bound<'py, PyType>,
+);
 
 pub(super) fn make<'py, T>(py: Python<'py>, message: PyMessage) -> PyResult<Bound<'py, PyAny>>
 where
@@ -40,11 +45,12 @@ pub(super) fn class_of<T: PyClass>(py: Python<'_>) -> Bound<'_, PyType> {
     py.get_type::<T>()
 }
 
-/// Event name -> maker, matched ASCII case-insensitively (the docs say `NewExten`, the wire
-/// says `Newexten`): an open-addressing table keyed by the message cache's case-folded hash,
-/// the hash stored inline so that a miss (an undocumented event) rarely touches a name.
+/// Event name -> class, matched ASCII case-insensitively (the docs say `NewExten`, the wire
+/// says `Newexten`): open addressing on the message cache's case-folded hash. A slot is 8
+/// bytes (the hash's top half and the class's position + 1, 0 for empty), so the table stays
+/// in L1 and a miss (an undocumented event) rarely compares a name.
 struct Makers {
-    slots: Vec<Option<(u64, &'static [u8], Maker)>>,
+    slots: Vec<(u32, u16)>,
 }
 
 impl Makers {
@@ -54,32 +60,47 @@ impl Makers {
         (hash >> (64 - TABLE_BITS)) as usize
     }
 
+    fn tag(hash: u64) -> u32 {
+        (hash >> 32) as u32
+    }
+
     fn build() -> Makers {
-        let mut slots = vec![None; 1 << TABLE_BITS];
-        for &(name, maker, _) in EVENT_CLASSES {
+        let mut slots = vec![(0, 0); 1 << TABLE_BITS];
+        for (position, &(name, _, _)) in (1u16..).zip(EVENT_CLASSES) {
             let hash = folded_hash(name.as_bytes());
             let mut i = Self::start(hash);
-            while let Some(Some(_)) = slots.get(i) {
+            while slots.get(i).is_some_and(|&(_, p)| p != 0) {
                 i = (i + 1) & Self::MASK;
             }
             if let Some(slot) = slots.get_mut(i) {
-                *slot = Some((hash, name.as_bytes(), maker));
+                *slot = (Self::tag(hash), position);
             }
         }
         Makers { slots }
     }
 
-    fn get(&self, name: &[u8]) -> Option<Maker> {
+    /// The maker, and the class's number when `name` is spelled exactly as documented.
+    fn get(&self, name: &[u8]) -> Option<(Maker, u16)> {
         let hash = folded_hash(name);
+        let tag = Self::tag(hash);
         let mut i = Self::start(hash);
         loop {
-            match self.slots.get(i)? {
-                None => return None,
-                Some((h, known, maker)) if *h == hash && known.eq_ignore_ascii_case(name) => {
-                    return Some(*maker);
-                }
-                Some(_) => i = (i + 1) & Self::MASK,
+            let &(t, position) = self.slots.get(i)?;
+            if position == 0 {
+                return None;
             }
+            if t == tag {
+                let &(known, maker, _) = EVENT_CLASSES.get(usize::from(position) - 1)?;
+                if known.as_bytes().eq_ignore_ascii_case(name) {
+                    let exact = if known.as_bytes() == name {
+                        position
+                    } else {
+                        0
+                    };
+                    return Some((maker, exact));
+                }
+            }
+            i = (i + 1) & Self::MASK;
         }
     }
 }
@@ -87,15 +108,32 @@ impl Makers {
 static MAKERS: OnceLock<Makers> = OnceLock::new();
 
 /// `message` as an instance of its documented event's class, or as a plain Message.
-pub(super) fn wrap(py: Python<'_>, message: PyMessage) -> PyResult<Bound<'_, PyAny>> {
+pub(super) fn wrap(py: Python<'_>, mut message: PyMessage) -> PyResult<Bound<'_, PyAny>> {
     let maker = message
         .inner
         .event_name_bytes()
         .and_then(|name| MAKERS.get_or_init(Makers::build).get(name));
     match maker {
-        Some(make) => make(py, message),
+        Some((make, documented_name)) => {
+            message.documented_name = documented_name;
+            make(py, message)
+        }
         None => Ok(Bound::new(py, message)?.into_any()),
     }
+}
+
+/// The documented name of class number `position` (1-based; 0 is none), as one shared
+/// string: `.name` of a typed event spelled as documented.
+pub(super) fn documented_name(py: Python<'_>, position: u16) -> Option<Bound<'_, PyString>> {
+    static NAMES: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+    let index = usize::from(position.checked_sub(1)?);
+    let names = NAMES.get_or_init(py, || {
+        EVENT_CLASSES
+            .iter()
+            .map(|&(name, _, _)| PyString::intern(py, name).unbind())
+            .collect()
+    });
+    names.get(index).map(|name| name.bind(py).clone())
 }
 
 /// `{event name as documented: class}` for every typed event (`amiwire.events` adds their
