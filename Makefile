@@ -36,6 +36,7 @@ test-rust:
 	cargo test --no-default-features
 
 test-python: develop
+	$(PY) tools/gen_schema.py --check
 	$(PY) -m mypy.stubtest amiwire._core --allowlist tests/stubtest-allowlist.txt
 	$(PY) -m mypy python/amiwire
 	$(PY) -m pytest -q
