@@ -133,6 +133,9 @@ def gen_rust(events: dict[str, dict[str, Any]]) -> str:
         "//! that a typed event costs what a plain Message costs; `amiwire.events` gives them their",
         "//! attributes.",
         "",
+        "// The structs carry Asterisk's event names (`CEL`, `AOC_D`).",
+        "#![allow(clippy::upper_case_acronyms, non_camel_case_types)]",
+        "",
         "use pyo3::prelude::*;",
         "",
         "use super::message::PyMessage;",
@@ -141,8 +144,6 @@ def gen_rust(events: dict[str, dict[str, Any]]) -> str:
     ]
     for name in events:
         cls = class_name(name)
-        if "_" in cls:  # AOC-D
-            lines.append("#[allow(non_camel_case_types)]")
         lines += [
             f'#[pyclass(extends = PyMessage, frozen, module = "amiwire.events", name = "{cls}")]',
             "#[derive(Default)]",

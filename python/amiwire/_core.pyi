@@ -4,6 +4,8 @@ import asyncio
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, ClassVar, TypeVar, final, overload
 
+from typing_extensions import disjoint_base
+
 _T = TypeVar("_T")
 
 __all__ = [
@@ -29,6 +31,7 @@ def _shutdown() -> None: ...
 def log_records_dropped() -> int:
     """Rust log records dropped because Python's logging could not keep up."""
 
+@disjoint_base
 class Message:
     """A read-only, case-insensitive ``Mapping[str, str]`` over one decoded AMI message.
 

@@ -4,6 +4,9 @@
 //! that a typed event costs what a plain Message costs; `amiwire.events` gives them their
 //! attributes.
 
+// The structs carry Asterisk's event names (`CEL`, `AOC_D`).
+#![allow(clippy::upper_case_acronyms, non_camel_case_types)]
+
 use pyo3::prelude::*;
 
 use super::message::PyMessage;
@@ -17,17 +20,14 @@ pub struct AGIExecEnd;
 #[derive(Default)]
 pub struct AGIExecStart;
 
-#[allow(non_camel_case_types)]
 #[pyclass(extends = PyMessage, frozen, module = "amiwire.events", name = "AOC_D")]
 #[derive(Default)]
 pub struct AOC_D;
 
-#[allow(non_camel_case_types)]
 #[pyclass(extends = PyMessage, frozen, module = "amiwire.events", name = "AOC_E")]
 #[derive(Default)]
 pub struct AOC_E;
 
-#[allow(non_camel_case_types)]
 #[pyclass(extends = PyMessage, frozen, module = "amiwire.events", name = "AOC_S")]
 #[derive(Default)]
 pub struct AOC_S;
