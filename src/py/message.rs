@@ -39,7 +39,7 @@ pub struct PyMessage {
 
 struct OutcomeParts {
     events: Py<PyList>,
-    complete: Option<Py<PyAny>>,
+    complete: Option<Py<PyMessage>>,
 }
 
 // ---- cached strings ------------------------------------------------------------------------
@@ -344,7 +344,7 @@ impl PyMessage {
     /// For an action's response: the list's completion event, or a tracked originate's
     /// OriginateResponse; None otherwise.
     #[getter]
-    fn complete(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    fn complete(&self, py: Python<'_>) -> Option<Py<PyMessage>> {
         self.outcome
             .as_ref()
             .and_then(|p| p.complete.as_ref().map(|c| c.clone_ref(py)))
@@ -568,10 +568,10 @@ pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
         None
     } else {
         let events = to_py_list(py, outcome.events).unbind();
-        let complete = outcome
-            .complete
-            .map(|m| to_py(py, m))
-            .filter(|c| !c.is_none(py));
+        let complete = outcome.complete.and_then(|m| {
+            let made = to_py(py, m).into_bound(py);
+            made.cast_into::<PyMessage>().ok().map(Bound::unbind)
+        });
         Some(Box::new(OutcomeParts { events, complete }))
     };
     match Py::new(
