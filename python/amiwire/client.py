@@ -336,7 +336,7 @@ class Client:
     @overload
     async def action_list(
         self,
-        name: str,
+        name: str | Action,
         /,
         headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
         *,
@@ -347,7 +347,7 @@ class Client:
     ) -> list[Message]: ...
     async def action_list(
         self,
-        name: str | ListAction[Any],
+        name: str | Action,
         /,
         headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
         *,

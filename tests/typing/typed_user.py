@@ -22,6 +22,8 @@ async def main(url: str) -> None:
         for channel in channels:
             print(channel.channel, channel.channel_state_desc, channel.duration)
 
+        bridges = await ami.action_list(actions.BridgeList())  # documented without a list: Messages
+        assert_type(bridges, list[amiwire.Message])
         await ami.action(actions.Hangup(channel="PJSIP/100-00000001", cause=16))
         await ami.action(actions.QueuePause(interface="Local/100@queues", paused=True, queue="support"))
         await ami.action("Setvar", variable="X", value="1", check=False)
