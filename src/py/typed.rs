@@ -1,4 +1,4 @@
-//! Typed events: the Python subclasses of `Message` generated from Asterisk's AMI schema
+//! Typed events: the subclasses of `Message` generated from Asterisk's AMI schema
 //! (`amiwire.events`), and the descriptor their attributes are made of.
 //!
 //! A typed event is the same lazy, lossless Message, only of a subclass: a decoded event

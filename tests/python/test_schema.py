@@ -137,6 +137,7 @@ def test_attributes_names_ints_and_match() -> None:
     # Names match case-insensitively; an unknown event stays a Message.
     (newexten, other) = amiwire.parse(b"Event: Newexten\r\nExten: 100\r\n\r\nEvent: MyModule\r\nX: 1\r\n\r\n", expect_banner=False)
     assert type(newexten) is NewExten and newexten.exten == "100"
+    assert newexten.name == "Newexten"  # the wire's spelling, as ever
     assert type(other) is Message and other["X"] == "1"
 
 
@@ -214,10 +215,11 @@ def test_the_client_checks_before_sending_and_can_be_told_not_to() -> None:
             assert (await ami.action("Getvar", variable="TYPED"))["Value"] == "yes"
             # Typed constructors and typed list items.
             assert (await ami.action(actions.Getvar(variable="TYPED")))["Value"] == "yes"
-            channels = await ami.action_list(actions.CoreShowChannels())
-            assert all(type(c) is events.CoreShowChannel for c in channels)
-            answered = await ami.originate("Local/100@test", application="Wait", data="1")
+            answered = await ami.originate("Local/100@test", application="Wait", data="2")
             assert type(answered) is OriginateResponse and answered.reason == 4
+            channels = await ami.action_list(actions.CoreShowChannels())
+            assert channels and all(type(c) is events.CoreShowChannel for c in channels)
+            assert channels[0].channel.startswith("Local/100@test")
 
     with Simulator() as sim:
         asyncio.run(scenario(sim.url))
