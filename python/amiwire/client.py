@@ -554,8 +554,9 @@ class Client:
 
         ``patterns`` are event names or globs (``"Hangup"``, ``"Dial*"``), or classes of
         :mod:`amiwire.events` (``ami.events(Hangup, DialEnd)``: the stream is then typed as
-        those classes for type checkers); none means every event. ``header_filters`` require header values: a string (exact, or a glob with
-        ``*``/``?``), a compiled regex (searched), or a list of those (any). Each stream has its
+        those classes for type checkers); none means every event. ``header_filters`` require
+        header values: a string (exact, or a glob with ``*``/``?``), a compiled regex
+        (searched), or a list of those (any). Each stream has its
         own bounded queue of ``maxsize`` events; when it is full, ``overflow`` decides:
         ``drop_oldest`` (default), ``drop_newest`` or ``disconnect`` (the stream then raises).
         ``stream.dropped`` counts what was lost, ``stream.gaps`` the reconnects it lived
