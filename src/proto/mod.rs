@@ -5,6 +5,7 @@ pub mod action;
 pub mod correlator;
 pub mod decoder;
 pub mod http;
+pub mod live;
 pub mod message;
 
 pub use action::{Action, ActionIds, md5_key};
