@@ -448,8 +448,8 @@ impl LiveState {
         write_snapshot(&mut channel, snap);
         let linkedid = channel.linkedid.clone();
         self.view.channels.insert(uniqueid.clone(), Arc::new(channel));
+        self.pending.push(Pending::ChannelAdded(uniqueid.clone()));
         self.join_call(&linkedid, &uniqueid);
-        self.pending.push(Pending::ChannelAdded(uniqueid));
     }
 
     /// Applies a snapshot to a known channel; false (and an orphan counted) when it is unknown.
@@ -508,10 +508,10 @@ impl LiveState {
                 self.set_local_peer(peer, None);
             }
         }
-        self.leave_call(&channel.linkedid, uniqueid);
-        if let Some(channel) = self.view.channels.remove(uniqueid) {
-            self.pending.push(Pending::ChannelRemoved(channel, cause));
+        if let Some(removed) = self.view.channels.remove(uniqueid) {
+            self.pending.push(Pending::ChannelRemoved(removed, cause));
         }
+        self.leave_call(&channel.linkedid, uniqueid);
     }
 
     fn set_local_peer(&mut self, uniqueid: &str, peer: Option<&str>) {
