@@ -42,7 +42,10 @@ fn decode_and_keep_state(stream: &[u8]) -> usize {
     let count = replay(stream, |msg| {
         black_box(state.apply(msg, now));
     });
-    assert!(state.view().is_empty(), "the capture ends with every call over");
+    assert!(
+        state.view().is_empty(),
+        "the capture ends with every call over"
+    );
     count
 }
 
@@ -78,7 +81,9 @@ fn bench_live(c: &mut Criterion) {
     let mut group = c.benchmark_group("live");
     group.throughput(Throughput::Elements(decode_only(&stream) as u64));
     group.sample_size(20);
-    group.bench_function("decode only", |b| b.iter(|| decode_only(black_box(&stream))));
+    group.bench_function("decode only", |b| {
+        b.iter(|| decode_only(black_box(&stream)))
+    });
     group.bench_function("decode + live state", |b| {
         b.iter(|| decode_and_keep_state(black_box(&stream)))
     });

@@ -109,7 +109,14 @@ impl Walk {
         }
     }
 
-    fn answer(&mut self, id: &str, name: &str, items: &[Message], complete: &Message, now: SystemTime) {
+    fn answer(
+        &mut self,
+        id: &str,
+        name: &str,
+        items: &[Message],
+        complete: &Message,
+        now: SystemTime,
+    ) {
         let rebuilding = self.state.is_rebuilding();
         match name {
             "coreshowchannelscomplete" if rebuilding => self.state.rebuild_channels(items, now),
@@ -252,7 +259,11 @@ fn live_state_follows_the_asterisk_13_call_recordings() {
         assert!(births > 0, "{file}");
         assert_eq!(walk.added, births, "{file}");
         assert_eq!(walk.replica.removed_with_cause, births, "{file}");
-        assert!(walk.state.view().is_empty(), "{file}: {:?}", walk.state.view());
+        assert!(
+            walk.state.view().is_empty(),
+            "{file}: {:?}",
+            walk.state.view()
+        );
         assert_eq!(walk.state.stats().orphan_events, 0, "{file}");
     }
 }

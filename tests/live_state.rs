@@ -24,13 +24,22 @@ fn msg(lines: &[(&str, &str)]) -> Message {
 }
 
 /// A channel snapshot's headers, as Asterisk 22 writes them, behind `prefix`.
-fn snapshot(prefix: &str, uniqueid: &str, name: &str, state: u8, exten: &str) -> Vec<(String, String)> {
+fn snapshot(
+    prefix: &str,
+    uniqueid: &str,
+    name: &str,
+    state: u8,
+    exten: &str,
+) -> Vec<(String, String)> {
     // Channels `N.x` share the call `N`.
     let linkedid = uniqueid.split('.').next().unwrap();
     [
         ("Channel", name.to_owned()),
         ("ChannelState", state.to_string()),
-        ("ChannelStateDesc", ChannelState(state).description().to_owned()),
+        (
+            "ChannelStateDesc",
+            ChannelState(state).description().to_owned(),
+        ),
         ("CallerIDNum", "100".to_owned()),
         ("CallerIDName", "Alice".to_owned()),
         ("ConnectedLineNum", "<unknown>".to_owned()),
@@ -77,7 +86,13 @@ fn bridge_event(event: &str, id: &str, channel: Option<(&str, u8)>) -> Message {
     let mut lines = vec![("Event".to_owned(), event.to_owned())];
     lines.extend(bridge_headers("", id, 0));
     if let Some((uniqueid, state)) = channel {
-        lines.extend(snapshot("", uniqueid, &format!("PJSIP/{uniqueid}"), state, "100"));
+        lines.extend(snapshot(
+            "",
+            uniqueid,
+            &format!("PJSIP/{uniqueid}"),
+            state,
+            "100",
+        ));
     }
     let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
     msg(&borrowed)
@@ -126,8 +141,10 @@ fn fields_of(changes: &[Change]) -> Vec<ChannelFields> {
 fn a_channel_is_born_changes_and_hangs_up_with_its_cause() {
     let mut fed = Fed::new(LiveConfig::default());
     let born = fed.feed(&chan_event("Newchannel", "1.1", 4, &[]));
-    assert!(matches!(&born[..], [Change::ChannelAdded(c), Change::CallAdded(call)]
-        if &*c.uniqueid == "1.1" && call.channels == vec!["1.1".into()]));
+    assert!(
+        matches!(&born[..], [Change::ChannelAdded(c), Change::CallAdded(call)]
+        if &*c.uniqueid == "1.1" && call.channels == vec!["1.1".into()])
+    );
     assert_eq!(fed.channel("1.1").created_at, T0);
 
     let up = fed.feed(&chan_event("Newstate", "1.1", 6, &[]));
@@ -148,7 +165,9 @@ fn a_channel_is_born_changes_and_hangs_up_with_its_cause() {
         code: 16,
         text: "Normal Clearing".into(),
     };
-    assert!(matches!(&gone[..], [Change::ChannelRemoved { cause: Some(c), .. }, Change::CallRemoved(_)] if *c == cause));
+    assert!(
+        matches!(&gone[..], [Change::ChannelRemoved { cause: Some(c), .. }, Change::CallRemoved(_)] if *c == cause)
+    );
     assert!(fed.state.view().is_empty());
     assert_eq!(fed.state.view().version(), version + 1);
     assert_eq!(fed.state.stats().orphan_events, 0);
@@ -161,7 +180,10 @@ fn event_names_match_whatever_their_case() {
     let mut lines = vec![("Event".to_owned(), "NewExten".to_owned())];
     lines.extend(snapshot("", "1.1", "PJSIP/1.1", 4, "200"));
     let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
-    assert_eq!(fields_of(&fed.feed(&msg(&borrowed))), vec![ChannelFields::DIALPLAN]);
+    assert_eq!(
+        fields_of(&fed.feed(&msg(&borrowed))),
+        vec![ChannelFields::DIALPLAN]
+    );
     assert_eq!(&*fed.channel("1.1").exten, "200");
 }
 
@@ -169,18 +191,35 @@ fn event_names_match_whatever_their_case() {
 fn events_about_unknown_channels_are_counted_and_skipped() {
     let mut fed = Fed::new(LiveConfig::default());
     assert!(fed.feed(&chan_event("Newstate", "9.9", 6, &[])).is_empty());
-    assert!(fed.feed(&chan_event("Hangup", "9.9", 6, &[("Cause", "16")])).is_empty());
-    assert!(fed.feed(&bridge_event("BridgeEnter", "b-1", Some(("9.9", 6)))).len() == 1);
-    assert!(fed.feed(&bridge_event("BridgeDestroy", "b-2", None)).is_empty());
+    assert!(
+        fed.feed(&chan_event("Hangup", "9.9", 6, &[("Cause", "16")]))
+            .is_empty()
+    );
+    assert!(
+        fed.feed(&bridge_event("BridgeEnter", "b-1", Some(("9.9", 6))))
+            .len()
+            == 1
+    );
+    assert!(
+        fed.feed(&bridge_event("BridgeDestroy", "b-2", None))
+            .is_empty()
+    );
     // A snapshot without a Uniqueid cannot be placed either.
-    assert!(fed.feed(&msg(&[("Event", "Newstate"), ("Channel", "PJSIP/x")])).is_empty());
+    assert!(
+        fed.feed(&msg(&[("Event", "Newstate"), ("Channel", "PJSIP/x")]))
+            .is_empty()
+    );
     assert_eq!(fed.state.stats().orphan_events, 5);
     // The bridge the PBX announced exists, but the unknown channel was not invented.
     let view = fed.state.view();
     assert!(view.channels().is_empty());
     assert!(view.bridge("b-1").unwrap().members.is_empty());
     // Events the live state does not read are not counted at all.
-    fed.feed(&msg(&[("Event", "Cdr"), ("Channel", "PJSIP/x"), ("UniqueID", "9.9")]));
+    fed.feed(&msg(&[
+        ("Event", "Cdr"),
+        ("Channel", "PJSIP/x"),
+        ("UniqueID", "9.9"),
+    ]));
     assert_eq!(fed.state.stats().orphan_events, 5);
 }
 
@@ -213,7 +252,10 @@ fn bridges_follow_enter_leave_merge_and_destroy() {
     assert_eq!(fields_of(&entered), vec![ChannelFields::BRIDGE]);
     fed.feed(&bridge_event("BridgeEnter", "A", Some(("1.2", 6))));
     fed.feed(&bridge_event("BridgeEnter", "B", Some(("3.1", 6))));
-    assert_eq!(fed.state.view().bridge("A").unwrap().members, vec!["1.1".into(), "1.2".into()]);
+    assert_eq!(
+        fed.state.view().bridge("A").unwrap().members,
+        vec!["1.1".into(), "1.2".into()]
+    );
 
     let mut merge = vec![("Event".to_owned(), "BridgeMerge".to_owned())];
     merge.extend(bridge_headers("To", "A", 3));
@@ -237,34 +279,49 @@ fn bridges_follow_enter_leave_merge_and_destroy() {
 }
 
 #[test]
-fn local_halves_are_paired_and_unpaired() {
+fn local_halves_are_paired_by_name_and_unpaired() {
     let mut fed = Fed::new(LiveConfig::default());
     let one = "Local/600@test-00000001;1";
     let two = "Local/600@test-00000001;2";
-    for (id, name) in [("1.1", one), ("1.2", two)] {
-        let mut lines = vec![("Event".to_owned(), "Newchannel".to_owned())];
-        lines.extend(snapshot("", id, name, 0, "600"));
+    let event = |event: &str, id: &str, name: &str, state: u8| {
+        let mut lines = vec![("Event".to_owned(), event.to_owned())];
+        lines.extend(snapshot("", id, name, state, "600"));
         let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
-        fed.feed(&msg(&borrowed));
-    }
+        msg(&borrowed)
+    };
+    fed.feed(&event("Newchannel", "1.1", one, 0));
+    assert_eq!(fed.channel("1.1").local_peer, None);
+    // The second half's birth pairs both: it is added paired, the first one changes.
+    let born = fed.feed(&event("Newchannel", "1.2", two, 4));
+    assert!(matches!(&born[0], Change::ChannelAdded(c) if c.local_peer.as_deref() == Some("1.1")));
+    assert_eq!(fields_of(&born), vec![ChannelFields::LOCAL_PEER]);
+
+    // LocalBridge only refreshes both halves.
     let mut lines = vec![("Event".to_owned(), "LocalBridge".to_owned())];
     lines.extend(snapshot("LocalOne", "1.1", one, 0, "600"));
-    lines.extend(snapshot("LocalTwo", "1.2", two, 4, "600"));
+    lines.extend(snapshot("LocalTwo", "1.2", two, 6, "600"));
     lines.push(("LocalOptimization".to_owned(), "Yes".to_owned()));
     let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
-    let paired = fed.feed(&msg(&borrowed));
-    // The second half's state came with the pairing: one change each, fields merged, in the
-    // order the channels were first touched.
     assert_eq!(
-        fields_of(&paired),
-        vec![ChannelFields::STATE | ChannelFields::LOCAL_PEER, ChannelFields::LOCAL_PEER]
+        fields_of(&fed.feed(&msg(&borrowed))),
+        vec![ChannelFields::STATE]
     );
+
+    // A half renamed out of the pattern is no longer paired, nor is its former peer.
+    let renamed = fed.feed(&event("Newstate", "1.2", "PJSIP/elsewhere", 6));
+    assert_eq!(
+        fields_of(&renamed),
+        vec![
+            ChannelFields::NAME | ChannelFields::LOCAL_PEER,
+            ChannelFields::LOCAL_PEER
+        ]
+    );
+    fed.feed(&event("Newstate", "1.2", two, 6));
     assert_eq!(fed.channel("1.1").local_peer.as_deref(), Some("1.2"));
-    let mut lines = vec![("Event".to_owned(), "Hangup".to_owned())];
-    lines.extend(snapshot("", "1.1", one, 6, "600"));
-    let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
-    fed.feed(&msg(&borrowed));
+    fed.feed(&event("Hangup", "1.1", one, 6));
     assert_eq!(fed.channel("1.2").local_peer, None);
+    fed.feed(&event("Hangup", "1.2", two, 6));
+    assert!(fed.state.view().is_empty());
 }
 
 #[test]
@@ -283,7 +340,10 @@ fn rename_and_linkedid_moves() {
 
     // A snapshot with another Linkedid moves the channel to that call.
     let moved = fed.feed(&chan_event("Newstate", "2.1", 6, &[("Linkedid", "1")]));
-    assert!(fields_of(&moved).is_empty(), "the first Linkedid header wins");
+    assert!(
+        fields_of(&moved).is_empty(),
+        "the first Linkedid header wins"
+    );
     let mut lines = vec![("Event".to_owned(), "Newstate".to_owned())];
     lines.extend(snapshot("", "2.1", "PJSIP/2.1", 6, "100"));
     lines.retain(|(k, _)| k != "Linkedid");
@@ -291,25 +351,50 @@ fn rename_and_linkedid_moves() {
     let borrowed: Vec<(&str, &str)> = lines.iter().map(|(k, v)| (&**k, &**v)).collect();
     let moved = fed.feed(&msg(&borrowed));
     assert_eq!(fields_of(&moved), vec![ChannelFields::LINKEDID]);
-    assert!(moved.iter().any(|c| matches!(c, Change::CallRemoved(call) if &*call.linkedid == "2")));
+    assert!(
+        moved
+            .iter()
+            .any(|c| matches!(c, Change::CallRemoved(call) if &*call.linkedid == "2"))
+    );
     let view = fed.state.view();
-    assert_eq!(view.call("1").unwrap().channels, vec!["1.1".into(), "2.1".into()]);
+    assert_eq!(
+        view.call("1").unwrap().channels,
+        vec!["1.1".into(), "2.1".into()]
+    );
 }
 
 #[test]
 fn variables_are_kept_only_when_opted_in() {
-    let set = |value: &str| chan_event("VarSet", "1.1", 6, &[("Variable", "DIALSTATUS"), ("Value", value)]);
+    let set = |value: &str| {
+        chan_event(
+            "VarSet",
+            "1.1",
+            6,
+            &[("Variable", "DIALSTATUS"), ("Value", value)],
+        )
+    };
     let mut plain = Fed::new(LiveConfig::default());
     plain.feed(&chan_event("Newchannel", "1.1", 6, &[]));
     assert!(plain.feed(&set("ANSWER")).is_empty());
     assert!(plain.channel("1.1").variables.is_empty());
 
     let mut kept = Fed::new(LiveConfig { variables: true });
-    kept.feed(&chan_event("Newchannel", "1.1", 6, &[("ChanVariable", "ACCOUNT=42")]));
-    assert_eq!(fields_of(&kept.feed(&set("ANSWER"))), vec![ChannelFields::VARIABLES]);
+    kept.feed(&chan_event(
+        "Newchannel",
+        "1.1",
+        6,
+        &[("ChanVariable", "ACCOUNT=42")],
+    ));
+    assert_eq!(
+        fields_of(&kept.feed(&set("ANSWER"))),
+        vec![ChannelFields::VARIABLES]
+    );
     assert_eq!(
         kept.channel("1.1").variables,
-        vec![("ACCOUNT".into(), "42".into()), ("DIALSTATUS".into(), "ANSWER".into())]
+        vec![
+            ("ACCOUNT".into(), "42".into()),
+            ("DIALSTATUS".into(), "ANSWER".into())
+        ]
     );
     assert!(kept.feed(&set("ANSWER")).is_empty());
     // An empty value is Asterisk's way of saying the variable is gone.
@@ -319,13 +404,27 @@ fn variables_are_kept_only_when_opted_in() {
 
 #[test]
 fn a_live_channel_costs_under_2_kb() {
-    assert!(std::mem::size_of::<Channel>() <= 320, "{}", std::mem::size_of::<Channel>());
+    assert!(
+        std::mem::size_of::<Channel>() <= 320,
+        "{}",
+        std::mem::size_of::<Channel>()
+    );
     // Long but plausible values: a PJSIP name with a long endpoint, full caller ID both ways.
     let long = "x".repeat(60);
     let mut lines = vec![("Event".to_owned(), "Newchannel".to_owned())];
-    lines.extend(snapshot("", "1796567608.14433", &format!("PJSIP/{long}-0000a1b2"), 6, &long));
+    lines.extend(snapshot(
+        "",
+        "1796567608.14433",
+        &format!("PJSIP/{long}-0000a1b2"),
+        6,
+        &long,
+    ));
     for (k, v) in &mut lines {
-        if k.contains("CallerID") || k.contains("ConnectedLine") || k == "Context" || k == "AccountCode" {
+        if k.contains("CallerID")
+            || k.contains("ConnectedLine")
+            || k == "Context"
+            || k == "AccountCode"
+        {
             *v = long.clone();
         }
     }
@@ -343,7 +442,11 @@ fn listed(uniqueid: &str, state: u8, bridge: &str, duration: &str) -> Message {
         "CoreShowChannel",
         uniqueid,
         state,
-        &[("ActionID", "csc"), ("BridgeId", bridge), ("Duration", duration)],
+        &[
+            ("ActionID", "csc"),
+            ("BridgeId", bridge),
+            ("Duration", duration),
+        ],
     )
 }
 
@@ -364,11 +467,19 @@ fn a_rebuild_reports_the_gap_as_one_change_set() {
     assert!(fed.feed(&chan_event("Newstate", "8.1", 6, &[])).is_empty());
     assert_eq!(fed.state.stats().rebuild_skipped, 1);
     fed.state.rebuild_channels(
-        &[listed("2.1", 6, "", "00:01:40"), listed("4.1", 6, "C", "00:00:05")],
+        &[
+            listed("2.1", 6, "", "00:01:40"),
+            listed("4.1", 6, "C", "00:00:05"),
+        ],
         now,
     );
     // 1.1 and 3.1 went in the gap; 1.1's Hangup arrives late: a cause, not an orphan.
-    fed.feed(&chan_event("Hangup", "1.1", 6, &[("Cause", "17"), ("Cause-txt", "User busy")]));
+    fed.feed(&chan_event(
+        "Hangup",
+        "1.1",
+        6,
+        &[("Cause", "17"), ("Cause-txt", "User busy")],
+    ));
     fed.state.rebuild_bridges(&[msg(&[
         ("Event", "BridgeListItem"),
         ("BridgeUniqueid", "C"),
@@ -393,9 +504,16 @@ fn a_rebuild_reports_the_gap_as_one_change_set() {
         .collect();
     let mut removed = removed;
     removed.sort();
-    assert_eq!(removed, vec![("1.1".into(), Some(17)), ("3.1".into(), None)]);
+    assert_eq!(
+        removed,
+        vec![("1.1".into(), Some(17)), ("3.1".into(), None)]
+    );
     assert_eq!(fields_of(&changes), vec![ChannelFields::STATE]);
-    assert!(changes.iter().any(|c| matches!(c, Change::BridgeRemoved(b) if &*b.id == "A")));
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::BridgeRemoved(b) if &*b.id == "A"))
+    );
     let view = fed.state.view();
     let added = view.channel("4.1").unwrap();
     assert_eq!(added.created_at, now - Duration::from_secs(5));
@@ -407,7 +525,13 @@ fn a_rebuild_reports_the_gap_as_one_change_set() {
     assert!(fed.state.finish_rebuild().is_empty());
     fed.state.begin_rebuild();
     fed.state.begin_rebuild();
-    fed.state.rebuild_channels(&[listed("2.1", 6, "", "00:01:41"), listed("4.1", 6, "C", "00:00:06")], now);
+    fed.state.rebuild_channels(
+        &[
+            listed("2.1", 6, "", "00:01:41"),
+            listed("4.1", 6, "C", "00:00:06"),
+        ],
+        now,
+    );
     assert!(fed.state.finish_rebuild().is_empty());
     assert_eq!(fed.state.stats().rebuilds, 3);
 }
@@ -423,11 +547,17 @@ fn bridge_info_sets_the_members_in_the_pbx_order() {
     let mut complete = vec![("Event".to_owned(), "BridgeInfoComplete".to_owned())];
     complete.extend(bridge_headers("", "A", 1));
     let borrowed: Vec<(&str, &str)> = complete.iter().map(|(k, v)| (&**k, &**v)).collect();
-    fed.state.rebuild_bridge_members(&[chan_event("BridgeInfoChannel", "2.1", 6, &[]), msg(&borrowed)]);
+    fed.state.rebuild_bridge_members(&[
+        chan_event("BridgeInfoChannel", "2.1", 6, &[]),
+        msg(&borrowed),
+    ]);
     let changes = fed.state.finish_rebuild();
     fed.replica.apply(&changes);
     fed.replica.assert_equals(&fed.state.view());
     assert_consistent(&fed.state.view());
-    assert_eq!(fed.state.view().bridge("A").unwrap().members, vec!["2.1".into()]);
+    assert_eq!(
+        fed.state.view().bridge("A").unwrap().members,
+        vec!["2.1".into()]
+    );
     assert_eq!(fed.channel("1.1").bridge, None);
 }

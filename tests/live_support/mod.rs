@@ -67,7 +67,11 @@ impl Replica {
                         .channels
                         .insert(channel.uniqueid.to_string(), channel.clone())
                         .unwrap_or_else(|| panic!("changed before added: {channel:?}"));
-                    assert_eq!(old.fields_changed(channel), *fields, "{old:?} -> {channel:?}");
+                    assert_eq!(
+                        old.fields_changed(channel),
+                        *fields,
+                        "{old:?} -> {channel:?}"
+                    );
                     assert!(!fields.is_empty());
                 }
                 Change::ChannelRemoved { channel, cause } => {
@@ -81,16 +85,26 @@ impl Replica {
                     assert!(self.bridges.insert(b.id.to_string(), b.clone()).is_none());
                 }
                 Change::BridgeChanged { bridge, fields } => {
-                    let old = self.bridges.insert(bridge.id.to_string(), bridge.clone()).unwrap();
+                    let old = self
+                        .bridges
+                        .insert(bridge.id.to_string(), bridge.clone())
+                        .unwrap();
                     assert_eq!(old.fields_changed(bridge), *fields);
                     assert!(!fields.is_empty());
                 }
                 Change::BridgeRemoved(b) => assert!(self.bridges.remove(&*b.id).is_some()),
                 Change::CallAdded(c) => {
-                    assert!(self.calls.insert(c.linkedid.to_string(), c.clone()).is_none());
+                    assert!(
+                        self.calls
+                            .insert(c.linkedid.to_string(), c.clone())
+                            .is_none()
+                    );
                 }
                 Change::CallChanged(c) => {
-                    let old = self.calls.insert(c.linkedid.to_string(), c.clone()).unwrap();
+                    let old = self
+                        .calls
+                        .insert(c.linkedid.to_string(), c.clone())
+                        .unwrap();
                     assert_ne!(old.channels, c.channels);
                 }
                 Change::CallRemoved(c) => assert!(self.calls.remove(&*c.linkedid).is_some()),
@@ -131,7 +145,11 @@ pub fn assert_consistent(view: &View) {
     }
     for (id, bridge) in view.bridges() {
         let unique: HashSet<_> = bridge.members.iter().collect();
-        assert_eq!(unique.len(), bridge.members.len(), "repeated member in {id}");
+        assert_eq!(
+            unique.len(),
+            bridge.members.len(),
+            "repeated member in {id}"
+        );
         for member in &bridge.members {
             let channel = view.channel(member).expect("a member is live");
             assert_eq!(channel.bridge.as_deref(), Some(&**id));
@@ -145,7 +163,7 @@ pub fn assert_consistent(view: &View) {
     }
 }
 
-fn header<'a>(item: &'a Message, name: &str) -> String {
+fn header(item: &Message, name: &str) -> String {
     item.get(name)
         .unwrap_or_else(|| panic!("{name} in {item:?}"))
         .into_owned()
@@ -190,7 +208,10 @@ pub fn assert_channel_listed(item: &Message, channel: &Channel, now: SystemTime)
     check("BridgeId", channel.bridge.as_deref().unwrap_or_default());
     if item.get("Duration").is_some() || item.get("Seconds").is_some() {
         // The PBX counts whole seconds from its own clock; ours was stamped on arrival.
-        let kept = now.duration_since(channel.created_at).unwrap().as_secs_f64();
+        let kept = now
+            .duration_since(channel.created_at)
+            .unwrap()
+            .as_secs_f64();
         let listed = listed_age(item) as f64;
         assert!(
             (kept - listed).abs() < 1.5,
@@ -226,7 +247,12 @@ pub fn assert_channels_equal_list(view: &View, items: &[&Message], now: SystemTi
         let channel = view.channel(&header(item, "Uniqueid")).unwrap();
         assert!(assert_channel_listed(item, channel, now) >= 14);
         let peer = listed_local_peer(items, &channel.name);
-        assert_eq!(channel.local_peer.as_deref(), peer.as_deref(), "{}", channel.name);
+        assert_eq!(
+            channel.local_peer.as_deref(),
+            peer.as_deref(),
+            "{}",
+            channel.name
+        );
     }
 }
 

@@ -136,7 +136,10 @@ impl Channel {
             ChannelFields::DIALPLAN,
         );
         mark(self.bridge != other.bridge, ChannelFields::BRIDGE);
-        mark(self.local_peer != other.local_peer, ChannelFields::LOCAL_PEER);
+        mark(
+            self.local_peer != other.local_peer,
+            ChannelFields::LOCAL_PEER,
+        );
         mark(self.variables != other.variables, ChannelFields::VARIABLES);
         fields
     }
@@ -159,9 +162,17 @@ impl Channel {
         let optional = [&self.bridge, &self.local_peer];
         std::mem::size_of::<Channel>()
             + strings.iter().map(|s| s.len()).sum::<usize>()
-            + optional.iter().flat_map(|s| s.as_deref()).map(str::len).sum::<usize>()
+            + optional
+                .iter()
+                .flat_map(|s| s.as_deref())
+                .map(str::len)
+                .sum::<usize>()
             + self.variables.capacity() * std::mem::size_of::<(Box<str>, Box<str>)>()
-            + self.variables.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self
+                .variables
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
     }
 }
 
@@ -211,7 +222,10 @@ impl Bridge {
         let mut fields = BridgeFields::empty();
         let mut mark = |differs: bool, field| fields.set(field, differs);
         mark(self.kind != other.kind, BridgeFields::KIND);
-        mark(self.technology != other.technology, BridgeFields::TECHNOLOGY);
+        mark(
+            self.technology != other.technology,
+            BridgeFields::TECHNOLOGY,
+        );
         mark(self.creator != other.creator, BridgeFields::CREATOR);
         mark(self.name != other.name, BridgeFields::NAME);
         mark(

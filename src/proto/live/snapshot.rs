@@ -70,9 +70,7 @@ impl<'a> ChannelSnapshot<'a> {
                 12 if field.eq_ignore_ascii_case(b"ChannelState") => &mut snap.state,
                 12 if field.eq_ignore_ascii_case(b"CallerIDName") => &mut snap.caller_name,
                 16 if field.eq_ignore_ascii_case(b"ConnectedLineNum") => &mut snap.connected_num,
-                17 if field.eq_ignore_ascii_case(b"ConnectedLineName") => {
-                    &mut snap.connected_name
-                }
+                17 if field.eq_ignore_ascii_case(b"ConnectedLineName") => &mut snap.connected_name,
                 _ => continue,
             };
             fill(slot, value);
@@ -97,9 +95,7 @@ impl<'a> BridgeSnapshot<'a> {
                 7 if field.eq_ignore_ascii_case(b"Creator") => &mut snap.creator,
                 8 if field.eq_ignore_ascii_case(b"Uniqueid") => &mut id,
                 10 if field.eq_ignore_ascii_case(b"Technology") => &mut snap.technology,
-                15 if field.eq_ignore_ascii_case(b"VideoSourceMode") => {
-                    &mut snap.video_source_mode
-                }
+                15 if field.eq_ignore_ascii_case(b"VideoSourceMode") => &mut snap.video_source_mode,
                 _ => continue,
             };
             fill(slot, header.value);

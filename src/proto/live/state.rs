@@ -28,8 +28,8 @@ pub struct LiveStats {
     pub events: u64,
     /// Events about a channel never seen: counted and skipped, never a reason to fail.
     pub orphan_events: u64,
-    /// Events skipped during a rebuild, before the PBX's channel list arrived, about channels
-    /// that list will bring.
+    /// Events skipped during a rebuild, before the PBX's list arrived, about channels or bridges
+    /// that list will bring (or that ended during the gap).
     pub rebuild_skipped: u64,
     /// Rebuilds begun.
     pub rebuilds: u64,
@@ -59,6 +59,7 @@ struct Rebuild {
     /// Channels the PBX's list did not have (their late `Hangup`s are not orphans).
     vanished: HashSet<Box<str>>,
     channels_listed: bool,
+    bridges_listed: bool,
 }
 
 /// Channels, bridges and calls kept from the event stream. Sans-IO: the caller feeds every event
@@ -70,6 +71,9 @@ pub struct LiveState {
     stats: LiveStats,
     pending: Vec<Pending>,
     rebuild: Option<Rebuild>,
+    /// Live Local channels by name without the `;1`/`;2`: the Uniqueids of both halves. Halves
+    /// are paired by name the moment both exist, whether `LocalBridge` or a list told.
+    locals: HashMap<Box<str>, [Option<Box<str>>; 2]>,
 }
 
 fn text(raw: &[u8]) -> Cow<'_, str> {
@@ -163,7 +167,10 @@ fn bridge_snapshot_changes(bridge: &Bridge, snap: &BridgeSnapshot<'_>) -> Bridge
         same_text(&bridge.technology, snap.technology),
         BridgeFields::TECHNOLOGY,
     );
-    mark(same_text(&bridge.creator, snap.creator), BridgeFields::CREATOR);
+    mark(
+        same_text(&bridge.creator, snap.creator),
+        BridgeFields::CREATOR,
+    );
     mark(same_text(&bridge.name, snap.name), BridgeFields::NAME);
     mark(
         same_text(&bridge.video_source_mode, snap.video_source_mode),
@@ -251,7 +258,11 @@ impl LiveState {
             EventKind::Refresh => self.refresh_from(msg, ""),
             EventKind::Hangup => self.on_hangup(msg),
             EventKind::Rename => self.on_rename(msg),
-            EventKind::LocalBridge => self.on_local_bridge(msg),
+            // The halves were paired by name when born; the event refreshes both.
+            EventKind::LocalBridge => {
+                self.refresh_from(msg, "LocalOne");
+                self.refresh_from(msg, "LocalTwo");
+            }
             EventKind::Dial => {
                 // The caller's bare snapshot is absent when the call was originated.
                 if ChannelSnapshot::read(msg, "").is_some() {
@@ -308,7 +319,9 @@ impl LiveState {
             text: msg.get("Cause-txt").unwrap_or_default().into(),
         };
         if let Some(rebuild) = &mut self.rebuild {
-            rebuild.causes.insert(uniqueid.clone().into(), cause.clone());
+            rebuild
+                .causes
+                .insert(uniqueid.clone().into(), cause.clone());
             if rebuild.vanished.contains(&*uniqueid) {
                 return;
             }
@@ -328,23 +341,14 @@ impl LiveState {
         let known = self.view.channels.get(&*uniqueid);
         match known {
             Some(channel) if same_text(&channel.name, Some(new_name)) => {}
-            Some(_) => self.update_channel(&uniqueid, ChannelFields::NAME, |channel| {
-                set_text(&mut channel.name, Some(new_name))
-            }),
+            Some(channel) => {
+                let old_name = channel.name.clone();
+                self.update_channel(&uniqueid, ChannelFields::NAME, |channel| {
+                    set_text(&mut channel.name, Some(new_name))
+                });
+                self.relink_local(&uniqueid, Some(&old_name));
+            }
             None => self.orphan(),
-        }
-    }
-
-    fn on_local_bridge(&mut self, msg: &Message) {
-        let one = ChannelSnapshot::read(msg, "LocalOne");
-        let two = ChannelSnapshot::read(msg, "LocalTwo");
-        let (Some(one), Some(two)) = (one, two) else {
-            return self.orphan();
-        };
-        if self.refresh(&one) & self.refresh(&two) {
-            let (one, two) = (text(one.uniqueid), text(two.uniqueid));
-            self.set_local_peer(&one, Some(&two));
-            self.set_local_peer(&two, Some(&one));
         }
     }
 
@@ -387,7 +391,7 @@ impl LiveState {
             Some(snap) if self.view.bridges.contains_key(&*text(snap.id)) => {
                 self.remove_bridge(&text(snap.id))
             }
-            Some(_) | None => self.orphan(),
+            Some(_) | None => self.orphan_bridge(),
         }
     }
 
@@ -433,9 +437,19 @@ impl LiveState {
         }
     }
 
+    /// An event about a channel not known: before a rebuild's channel list, that list's
+    /// business; otherwise an orphan.
     fn orphan(&mut self) {
         match &self.rebuild {
             Some(rebuild) if !rebuild.channels_listed => self.stats.rebuild_skipped += 1,
+            _ => self.stats.orphan_events += 1,
+        }
+    }
+
+    /// The same for a bridge and the rebuild's bridge list.
+    fn orphan_bridge(&mut self) {
+        match &self.rebuild {
+            Some(rebuild) if !rebuild.bridges_listed => self.stats.rebuild_skipped += 1,
             _ => self.stats.orphan_events += 1,
         }
     }
@@ -447,9 +461,12 @@ impl LiveState {
         let mut channel = Channel::new(uniqueid.clone(), created_at);
         write_snapshot(&mut channel, snap);
         let linkedid = channel.linkedid.clone();
-        self.view.channels.insert(uniqueid.clone(), Arc::new(channel));
+        self.view
+            .channels
+            .insert(uniqueid.clone(), Arc::new(channel));
         self.pending.push(Pending::ChannelAdded(uniqueid.clone()));
         self.join_call(&linkedid, &uniqueid);
+        self.relink_local(&uniqueid, None);
     }
 
     /// Applies a snapshot to a known channel; false (and an orphan counted) when it is unknown.
@@ -466,9 +483,19 @@ impl LiveState {
         let old_linkedid = fields
             .contains(ChannelFields::LINKEDID)
             .then(|| current.linkedid.clone());
+        let old_name = fields
+            .contains(ChannelFields::NAME)
+            .then(|| current.name.clone());
         self.update_channel(&uniqueid, fields, |channel| write_snapshot(channel, snap));
+        if let Some(old) = old_name {
+            self.relink_local(&uniqueid, Some(&old));
+        }
         if let Some(old) = old_linkedid {
-            let new = self.view.channels.get(&*uniqueid).map(|c| c.linkedid.clone());
+            let new = self
+                .view
+                .channels
+                .get(&*uniqueid)
+                .map(|c| c.linkedid.clone());
             self.leave_call(&old, &uniqueid);
             if let Some(new) = new {
                 self.join_call(&new, &uniqueid);
@@ -498,20 +525,56 @@ impl LiveState {
         if channel.bridge.is_some() {
             self.set_channel_bridge(uniqueid, None);
         }
+        self.unindex_local(uniqueid, &channel.name);
         if let Some(peer) = &channel.local_peer {
-            let points_back = self
-                .view
-                .channels
-                .get(&**peer)
-                .is_some_and(|p| p.local_peer.as_deref() == Some(uniqueid));
-            if points_back {
-                self.set_local_peer(peer, None);
-            }
+            self.set_local_peer(peer, None);
         }
         if let Some(removed) = self.view.channels.remove(uniqueid) {
             self.pending.push(Pending::ChannelRemoved(removed, cause));
         }
         self.leave_call(&channel.linkedid, uniqueid);
+    }
+
+    /// Takes a channel's former name out of the Local index (unpairing it from its peer).
+    fn unindex_local(&mut self, uniqueid: &str, name: &str) {
+        let Some((base, half)) = local_half(name) else {
+            return;
+        };
+        let Some(halves) = self.locals.get_mut(base) else {
+            return;
+        };
+        let slot = &mut halves[usize::from(half - 1)];
+        if slot.as_deref() == Some(uniqueid) {
+            *slot = None;
+        }
+        if halves.iter().all(Option::is_none) {
+            self.locals.remove(base);
+        }
+    }
+
+    /// Re-files a channel in the Local index under its current name (after a birth or a name
+    /// change) and pairs it with the other half of that name, if live.
+    fn relink_local(&mut self, uniqueid: &str, old_name: Option<&str>) {
+        let Some(channel) = self.view.channels.get(uniqueid) else {
+            return;
+        };
+        let name = channel.name.clone();
+        let old_peer = channel.local_peer.clone();
+        if let Some(old) = old_name {
+            self.unindex_local(uniqueid, old);
+        }
+        let peer = local_half(&name).and_then(|(base, half)| {
+            let halves = self.locals.entry(base.into()).or_default();
+            halves[usize::from(half - 1)] = Some(uniqueid.into());
+            halves[usize::from(2 - half)].clone()
+        });
+        if let Some(old) = old_peer.filter(|old| Some(old) != peer.as_ref()) {
+            self.set_local_peer(&old, None);
+        }
+        self.set_local_peer(uniqueid, peer.as_deref());
+        if let Some(peer) = peer {
+            self.set_local_peer(&peer, Some(uniqueid));
+        }
     }
 
     fn set_local_peer(&mut self, uniqueid: &str, peer: Option<&str>) {
@@ -605,7 +668,9 @@ impl LiveState {
             None => {
                 let mut bridge = Bridge::new(id.clone().into());
                 write_bridge_snapshot(&mut bridge, snap);
-                self.view.bridges.insert(id.clone().into(), Arc::new(bridge));
+                self.view
+                    .bridges
+                    .insert(id.clone().into(), Arc::new(bridge));
                 self.pending.push(Pending::BridgeAdded(id.into()));
             }
         }
@@ -712,13 +777,14 @@ impl LiveState {
             causes: HashMap::new(),
             vanished: HashSet::new(),
             channels_listed: false,
+            bridges_listed: false,
         });
     }
 
     /// The PBX's channel list (`CoreShowChannel` or `Status` items; others are skipped), fed
     /// when the list completes: every listed channel takes the listed values (creation time
-    /// counted back from its `Duration`/`Seconds`), every channel not listed is gone, Local pairs
-    /// are matched by name, bridge membership follows `BridgeId`.
+    /// counted back from its `Duration`/`Seconds`), every channel not listed is gone, bridge
+    /// membership follows `BridgeId`.
     pub fn rebuild_channels<'m>(
         &mut self,
         items: impl IntoIterator<Item = &'m Message>,
@@ -753,25 +819,8 @@ impl LiveState {
                 rebuild.vanished.insert(uniqueid);
             }
         }
-        self.pair_locals_by_name();
         if let Some(rebuild) = &mut self.rebuild {
             rebuild.channels_listed = true;
-        }
-    }
-
-    fn pair_locals_by_name(&mut self) {
-        let halves: HashMap<(Box<str>, u8), Box<str>> = self
-            .view
-            .channels
-            .values()
-            .filter_map(|c| {
-                let (base, half) = local_half(&c.name)?;
-                Some(((base.into(), half), c.uniqueid.clone()))
-            })
-            .collect();
-        for ((base, half), uniqueid) in &halves {
-            let other = halves.get(&(base.clone(), 3 - half));
-            self.set_local_peer(uniqueid, other.map(|o| &**o));
         }
     }
 
@@ -794,6 +843,9 @@ impl LiveState {
             .collect();
         for id in gone {
             self.remove_bridge(&id);
+        }
+        if let Some(rebuild) = &mut self.rebuild {
+            rebuild.bridges_listed = true;
         }
     }
 
@@ -997,7 +1049,10 @@ mod tests {
             csc.as_ref().map(listed_age),
             Some(Duration::from_secs(3723))
         );
-        assert_eq!(status.as_ref().map(listed_age), Some(Duration::from_secs(42)));
+        assert_eq!(
+            status.as_ref().map(listed_age),
+            Some(Duration::from_secs(42))
+        );
     }
 
     #[test]
