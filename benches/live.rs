@@ -1,7 +1,8 @@
 //! What keeping live state costs beside decoding alone, on the recorded load capture (21 829
 //! messages, 1 050 channels from birth to hangup), and what reading a view of 10,000 live channels
 //! costs. Run: `cargo bench --no-default-features --bench live`; `LIVE_MIN_OF=N` prints the best
-//! of N runs of each instead (the least disturbed numbers on a shared machine) and their ratio.
+//! of N runs of each instead (the least disturbed numbers on a shared machine) and their ratio;
+//! `LIVE_ONE_PASS=decode|state` runs one pass of one side (for callgrind).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
@@ -109,6 +110,16 @@ fn best_of(runs: u32, mut run: impl FnMut()) -> Duration {
 }
 
 fn main() {
+    // One pass of one side, for `valgrind --tool=callgrind`: instruction counts do not move with
+    // the neighbours on a shared machine.
+    if let Ok(side) = std::env::var("LIVE_ONE_PASS") {
+        let stream = std::fs::read(CAPTURE).expect("the load capture");
+        match side.as_str() {
+            "state" => black_box(decode_and_keep_state(&stream)),
+            _ => black_box(decode_only(&stream)),
+        };
+        return;
+    }
     if let Some(runs) = std::env::var("LIVE_MIN_OF")
         .ok()
         .and_then(|n| n.parse::<u32>().ok())

@@ -10,7 +10,12 @@ use std::time::SystemTime;
 use bitflags::bitflags;
 
 /// A map of the view: key (Uniqueid, bridge id or Linkedid) to an immutable entry.
-pub type Map<T> = imbl::HashMap<Box<str>, Arc<T>>;
+pub type Map<T> = imbl::GenericHashMap<
+    Box<str>,
+    Arc<T>,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
 
 /// A channel state as Asterisk numbers it (`ChannelState`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

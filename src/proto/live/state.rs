@@ -10,7 +10,7 @@ use super::model::{
     Bridge, BridgeFields, Call, Change, Channel, ChannelFields, ChannelState, HangupCause, Map,
     View,
 };
-use super::snapshot::{BridgeSnapshot, ChannelSnapshot};
+use super::snapshot::{BridgeSnapshot, ChannelSnapshot, HangupSnapshot};
 use crate::proto::{Message, decode_text};
 
 /// What the live state keeps beyond the always-kept fields.
@@ -73,7 +73,7 @@ pub struct LiveState {
     rebuild: Option<Rebuild>,
     /// Live Local channels by name without the `;1`/`;2`: the Uniqueids of both halves. Halves
     /// are paired by name the moment both exist, whether `LocalBridge` or a list told.
-    locals: HashMap<Box<str>, [Option<Box<str>>; 2]>,
+    locals: foldhash::HashMap<Box<str>, [Option<Box<str>>; 2]>,
 }
 
 fn text(raw: &[u8]) -> Cow<'_, str> {
@@ -140,22 +140,37 @@ fn snapshot_changes(channel: &Channel, snap: &ChannelSnapshot<'_>) -> ChannelFie
     fields
 }
 
-fn write_snapshot(channel: &mut Channel, snap: &ChannelSnapshot<'_>) {
-    set_text(&mut channel.name, snap.name);
-    set_text(&mut channel.linkedid, snap.linkedid);
+/// Writes the `fields` of a snapshot into `channel` (the others are known to be equal).
+fn write_snapshot(channel: &mut Channel, snap: &ChannelSnapshot<'_>, fields: ChannelFields) {
+    if fields.contains(ChannelFields::NAME) {
+        set_text(&mut channel.name, snap.name);
+    }
+    if fields.contains(ChannelFields::LINKEDID) {
+        set_text(&mut channel.linkedid, snap.linkedid);
+    }
     if let Some(state) = snap.state.and_then(parse::<u8>) {
         channel.state = ChannelState(state);
     }
-    set_text(&mut channel.caller_id.number, snap.caller_num);
-    set_text(&mut channel.caller_id.name, snap.caller_name);
-    set_text(&mut channel.connected_line.number, snap.connected_num);
-    set_text(&mut channel.connected_line.name, snap.connected_name);
-    set_text(&mut channel.language, snap.language);
-    set_text(&mut channel.account_code, snap.account_code);
-    set_text(&mut channel.context, snap.context);
-    set_text(&mut channel.exten, snap.exten);
-    if let Some(priority) = snap.priority.and_then(parse::<u32>) {
-        channel.priority = priority;
+    if fields.contains(ChannelFields::CALLER_ID) {
+        set_text(&mut channel.caller_id.number, snap.caller_num);
+        set_text(&mut channel.caller_id.name, snap.caller_name);
+    }
+    if fields.contains(ChannelFields::CONNECTED_LINE) {
+        set_text(&mut channel.connected_line.number, snap.connected_num);
+        set_text(&mut channel.connected_line.name, snap.connected_name);
+    }
+    if fields.contains(ChannelFields::LANGUAGE) {
+        set_text(&mut channel.language, snap.language);
+    }
+    if fields.contains(ChannelFields::ACCOUNT_CODE) {
+        set_text(&mut channel.account_code, snap.account_code);
+    }
+    if fields.contains(ChannelFields::DIALPLAN) {
+        set_text(&mut channel.context, snap.context);
+        set_text(&mut channel.exten, snap.exten);
+        if let Some(priority) = snap.priority.and_then(parse::<u32>) {
+            channel.priority = priority;
+        }
     }
 }
 
@@ -255,23 +270,11 @@ impl LiveState {
         self.stats.events += 1;
         match kind {
             EventKind::NewChannel => self.on_new_channel(msg, now),
-            EventKind::Refresh => self.refresh_from(msg, ""),
+            EventKind::Refresh => self.refresh_from(msg),
             EventKind::Hangup => self.on_hangup(msg),
             EventKind::Rename => self.on_rename(msg),
-            // The halves were paired by name when born; the event refreshes both.
-            EventKind::LocalBridge => {
-                self.refresh_from(msg, "LocalOne");
-                self.refresh_from(msg, "LocalTwo");
-            }
-            EventKind::Dial => {
-                // The caller's bare snapshot is absent when the call was originated.
-                if ChannelSnapshot::read(msg, "").is_some() {
-                    self.refresh_from(msg, "");
-                }
-                self.refresh_from(msg, "Dest");
-            }
             EventKind::BridgeCreate | EventKind::BridgeUpdate => {
-                if let Some(snap) = BridgeSnapshot::read(msg, "Bridge") {
+                if let Some(snap) = BridgeSnapshot::read(msg, "") {
                     self.upsert_bridge(&snap);
                 }
             }
@@ -287,7 +290,7 @@ impl LiveState {
     // ---- events ----
 
     fn on_new_channel(&mut self, msg: &Message, now: SystemTime) {
-        let Some(snap) = ChannelSnapshot::read(msg, "") else {
+        let Some(snap) = ChannelSnapshot::read(msg) else {
             return;
         };
         if self.view.channels.contains_key(&*text(snap.uniqueid)) {
@@ -298,11 +301,11 @@ impl LiveState {
         self.read_chan_variables(msg, &snap);
     }
 
-    /// Refreshes the channel behind `prefix` in `msg`; an unknown channel is an orphan.
-    fn refresh_from(&mut self, msg: &Message, prefix: &str) {
-        match ChannelSnapshot::read(msg, prefix) {
+    /// Refreshes the channel `msg` describes; an unknown channel is an orphan.
+    fn refresh_from(&mut self, msg: &Message) {
+        match ChannelSnapshot::read(msg) {
             Some(snap) => {
-                if self.refresh(&snap) && prefix.is_empty() {
+                if self.refresh(&snap) {
                     self.read_chan_variables(msg, &snap);
                 }
             }
@@ -311,12 +314,13 @@ impl LiveState {
     }
 
     fn on_hangup(&mut self, msg: &Message) {
-        let Some(uniqueid) = msg.get_bytes("Uniqueid").map(text) else {
+        let Some(hangup) = HangupSnapshot::read(msg) else {
             return self.orphan();
         };
+        let uniqueid = text(hangup.uniqueid);
         let cause = HangupCause {
-            code: msg.get_bytes("Cause").and_then(parse).unwrap_or(0),
-            text: msg.get("Cause-txt").unwrap_or_default().into(),
+            code: hangup.cause.and_then(parse).unwrap_or(0),
+            text: text(hangup.cause_text.unwrap_or_default()).into(),
         };
         if let Some(rebuild) = &mut self.rebuild {
             rebuild
@@ -353,10 +357,9 @@ impl LiveState {
     }
 
     fn on_bridge_enter(&mut self, msg: &Message) {
-        let (Some(bridge), Some(channel)) = (
-            BridgeSnapshot::read(msg, "Bridge"),
-            ChannelSnapshot::read(msg, ""),
-        ) else {
+        let (Some(bridge), Some(channel)) =
+            (BridgeSnapshot::read(msg, ""), ChannelSnapshot::read(msg))
+        else {
             return self.orphan();
         };
         self.upsert_bridge(&bridge);
@@ -366,10 +369,9 @@ impl LiveState {
     }
 
     fn on_bridge_leave(&mut self, msg: &Message) {
-        let (Some(bridge), Some(channel)) = (
-            BridgeSnapshot::read(msg, "Bridge"),
-            ChannelSnapshot::read(msg, ""),
-        ) else {
+        let (Some(bridge), Some(channel)) =
+            (BridgeSnapshot::read(msg, ""), ChannelSnapshot::read(msg))
+        else {
             return self.orphan();
         };
         self.upsert_bridge(&bridge);
@@ -387,7 +389,7 @@ impl LiveState {
     }
 
     fn on_bridge_destroy(&mut self, msg: &Message) {
-        match BridgeSnapshot::read(msg, "Bridge") {
+        match BridgeSnapshot::read(msg, "") {
             Some(snap) if self.view.bridges.contains_key(&*text(snap.id)) => {
                 self.remove_bridge(&text(snap.id))
             }
@@ -397,8 +399,8 @@ impl LiveState {
 
     fn on_bridge_merge(&mut self, msg: &Message) {
         let (Some(to), Some(from)) = (
-            BridgeSnapshot::read(msg, "ToBridge"),
-            BridgeSnapshot::read(msg, "FromBridge"),
+            BridgeSnapshot::read(msg, "To"),
+            BridgeSnapshot::read(msg, "From"),
         ) else {
             return self.orphan();
         };
@@ -417,7 +419,7 @@ impl LiveState {
     }
 
     fn on_var_set(&mut self, msg: &Message) {
-        let Some(snap) = ChannelSnapshot::read(msg, "") else {
+        let Some(snap) = ChannelSnapshot::read(msg) else {
             return self.orphan();
         };
         if !self.refresh(&snap) {
@@ -459,7 +461,7 @@ impl LiveState {
     fn add_channel(&mut self, snap: &ChannelSnapshot<'_>, created_at: SystemTime) {
         let uniqueid: Box<str> = text(snap.uniqueid).into();
         let mut channel = Channel::new(uniqueid.clone(), created_at);
-        write_snapshot(&mut channel, snap);
+        write_snapshot(&mut channel, snap, ChannelFields::all());
         let linkedid = channel.linkedid.clone();
         self.view
             .channels
@@ -486,7 +488,9 @@ impl LiveState {
         let old_name = fields
             .contains(ChannelFields::NAME)
             .then(|| current.name.clone());
-        self.update_channel(&uniqueid, fields, |channel| write_snapshot(channel, snap));
+        self.update_channel(&uniqueid, fields, |channel| {
+            write_snapshot(channel, snap, fields)
+        });
         if let Some(old) = old_name {
             self.relink_local(&uniqueid, Some(&old));
         }
@@ -792,7 +796,7 @@ impl LiveState {
     ) {
         let mut listed: HashSet<Box<str>> = HashSet::new();
         for item in items {
-            let Some(snap) = ChannelSnapshot::read(item, "") else {
+            let Some(snap) = ChannelSnapshot::read(item) else {
                 continue;
             };
             let uniqueid = text(snap.uniqueid);
@@ -829,7 +833,7 @@ impl LiveState {
     pub fn rebuild_bridges<'m>(&mut self, items: impl IntoIterator<Item = &'m Message>) {
         let mut listed: HashSet<Box<str>> = HashSet::new();
         for item in items {
-            if let Some(snap) = BridgeSnapshot::read(item, "Bridge") {
+            if let Some(snap) = BridgeSnapshot::read(item, "") {
                 self.upsert_bridge(&snap);
                 listed.insert(text(snap.id).into());
             }
@@ -854,17 +858,14 @@ impl LiveState {
     /// listed channels, in the listed order.
     pub fn rebuild_bridge_members<'m>(&mut self, items: impl IntoIterator<Item = &'m Message>) {
         let items: Vec<&Message> = items.into_iter().collect();
-        let Some(bridge) = items
-            .iter()
-            .find_map(|item| BridgeSnapshot::read(item, "Bridge"))
-        else {
+        let Some(bridge) = items.iter().find_map(|item| BridgeSnapshot::read(item, "")) else {
             return;
         };
         self.upsert_bridge(&bridge);
         let id = text(bridge.id);
         let mut members: Vec<Box<str>> = Vec::new();
         for item in &items {
-            if let Some(snap) = ChannelSnapshot::read(item, "")
+            if let Some(snap) = ChannelSnapshot::read(item)
                 && self.refresh(&snap)
             {
                 let uniqueid = text(snap.uniqueid);
