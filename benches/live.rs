@@ -98,6 +98,14 @@ fn bench_live(c: &mut Criterion) {
 
 criterion_group!(benches, bench_live);
 
+/// The process's resident set (Linux `/proc/self/statm`, 4 KiB pages), 0 elsewhere.
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
 fn best_of(runs: u32, mut run: impl FnMut()) -> Duration {
     (0..runs)
         .map(|_| {
@@ -144,11 +152,18 @@ fn main() {
             per(keep),
             (keep.as_secs_f64() / decode.as_secs_f64() - 1.0) * 100.0
         );
+        let before = resident_bytes();
         let state = state_with_channels(VIEW_CHANNELS);
+        let grown = resident_bytes().saturating_sub(before);
         let read = best_of(runs, || {
             black_box(read_view(&state.view()));
         });
         println!("view of {VIEW_CHANNELS} channels taken and read whole: {read:?}");
+        println!(
+            "{VIEW_CHANNELS} live channels grew the resident set by {:.1} MB, {} bytes each",
+            grown as f64 / 1e6,
+            grown / VIEW_CHANNELS
+        );
         return;
     }
     benches();
