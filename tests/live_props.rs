@@ -315,32 +315,10 @@ impl Pbx {
                 self.local_peer(&truth.name)
             );
         }
-        let kept: BTreeMap<String, BTreeSet<String>> = view
-            .bridges()
-            .iter()
-            .map(|(id, b)| {
-                (
-                    id.to_string(),
-                    b.members.iter().map(|m| m.to_string()).collect(),
-                )
-            })
-            .collect();
-        let truth: BTreeMap<String, BTreeSet<String>> = self
-            .bridges
-            .iter()
-            .map(|(id, m)| (id.clone(), m.iter().cloned().collect()))
-            .collect();
+        let kept = id_sets(view.bridges().iter().map(|(id, b)| (id, &b.members)));
+        let truth = id_sets(self.bridges.iter());
         assert_eq!(kept, truth, "bridges");
-        let kept: BTreeMap<String, BTreeSet<String>> = view
-            .calls()
-            .iter()
-            .map(|(id, c)| {
-                (
-                    id.to_string(),
-                    c.channels.iter().map(|m| m.to_string()).collect(),
-                )
-            })
-            .collect();
+        let kept = id_sets(view.calls().iter().map(|(id, c)| (id, &c.channels)));
         let mut truth: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (uid, c) in &self.channels {
             truth
@@ -350,6 +328,15 @@ impl Pbx {
         }
         assert_eq!(kept, truth, "calls");
     }
+}
+
+/// Entries and the ids they hold, as sets (list order is not part of what is compared).
+fn id_sets<'a, K: ToString + 'a, V: ToString + 'a>(
+    entries: impl Iterator<Item = (&'a K, &'a Vec<V>)>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    entries
+        .map(|(id, ids)| (id.to_string(), ids.iter().map(V::to_string).collect()))
+        .collect()
 }
 
 /// Where the connection drops and how the rebuild unfolds, as fractions of the event stream.

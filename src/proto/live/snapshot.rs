@@ -18,19 +18,33 @@ pub(crate) struct ChannelSnapshot<'a> {
     pub context: Option<&'a [u8]>,
     pub exten: Option<&'a [u8]>,
     pub priority: Option<&'a [u8]>,
-    pub uniqueid: &'a [u8],
+    /// Never empty once [`ChannelSnapshot::read`] returned the snapshot.
+    uniqueid: Option<&'a [u8]>,
     pub linkedid: Option<&'a [u8]>,
 }
 
 /// One bridge as a message describes it.
 #[derive(Default, Debug, Clone, Copy)]
 pub(crate) struct BridgeSnapshot<'a> {
-    pub id: &'a [u8],
+    /// Never empty once [`BridgeSnapshot::read`] returned the snapshot.
+    id: Option<&'a [u8]>,
     pub kind: Option<&'a [u8]>,
     pub technology: Option<&'a [u8]>,
     pub creator: Option<&'a [u8]>,
     pub name: Option<&'a [u8]>,
     pub video_source_mode: Option<&'a [u8]>,
+}
+
+/// What a `Hangup` says: whose, and why.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct HangupSnapshot<'a> {
+    uniqueid: Option<&'a [u8]>,
+    pub cause: Option<&'a [u8]>,
+    pub cause_text: Option<&'a [u8]>,
+}
+
+fn present(value: Option<&[u8]>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
 }
 
 /// Sets `slot` once (the first of repeated headers wins, as everywhere in amiwire); true when
@@ -41,17 +55,24 @@ fn fill<'a>(slot: &mut Option<&'a [u8]>, value: &'a [u8]) -> bool {
     empty
 }
 
-/// Reads `msg`'s headers into the slots `slot_of` names, stopping once `wanted` are filled
-/// (which skips the headers an event adds after a snapshot).
-fn scan<'a>(
+/// Reads `msg`'s headers behind `prefix` into the slots `slot` names, stopping once `wanted` are
+/// filled (which skips the headers an event adds after a snapshot).
+fn scan<'a, T>(
     msg: &'a Message,
+    prefix: &str,
     wanted: usize,
-    mut slot_of: impl FnMut(&[u8]) -> Option<usize>,
-    slots: &mut [Option<&'a [u8]>],
+    target: &mut T,
+    slot: for<'t> fn(&'t mut T, &[u8]) -> Option<&'t mut Option<&'a [u8]>>,
 ) {
     let mut found = 0;
     for header in msg.headers() {
-        let Some(slot) = slot_of(header.name).and_then(|i| slots.get_mut(i)) else {
+        let Some((head, name)) = header.name.split_at_checked(prefix.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(prefix.as_bytes()) {
+            continue;
+        }
+        let Some(slot) = slot(target, name) else {
             continue;
         };
         found += usize::from(fill(slot, header.value));
@@ -67,124 +88,93 @@ fn is(name: &[u8], want: &[u8]) -> bool {
     name == want || name.eq_ignore_ascii_case(want)
 }
 
-/// The [`ChannelSnapshot`] slot of a header, matched on the length first: most headers are
+/// The [`ChannelSnapshot`] field of a header, matched on the length first: most headers are
 /// turned away by one integer compare.
-fn channel_slot(name: &[u8]) -> Option<usize> {
+fn channel_slot<'t, 'a>(
+    snap: &'t mut ChannelSnapshot<'a>,
+    name: &[u8],
+) -> Option<&'t mut Option<&'a [u8]>> {
     Some(match name.len() {
-        5 if is(name, b"Exten") => 9,
-        7 if is(name, b"Channel") => 0,
-        7 if is(name, b"Context") => 8,
-        8 if is(name, b"Uniqueid") => 11,
-        8 if is(name, b"Linkedid") => 12,
-        8 if is(name, b"Language") => 6,
-        8 if is(name, b"Priority") => 10,
-        11 if is(name, b"CallerIDNum") => 2,
-        11 if is(name, b"AccountCode") => 7,
-        12 if is(name, b"ChannelState") => 1,
-        12 if is(name, b"CallerIDName") => 3,
-        16 if is(name, b"ConnectedLineNum") => 4,
-        17 if is(name, b"ConnectedLineName") => 5,
+        5 if is(name, b"Exten") => &mut snap.exten,
+        7 if is(name, b"Channel") => &mut snap.name,
+        7 if is(name, b"Context") => &mut snap.context,
+        8 if is(name, b"Uniqueid") => &mut snap.uniqueid,
+        8 if is(name, b"Linkedid") => &mut snap.linkedid,
+        8 if is(name, b"Language") => &mut snap.language,
+        8 if is(name, b"Priority") => &mut snap.priority,
+        11 if is(name, b"CallerIDNum") => &mut snap.caller_num,
+        11 if is(name, b"AccountCode") => &mut snap.account_code,
+        12 if is(name, b"ChannelState") => &mut snap.state,
+        12 if is(name, b"CallerIDName") => &mut snap.caller_name,
+        16 if is(name, b"ConnectedLineNum") => &mut snap.connected_num,
+        17 if is(name, b"ConnectedLineName") => &mut snap.connected_name,
         _ => return None,
     })
-}
-
-/// The slot of `name` among `headers` (ASCII case-insensitive).
-fn slot_of(headers: &[&str], name: &[u8]) -> Option<usize> {
-    headers
-        .iter()
-        .position(|h| h.len() == name.len() && is(name, h.as_bytes()))
 }
 
 impl<'a> ChannelSnapshot<'a> {
     /// The bare channel snapshot of `msg`; `None` unless it names both the channel and its
     /// Uniqueid.
     pub(crate) fn read(msg: &'a Message) -> Option<ChannelSnapshot<'a>> {
-        let mut slots = [None; 13];
-        scan(msg, slots.len(), channel_slot, &mut slots);
-        let [
-            name,
-            state,
-            caller_num,
-            caller_name,
-            connected_num,
-            connected_name,
-            language,
-            account_code,
-            context,
-            exten,
-            priority,
-            uniqueid,
-            linkedid,
-        ] = slots;
-        Some(ChannelSnapshot {
-            name: Some(name?),
-            state,
-            caller_num,
-            caller_name,
-            connected_num,
-            connected_name,
-            language,
-            account_code,
-            context,
-            exten,
-            priority,
-            uniqueid: uniqueid.filter(|id| !id.is_empty())?,
-            linkedid,
-        })
+        let mut snap = ChannelSnapshot::default();
+        scan(msg, "", 13, &mut snap, channel_slot);
+        (snap.name.is_some() && present(snap.uniqueid)).then_some(snap)
+    }
+
+    pub(crate) fn uniqueid(&self) -> &'a [u8] {
+        self.uniqueid.unwrap_or_default()
     }
 }
 
-/// Slots of a bridge snapshot, in [`BridgeSnapshot`] field order.
-const BRIDGE_HEADERS: [&str; 6] = [
-    "BridgeUniqueid",
-    "BridgeType",
-    "BridgeTechnology",
-    "BridgeCreator",
-    "BridgeName",
-    "BridgeVideoSourceMode",
-];
+fn bridge_slot<'t, 'a>(
+    snap: &'t mut BridgeSnapshot<'a>,
+    name: &[u8],
+) -> Option<&'t mut Option<&'a [u8]>> {
+    Some(match name.len() {
+        10 if is(name, b"BridgeType") => &mut snap.kind,
+        10 if is(name, b"BridgeName") => &mut snap.name,
+        13 if is(name, b"BridgeCreator") => &mut snap.creator,
+        14 if is(name, b"BridgeUniqueid") => &mut snap.id,
+        16 if is(name, b"BridgeTechnology") => &mut snap.technology,
+        21 if is(name, b"BridgeVideoSourceMode") => &mut snap.video_source_mode,
+        _ => return None,
+    })
+}
 
 impl<'a> BridgeSnapshot<'a> {
     /// The bridge snapshot behind `prefix` (`""`, or `To`/`From` in `BridgeMerge`); `None`
     /// without an id.
     pub(crate) fn read(msg: &'a Message, prefix: &str) -> Option<BridgeSnapshot<'a>> {
-        let mut slots = [None; 6];
-        let unprefixed = |name: &[u8]| {
-            let (head, rest) = name.split_at_checked(prefix.len())?;
-            head.eq_ignore_ascii_case(prefix.as_bytes())
-                .then(|| slot_of(&BRIDGE_HEADERS, rest))?
-        };
-        scan(msg, slots.len(), unprefixed, &mut slots);
-        let [id, kind, technology, creator, name, video_source_mode] = slots;
-        Some(BridgeSnapshot {
-            id: id.filter(|id| !id.is_empty())?,
-            kind,
-            technology,
-            creator,
-            name,
-            video_source_mode,
-        })
+        let mut snap = BridgeSnapshot::default();
+        scan(msg, prefix, 6, &mut snap, bridge_slot);
+        present(snap.id).then_some(snap)
+    }
+
+    pub(crate) fn id(&self) -> &'a [u8] {
+        self.id.unwrap_or_default()
     }
 }
 
-/// What a `Hangup` says: whose, and why.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HangupSnapshot<'a> {
-    pub uniqueid: &'a [u8],
-    pub cause: Option<&'a [u8]>,
-    pub cause_text: Option<&'a [u8]>,
+fn hangup_slot<'t, 'a>(
+    snap: &'t mut HangupSnapshot<'a>,
+    name: &[u8],
+) -> Option<&'t mut Option<&'a [u8]>> {
+    Some(match name.len() {
+        5 if is(name, b"Cause") => &mut snap.cause,
+        8 if is(name, b"Uniqueid") => &mut snap.uniqueid,
+        9 if is(name, b"Cause-txt") => &mut snap.cause_text,
+        _ => return None,
+    })
 }
 
 impl<'a> HangupSnapshot<'a> {
     pub(crate) fn read(msg: &'a Message) -> Option<HangupSnapshot<'a>> {
-        let mut slots = [None; 3];
-        let names = ["Uniqueid", "Cause", "Cause-txt"];
-        scan(msg, slots.len(), |n| slot_of(&names, n), &mut slots);
-        let [uniqueid, cause, cause_text] = slots;
-        Some(HangupSnapshot {
-            uniqueid: uniqueid.filter(|id| !id.is_empty())?,
-            cause,
-            cause_text,
-        })
+        let mut snap = HangupSnapshot::default();
+        scan(msg, "", 3, &mut snap, hangup_slot);
+        present(snap.uniqueid).then_some(snap)
+    }
+
+    pub(crate) fn uniqueid(&self) -> &'a [u8] {
+        self.uniqueid.unwrap_or_default()
     }
 }

@@ -293,7 +293,7 @@ impl LiveState {
         let Some(snap) = ChannelSnapshot::read(msg) else {
             return;
         };
-        if self.view.channels.contains_key(&*text(snap.uniqueid)) {
+        if self.view.channels.contains_key(&*text(snap.uniqueid())) {
             self.refresh(&snap);
         } else {
             self.add_channel(&snap, now);
@@ -317,7 +317,7 @@ impl LiveState {
         let Some(hangup) = HangupSnapshot::read(msg) else {
             return self.orphan();
         };
-        let uniqueid = text(hangup.uniqueid);
+        let uniqueid = text(hangup.uniqueid());
         let cause = HangupCause {
             code: hangup.cause.and_then(parse).unwrap_or(0),
             text: text(hangup.cause_text.unwrap_or_default()).into(),
@@ -364,7 +364,7 @@ impl LiveState {
         };
         self.upsert_bridge(&bridge);
         if self.refresh(&channel) {
-            self.set_channel_bridge(&text(channel.uniqueid), Some(&text(bridge.id)));
+            self.set_channel_bridge(&text(channel.uniqueid()), Some(&text(bridge.id())));
         }
     }
 
@@ -376,12 +376,12 @@ impl LiveState {
         };
         self.upsert_bridge(&bridge);
         if self.refresh(&channel) {
-            let uniqueid = text(channel.uniqueid);
+            let uniqueid = text(channel.uniqueid());
             let in_it = self
                 .view
                 .channels
                 .get(&*uniqueid)
-                .is_some_and(|c| c.bridge.as_deref() == Some(&*text(bridge.id)));
+                .is_some_and(|c| c.bridge.as_deref() == Some(&*text(bridge.id())));
             if in_it {
                 self.set_channel_bridge(&uniqueid, None);
             }
@@ -390,8 +390,8 @@ impl LiveState {
 
     fn on_bridge_destroy(&mut self, msg: &Message) {
         match BridgeSnapshot::read(msg, "") {
-            Some(snap) if self.view.bridges.contains_key(&*text(snap.id)) => {
-                self.remove_bridge(&text(snap.id))
+            Some(snap) if self.view.bridges.contains_key(&*text(snap.id())) => {
+                self.remove_bridge(&text(snap.id()))
             }
             Some(_) | None => self.orphan_bridge(),
         }
@@ -406,11 +406,11 @@ impl LiveState {
         };
         self.upsert_bridge(&to);
         self.upsert_bridge(&from);
-        let to = text(to.id);
+        let to = text(to.id());
         let moving = self
             .view
             .bridges
-            .get(&*text(from.id))
+            .get(&*text(from.id()))
             .map(|b| b.members.clone())
             .unwrap_or_default();
         for member in moving {
@@ -426,13 +426,13 @@ impl LiveState {
             return;
         }
         if let (Some(name), Some(value)) = (msg.get("Variable"), msg.get("Value")) {
-            self.set_variable(&text(snap.uniqueid), &name, &value);
+            self.set_variable(&text(snap.uniqueid()), &name, &value);
         }
     }
 
     fn read_chan_variables(&mut self, msg: &Message, snap: &ChannelSnapshot<'_>) {
         if self.config.variables {
-            let uniqueid = text(snap.uniqueid);
+            let uniqueid = text(snap.uniqueid());
             for (name, value) in chan_variables(msg) {
                 self.set_variable(&uniqueid, &name, &value);
             }
@@ -459,7 +459,7 @@ impl LiveState {
     // ---- channels ----
 
     fn add_channel(&mut self, snap: &ChannelSnapshot<'_>, created_at: SystemTime) {
-        let uniqueid: Box<str> = text(snap.uniqueid).into();
+        let uniqueid: Box<str> = text(snap.uniqueid()).into();
         let mut channel = Channel::new(uniqueid.clone(), created_at);
         write_snapshot(&mut channel, snap, ChannelFields::all());
         let linkedid = channel.linkedid.clone();
@@ -473,7 +473,7 @@ impl LiveState {
 
     /// Applies a snapshot to a known channel; false (and an orphan counted) when it is unknown.
     fn refresh(&mut self, snap: &ChannelSnapshot<'_>) -> bool {
-        let uniqueid = text(snap.uniqueid);
+        let uniqueid = text(snap.uniqueid());
         let Some(current) = self.view.channels.get(&*uniqueid) else {
             self.orphan();
             return false;
@@ -661,7 +661,7 @@ impl LiveState {
     // ---- bridges ----
 
     fn upsert_bridge(&mut self, snap: &BridgeSnapshot<'_>) {
-        let id = text(snap.id);
+        let id = text(snap.id());
         match self.view.bridges.get(&*id) {
             Some(bridge) => {
                 let fields = bridge_snapshot_changes(bridge, snap);
@@ -799,7 +799,7 @@ impl LiveState {
             let Some(snap) = ChannelSnapshot::read(item) else {
                 continue;
             };
-            let uniqueid = text(snap.uniqueid);
+            let uniqueid = text(snap.uniqueid());
             if self.view.channels.contains_key(&*uniqueid) {
                 self.refresh(&snap);
             } else {
@@ -835,7 +835,7 @@ impl LiveState {
         for item in items {
             if let Some(snap) = BridgeSnapshot::read(item, "") {
                 self.upsert_bridge(&snap);
-                listed.insert(text(snap.id).into());
+                listed.insert(text(snap.id()).into());
             }
         }
         let gone: Vec<Box<str>> = self
@@ -862,13 +862,13 @@ impl LiveState {
             return;
         };
         self.upsert_bridge(&bridge);
-        let id = text(bridge.id);
+        let id = text(bridge.id());
         let mut members: Vec<Box<str>> = Vec::new();
         for item in &items {
             if let Some(snap) = ChannelSnapshot::read(item)
                 && self.refresh(&snap)
             {
-                let uniqueid = text(snap.uniqueid);
+                let uniqueid = text(snap.uniqueid());
                 self.set_channel_bridge(&uniqueid, Some(&id));
                 members.push(uniqueid.into());
             }
@@ -928,46 +928,42 @@ fn resolve(view: &View, pending: Pending) -> Option<Change> {
     })
 }
 
-/// Folds `change` into an earlier change of the same entry (an addition absorbs later changes,
-/// changed fields accumulate); false when there is none.
-fn merge_into(changes: &mut [Change], change: &Change) -> bool {
-    for earlier in changes.iter_mut() {
-        match (earlier, change) {
-            (Change::ChannelAdded(a), Change::ChannelChanged { channel, .. })
-                if a.uniqueid == channel.uniqueid =>
-            {
-                return true;
-            }
-            (
-                Change::ChannelChanged { channel: a, fields },
-                Change::ChannelChanged {
-                    channel, fields: f, ..
-                },
-            ) if a.uniqueid == channel.uniqueid => {
-                *fields |= *f;
-                return true;
-            }
-            (Change::BridgeAdded(a), Change::BridgeChanged { bridge, .. }) if a.id == bridge.id => {
-                return true;
-            }
-            (
-                Change::BridgeChanged { bridge: a, fields },
-                Change::BridgeChanged {
-                    bridge, fields: f, ..
-                },
-            ) if a.id == bridge.id => {
-                *fields |= *f;
-                return true;
-            }
-            (Change::CallAdded(a) | Change::CallChanged(a), Change::CallChanged(call))
-                if a.linkedid == call.linkedid =>
-            {
-                return true;
-            }
-            _ => {}
-        }
+/// What a change is about: channel, bridge or call, and its key.
+fn subject(change: &Change) -> (u8, &str) {
+    match change {
+        Change::ChannelAdded(c)
+        | Change::ChannelChanged { channel: c, .. }
+        | Change::ChannelRemoved { channel: c, .. } => (0, &c.uniqueid),
+        Change::BridgeAdded(b)
+        | Change::BridgeChanged { bridge: b, .. }
+        | Change::BridgeRemoved(b) => (1, &b.id),
+        Change::CallAdded(c) | Change::CallChanged(c) | Change::CallRemoved(c) => (2, &c.linkedid),
     }
-    false
+}
+
+/// Folds a change into an earlier one of the same entry (an addition absorbs later changes,
+/// changed fields accumulate); false when there is none to fold into.
+fn merge_into(changes: &mut [Change], change: &Change) -> bool {
+    let Some(earlier) = changes.iter_mut().find(|c| subject(c) == subject(change)) else {
+        return false;
+    };
+    match (earlier, change) {
+        (Change::ChannelChanged { fields, .. }, Change::ChannelChanged { fields: more, .. }) => {
+            *fields |= *more
+        }
+        (Change::BridgeChanged { fields, .. }, Change::BridgeChanged { fields: more, .. }) => {
+            *fields |= *more
+        }
+        (
+            Change::ChannelAdded(_)
+            | Change::BridgeAdded(_)
+            | Change::CallAdded(_)
+            | Change::CallChanged(_),
+            Change::ChannelChanged { .. } | Change::BridgeChanged { .. } | Change::CallChanged(_),
+        ) => {}
+        _ => return false,
+    }
+    true
 }
 
 /// Every difference between two views, as changes: removals, then changes, then additions,
