@@ -55,6 +55,9 @@ fn fill<'a>(slot: &mut Option<&'a [u8]>, value: &'a [u8]) -> bool {
     empty
 }
 
+/// Where a header (its name without the prefix) goes in a snapshot, if it is one of its fields.
+type SlotOf<'a, T> = for<'t> fn(&'t mut T, &[u8]) -> Option<&'t mut Option<&'a [u8]>>;
+
 /// Reads `msg`'s headers behind `prefix` into the slots `slot` names, stopping once `wanted` are
 /// filled (which skips the headers an event adds after a snapshot).
 fn scan<'a, T>(
@@ -62,7 +65,7 @@ fn scan<'a, T>(
     prefix: &str,
     wanted: usize,
     target: &mut T,
-    slot: for<'t> fn(&'t mut T, &[u8]) -> Option<&'t mut Option<&'a [u8]>>,
+    slot: SlotOf<'a, T>,
 ) {
     let mut found = 0;
     for header in msg.headers() {
