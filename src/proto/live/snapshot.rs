@@ -60,13 +60,7 @@ type SlotOf<'a, T> = for<'t> fn(&'t mut T, &[u8]) -> Option<&'t mut Option<&'a [
 
 /// Reads `msg`'s headers behind `prefix` into the slots `slot` names, stopping once `wanted` are
 /// filled (which skips the headers an event adds after a snapshot).
-fn scan<'a, T>(
-    msg: &'a Message,
-    prefix: &str,
-    wanted: usize,
-    target: &mut T,
-    slot: SlotOf<'a, T>,
-) {
+fn scan<'a, T>(msg: &'a Message, prefix: &str, wanted: usize, target: &mut T, slot: SlotOf<'a, T>) {
     let mut found = 0;
     for header in msg.headers() {
         let Some((head, name)) = header.name.split_at_checked(prefix.len()) else {
