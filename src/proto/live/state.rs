@@ -214,17 +214,26 @@ fn listed_age(item: &Message) -> Duration {
     Duration::from_secs(seconds.unwrap_or(0))
 }
 
-/// `Local/x@ctx-0001;1` → (`Local/x@ctx-0001`, 1).
-fn local_half(name: &str) -> Option<(&str, u8)> {
+/// Which half of a Local channel a name is: `Local/x@ctx-0001;2` → (`Local/x@ctx-0001`, `true`).
+fn local_half(name: &str) -> Option<(&str, bool)> {
     if !name.starts_with("Local/") {
         return None;
     }
     let (base, half) = name.rsplit_once(';')?;
     match half {
-        "1" => Some((base, 1)),
-        "2" => Some((base, 2)),
+        "1" => Some((base, false)),
+        "2" => Some((base, true)),
         _ => None,
     }
+}
+
+/// The slot of one half and that of the other.
+fn halves_of(
+    halves: &mut [Option<Box<str>>; 2],
+    second: bool,
+) -> (&mut Option<Box<str>>, &mut Option<Box<str>>) {
+    let [one, two] = halves;
+    if second { (two, one) } else { (one, two) }
 }
 
 /// Every `ChanVariable: NAME=value` header (set by `channelvars` in manager.conf).
@@ -541,13 +550,13 @@ impl LiveState {
 
     /// Takes a channel's former name out of the Local index (unpairing it from its peer).
     fn unindex_local(&mut self, uniqueid: &str, name: &str) {
-        let Some((base, half)) = local_half(name) else {
+        let Some((base, second)) = local_half(name) else {
             return;
         };
         let Some(halves) = self.locals.get_mut(base) else {
             return;
         };
-        let slot = &mut halves[usize::from(half - 1)];
+        let (slot, _) = halves_of(halves, second);
         if slot.as_deref() == Some(uniqueid) {
             *slot = None;
         }
@@ -567,10 +576,10 @@ impl LiveState {
         if let Some(old) = old_name {
             self.unindex_local(uniqueid, old);
         }
-        let peer = local_half(&name).and_then(|(base, half)| {
-            let halves = self.locals.entry(base.into()).or_default();
-            halves[usize::from(half - 1)] = Some(uniqueid.into());
-            halves[usize::from(2 - half)].clone()
+        let peer = local_half(&name).and_then(|(base, second)| {
+            let (slot, other) = halves_of(self.locals.entry(base.into()).or_default(), second);
+            *slot = Some(uniqueid.into());
+            other.clone()
         });
         if let Some(old) = old_peer.filter(|old| Some(old) != peer.as_ref()) {
             self.set_local_peer(&old, None);
@@ -1056,7 +1065,7 @@ mod tests {
     fn local_halves_are_recognised_by_name() {
         assert_eq!(
             local_half("Local/600@test-00001c31;2"),
-            Some(("Local/600@test-00001c31", 2))
+            Some(("Local/600@test-00001c31", true))
         );
         assert_eq!(local_half("PJSIP/100-00000001"), None);
         assert_eq!(local_half("Local/600@test-00001c31;3"), None);
