@@ -143,7 +143,7 @@ fn a_channel_is_born_changes_and_hangs_up_with_its_cause() {
     let born = fed.feed(&chan_event("Newchannel", "1.1", 4, &[]));
     assert!(
         matches!(&born[..], [Change::ChannelAdded(c), Change::CallAdded(call)]
-        if &*c.uniqueid == "1.1" && call.channels == vec!["1.1".into()])
+        if &*c.uniqueid == "1.1" && call.channels == ["1.1"])
     );
     assert_eq!(fed.channel("1.1").created_at, T0);
 
@@ -254,7 +254,7 @@ fn bridges_follow_enter_leave_merge_and_destroy() {
     fed.feed(&bridge_event("BridgeEnter", "B", Some(("3.1", 6))));
     assert_eq!(
         fed.state.view().bridge("A").unwrap().members,
-        vec!["1.1".into(), "1.2".into()]
+        ["1.1", "1.2"]
     );
 
     let mut merge = vec![("Event".to_owned(), "BridgeMerge".to_owned())];
@@ -355,10 +355,7 @@ fn rename_and_linkedid_moves() {
             .any(|c| matches!(c, Change::CallRemoved(call) if &*call.linkedid == "2"))
     );
     let view = fed.state.view();
-    assert_eq!(
-        view.call("1").unwrap().channels,
-        vec!["1.1".into(), "2.1".into()]
-    );
+    assert_eq!(view.call("1").unwrap().channels, ["1.1", "2.1"]);
 }
 
 #[test]
@@ -402,8 +399,9 @@ fn variables_are_kept_only_when_opted_in() {
 
 #[test]
 fn a_live_channel_costs_under_2_kb() {
+    // Eleven 24-byte strings that hold up to 24 bytes inline, two optional ones, the rest.
     assert!(
-        std::mem::size_of::<Channel>() <= 320,
+        std::mem::size_of::<Channel>() <= 384,
         "{}",
         std::mem::size_of::<Channel>()
     );
@@ -553,9 +551,6 @@ fn bridge_info_sets_the_members_in_the_pbx_order() {
     fed.replica.apply(&changes);
     fed.replica.assert_equals(&fed.state.view());
     assert_consistent(&fed.state.view());
-    assert_eq!(
-        fed.state.view().bridge("A").unwrap().members,
-        vec!["2.1".into()]
-    );
+    assert_eq!(fed.state.view().bridge("A").unwrap().members, ["2.1"]);
     assert_eq!(fed.channel("1.1").bridge, None);
 }

@@ -51,6 +51,6 @@ mod state;
 
 pub use model::{
     Bridge, BridgeFields, Call, Change, Channel, ChannelFields, ChannelState, HangupCause, Map,
-    Party, View,
+    Party, Text, View,
 };
 pub use state::{LiveConfig, LiveState, LiveStats};

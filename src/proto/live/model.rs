@@ -1,7 +1,7 @@
 //! What the live view holds: channels, bridges and calls, each immutable once published.
 //!
-//! Strings are `Box<str>` (16 bytes inline, exact-size heap): a live channel with ordinary values
-//! costs about 0.5 KB (see `Channel::memory_size`). Values are kept as the PBX sent them,
+//! Strings are [`Text`] (24 bytes, inline up to 24 bytes, else on the heap): a live channel with
+//! ordinary values costs about 0.4 KB (see `Channel::memory_size`). Values are kept as the PBX sent them,
 //! `<unknown>` included, so that they compare equal to its own lists.
 
 use std::sync::Arc;
@@ -9,9 +9,12 @@ use std::time::SystemTime;
 
 use bitflags::bitflags;
 
+/// A string of the view: inline up to 24 bytes.
+pub type Text = compact_str::CompactString;
+
 /// A map of the view: key (Uniqueid, bridge id or Linkedid) to an immutable entry.
 pub type Map<T> = imbl::GenericHashMap<
-    Box<str>,
+    Text,
     Arc<T>,
     foldhash::fast::RandomState,
     imbl::shared_ptr::DefaultSharedPtr,
@@ -48,34 +51,34 @@ impl ChannelState {
 /// A number and a name, as in caller ID and connected line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Party {
-    pub number: Box<str>,
-    pub name: Box<str>,
+    pub number: Text,
+    pub name: Text,
 }
 
 /// One live channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Channel {
-    pub uniqueid: Box<str>,
-    pub name: Box<str>,
-    pub linkedid: Box<str>,
+    pub uniqueid: Text,
+    pub name: Text,
+    pub linkedid: Text,
     pub state: ChannelState,
     pub caller_id: Party,
     pub connected_line: Party,
-    pub language: Box<str>,
-    pub account_code: Box<str>,
-    pub context: Box<str>,
-    pub exten: Box<str>,
+    pub language: Text,
+    pub account_code: Text,
+    pub context: Text,
+    pub exten: Text,
     pub priority: u32,
     /// The id of the bridge the channel is in.
-    pub bridge: Option<Box<str>>,
+    pub bridge: Option<Text>,
     /// For a Local channel, the Uniqueid of its other half (`;1` ↔ `;2`).
-    pub local_peer: Option<Box<str>>,
+    pub local_peer: Option<Text>,
     /// When amiwire first saw the channel (for channels found by a rebuild: the PBX's own duration
     /// counted back from the moment the list was read).
     pub created_at: SystemTime,
     /// Channel variables from `VarSet`/`ChanVariable`, in first-set order; empty unless opted in.
-    pub variables: Vec<(Box<str>, Box<str>)>,
+    pub variables: Vec<(Text, Text)>,
 }
 
 bitflags! {
@@ -98,18 +101,18 @@ bitflags! {
 }
 
 impl Channel {
-    pub(crate) fn new(uniqueid: Box<str>, created_at: SystemTime) -> Channel {
+    pub(crate) fn new(uniqueid: Text, created_at: SystemTime) -> Channel {
         Channel {
             linkedid: uniqueid.clone(),
             uniqueid,
-            name: Box::default(),
+            name: Text::default(),
             state: ChannelState::default(),
             caller_id: Party::default(),
             connected_line: Party::default(),
-            language: Box::default(),
-            account_code: Box::default(),
-            context: Box::default(),
-            exten: Box::default(),
+            language: Text::default(),
+            account_code: Text::default(),
+            context: Text::default(),
+            exten: Text::default(),
             priority: 0,
             bridge: None,
             local_peer: None,
@@ -149,7 +152,8 @@ impl Channel {
         fields
     }
 
-    /// Bytes this channel costs: the struct plus every string and the variable list it owns.
+    /// Bytes this channel costs: the struct plus the heap its strings and variables own (a
+    /// string of up to 24 bytes lives inside the struct).
     pub fn memory_size(&self) -> usize {
         let strings = [
             &self.uniqueid,
@@ -165,19 +169,17 @@ impl Channel {
             &self.exten,
         ];
         let optional = [&self.bridge, &self.local_peer];
+        let variables = self.variables.iter().flat_map(|(k, v)| [k, v]);
+        let heap = strings
+            .into_iter()
+            .chain(optional.into_iter().flatten())
+            .chain(variables)
+            .filter(|s| s.is_heap_allocated())
+            .map(Text::capacity)
+            .sum::<usize>();
         std::mem::size_of::<Channel>()
-            + strings.iter().map(|s| s.len()).sum::<usize>()
-            + optional
-                .iter()
-                .flat_map(|s| s.as_deref())
-                .map(str::len)
-                .sum::<usize>()
-            + self.variables.capacity() * std::mem::size_of::<(Box<str>, Box<str>)>()
-            + self
-                .variables
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
+            + heap
+            + self.variables.capacity() * std::mem::size_of::<(Text, Text)>()
     }
 }
 
@@ -185,15 +187,15 @@ impl Channel {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Bridge {
-    pub id: Box<str>,
+    pub id: Text,
     /// `BridgeType` (`basic`, `holding`, …).
-    pub kind: Box<str>,
-    pub technology: Box<str>,
-    pub creator: Box<str>,
-    pub name: Box<str>,
-    pub video_source_mode: Box<str>,
+    pub kind: Text,
+    pub technology: Text,
+    pub creator: Text,
+    pub name: Text,
+    pub video_source_mode: Text,
     /// Uniqueids of the channels in the bridge, in the order they entered.
-    pub members: Vec<Box<str>>,
+    pub members: Vec<Text>,
 }
 
 bitflags! {
@@ -210,14 +212,14 @@ bitflags! {
 }
 
 impl Bridge {
-    pub(crate) fn new(id: Box<str>) -> Bridge {
+    pub(crate) fn new(id: Text) -> Bridge {
         Bridge {
             id,
-            kind: Box::default(),
-            technology: Box::default(),
-            creator: Box::default(),
-            name: Box::default(),
-            video_source_mode: Box::default(),
+            kind: Text::default(),
+            technology: Text::default(),
+            creator: Text::default(),
+            name: Text::default(),
+            video_source_mode: Text::default(),
             members: Vec::new(),
         }
     }
@@ -246,9 +248,9 @@ impl Bridge {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Call {
-    pub linkedid: Box<str>,
+    pub linkedid: Text,
     /// Uniqueids of its live channels, in the order they joined the call.
-    pub channels: Vec<Box<str>>,
+    pub channels: Vec<Text>,
 }
 
 /// Why a channel left the view.
@@ -257,7 +259,7 @@ pub struct HangupCause {
     /// Asterisk's (Q.850) cause code, `Cause`.
     pub code: u16,
     /// `Cause-txt`.
-    pub text: Box<str>,
+    pub text: Text,
 }
 
 /// One change to the view.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::event::EventKind;
 use super::model::{
     Bridge, BridgeFields, Call, Change, Channel, ChannelFields, ChannelState, HangupCause, Map,
-    View,
+    Text, View,
 };
 use super::snapshot::{BridgeSnapshot, ChannelSnapshot, HangupSnapshot};
 use crate::proto::{Message, decode_text};
@@ -39,14 +39,14 @@ pub struct LiveStats {
 /// (so that an entry touched twice by one event is reported once, in its final form).
 #[derive(Debug)]
 enum Pending {
-    ChannelAdded(Box<str>),
-    ChannelChanged(Box<str>, ChannelFields),
+    ChannelAdded(Text),
+    ChannelChanged(Text, ChannelFields),
     ChannelRemoved(Arc<Channel>, Option<HangupCause>),
-    BridgeAdded(Box<str>),
-    BridgeChanged(Box<str>, BridgeFields),
+    BridgeAdded(Text),
+    BridgeChanged(Text, BridgeFields),
     BridgeRemoved(Arc<Bridge>),
-    CallAdded(Box<str>),
-    CallChanged(Box<str>),
+    CallAdded(Text),
+    CallChanged(Text),
     CallRemoved(Arc<Call>),
 }
 
@@ -55,9 +55,9 @@ enum Pending {
 struct Rebuild {
     before: View,
     /// Causes of the hangups seen during the rebuild, for the removals it will report.
-    causes: HashMap<Box<str>, HangupCause>,
+    causes: HashMap<Text, HangupCause>,
     /// Channels the PBX's list did not have (their late `Hangup`s are not orphans).
-    vanished: HashSet<Box<str>>,
+    vanished: HashSet<Text>,
     channels_listed: bool,
     bridges_listed: bool,
 }
@@ -73,7 +73,7 @@ pub struct LiveState {
     rebuild: Option<Rebuild>,
     /// Live Local channels by name without the `;1`/`;2`: the Uniqueids of both halves. Halves
     /// are paired by name the moment both exist, whether `LocalBridge` or a list told.
-    locals: foldhash::HashMap<Box<str>, [Option<Box<str>>; 2]>,
+    locals: foldhash::HashMap<Text, [Option<Text>; 2]>,
 }
 
 fn text(raw: &[u8]) -> Cow<'_, str> {
@@ -89,7 +89,7 @@ fn same_text(current: &str, raw: Option<&[u8]>) -> bool {
     raw.is_none_or(|raw| current.as_bytes() == raw || *current == *text(raw))
 }
 
-fn set_text(slot: &mut Box<str>, raw: Option<&[u8]>) {
+fn set_text(slot: &mut Text, raw: Option<&[u8]>) {
     if !same_text(slot, raw) {
         *slot = raw.map(|raw| text(raw).into()).unwrap_or_default();
     }
@@ -229,9 +229,9 @@ fn local_half(name: &str) -> Option<(&str, bool)> {
 
 /// The slot of one half and that of the other.
 fn halves_of(
-    halves: &mut [Option<Box<str>>; 2],
+    halves: &mut [Option<Text>; 2],
     second: bool,
-) -> (&mut Option<Box<str>>, &mut Option<Box<str>>) {
+) -> (&mut Option<Text>, &mut Option<Text>) {
     let [one, two] = halves;
     if second { (two, one) } else { (one, two) }
 }
@@ -468,7 +468,7 @@ impl LiveState {
     // ---- channels ----
 
     fn add_channel(&mut self, snap: &ChannelSnapshot<'_>, created_at: SystemTime) {
-        let uniqueid: Box<str> = text(snap.uniqueid()).into();
+        let uniqueid: Text = text(snap.uniqueid()).into();
         let mut channel = Channel::new(uniqueid.clone(), created_at);
         write_snapshot(&mut channel, snap, ChannelFields::all());
         let linkedid = channel.linkedid.clone();
@@ -803,7 +803,7 @@ impl LiveState {
         items: impl IntoIterator<Item = &'m Message>,
         now: SystemTime,
     ) {
-        let mut listed: HashSet<Box<str>> = HashSet::new();
+        let mut listed: HashSet<Text> = HashSet::new();
         for item in items {
             let Some(snap) = ChannelSnapshot::read(item) else {
                 continue;
@@ -819,7 +819,7 @@ impl LiveState {
             self.set_channel_bridge(&uniqueid, bridge.as_deref());
             listed.insert(uniqueid.into());
         }
-        let gone: Vec<Box<str>> = self
+        let gone: Vec<Text> = self
             .view
             .channels
             .keys()
@@ -840,14 +840,14 @@ impl LiveState {
     /// The PBX's bridge list (`BridgeListItem` items), fed when it completes: listed bridges
     /// take the listed values, bridges not listed are gone.
     pub fn rebuild_bridges<'m>(&mut self, items: impl IntoIterator<Item = &'m Message>) {
-        let mut listed: HashSet<Box<str>> = HashSet::new();
+        let mut listed: HashSet<Text> = HashSet::new();
         for item in items {
             if let Some(snap) = BridgeSnapshot::read(item, "") {
                 self.upsert_bridge(&snap);
                 listed.insert(text(snap.id()).into());
             }
         }
-        let gone: Vec<Box<str>> = self
+        let gone: Vec<Text> = self
             .view
             .bridges
             .keys()
@@ -872,7 +872,7 @@ impl LiveState {
         };
         self.upsert_bridge(&bridge);
         let id = text(bridge.id());
-        let mut members: Vec<Box<str>> = Vec::new();
+        let mut members: Vec<Text> = Vec::new();
         for item in &items {
             if let Some(snap) = ChannelSnapshot::read(item)
                 && self.refresh(&snap)
@@ -977,7 +977,7 @@ fn merge_into(changes: &mut [Change], change: &Change) -> bool {
 
 /// Every difference between two views, as changes: removals, then changes, then additions,
 /// channels before bridges before calls.
-fn diff(before: &View, after: &View, causes: &HashMap<Box<str>, HangupCause>) -> Vec<Change> {
+fn diff(before: &View, after: &View, causes: &HashMap<Text, HangupCause>) -> Vec<Change> {
     let mut changes = Vec::new();
     diff_maps(
         &before.channels,
