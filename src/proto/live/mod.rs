@@ -5,8 +5,8 @@
 //! # Model
 //! A [`Channel`] is keyed by Uniqueid and carries what Asterisk 12+ puts in every channel event's
 //! snapshot (name, Linkedid, state, caller ID, connected line, language, account code,
-//! context/exten/priority), plus the bridge it is in, its Local-channel other half, when it was
-//! first seen, and (opted in, [`LiveConfig::variables`]) its variables. A [`Bridge`] keeps its
+//! context/exten/priority), plus the bridge it is in, its Local-channel other half (paired by
+//! name, `;1` with `;2`, as soon as both are live), when it was first seen, and (opted in, [`LiveConfig::variables`]) its variables. A [`Bridge`] keeps its
 //! type, technology, creator, name, video mode and members in entry order; a [`Call`] is the
 //! channels sharing a Linkedid. The application a channel runs is not kept: Asterisk does not
 //! announce every change of it (a `Newexten` only comes when context/exten/priority move), so a
@@ -25,7 +25,8 @@
 //! channels costs no more than iterating them.
 //!
 //! # How the layers above use it (issue 12's next steps)
-//! - The transport's supervisor owns one [`LiveState`] per client on its loop thread. It feeds
+//! - The transport's supervisor owns one [`LiveState`] per client on the driver task that decodes
+//!   (not on Python's loop thread, which pays only for the changes it reads). It feeds
 //!   every unsolicited event to [`LiveState::apply`] with the current time, and publishes the
 //!   returned changes to the change stream (same bounded-queue rules as event streams) and the
 //!   latest [`View`] (an `ArcSwap`-like slot) for readers.
@@ -34,10 +35,14 @@
 //!   keeps applying events as they arrive, hands each answer's items to
 //!   [`LiveState::rebuild_channels`] / [`LiveState::rebuild_bridges`] /
 //!   [`LiveState::rebuild_bridge_members`] at the point in the stream where the answer completed
-//!   (Asterisk writes a list answer in one piece, so no event falls inside it), and publishes the
+//!   (Asterisk writes a list answer in one piece, so no event falls inside it; channels before
+//!   bridges), and publishes the
 //!   single change set [`LiveState::finish_rebuild`] returns: channels that went during the gap
-//!   are removed with cause `None`, the rest is added or changed, never a reset. Over HTTP the
-//!   same calls wrap `WaitEvent` polling.
+//!   are removed with cause `None`, the rest is added or changed, never a reset. An answer can be
+//!   a little ahead of the events (Asterisk writes it from its snapshot cache while events are
+//!   still queued): the events that follow bring the same values, and a late `Hangup` of a
+//!   channel the list no longer had gives the removal its cause instead of counting as an orphan.
+//!   Over HTTP the same calls wrap `WaitEvent` polling.
 //! - The Python layer exposes the published view as `ami.channels` / `ami.bridges` /
 //!   `ami.calls` (read-only mappings over the `Arc`s, converted on access), the change stream as
 //!   `ami.live.changes()`, and builds `ami.call()` on top: the OriginateResponse's Uniqueid (or
