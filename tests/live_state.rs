@@ -554,3 +554,26 @@ fn bridge_info_sets_the_members_in_the_pbx_order() {
     assert_eq!(fed.state.view().bridge("A").unwrap().members, ["2.1"]);
     assert_eq!(fed.channel("1.1").bridge, None);
 }
+
+#[test]
+fn status_items_rebuild_like_core_show_channels() {
+    let now = T0 + Duration::from_secs(60);
+    let mut fed = Fed::new(LiveConfig::default());
+    fed.state.begin_rebuild();
+    // Status spells the bridge `BridgeID` and counts `Seconds`.
+    let status = chan_event(
+        "Status",
+        "5.1",
+        6,
+        &[("ActionID", "st"), ("BridgeID", "B"), ("Seconds", "42")],
+    );
+    fed.state.rebuild_channels(&[status], now);
+    let changes = fed.state.finish_rebuild();
+    fed.replica.apply(&changes);
+    fed.replica.assert_equals(&fed.state.view());
+    assert_consistent(&fed.state.view());
+    let channel = fed.channel("5.1");
+    assert_eq!(channel.created_at, now - Duration::from_secs(42));
+    assert_eq!(channel.bridge.as_deref(), Some("B"));
+    assert_eq!(channel.state, ChannelState::UP);
+}
