@@ -308,6 +308,11 @@ impl Session {
                     Err(lines) => ("Error", lines),
                 };
                 let mut out = Out::response(kind, id).h("Message", "Command output follows");
+                // An empty output is still one (empty) line: `channel request hangup all`
+                // with no channels answers `Output: ` (tcp-live-state-calls.jsonl).
+                if lines.is_empty() {
+                    out.push("Output", "");
+                }
                 for line in &lines {
                     out.push("Output", line);
                 }
