@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use regex::Regex;
 
 use super::calls::ast::Cause;
-use super::calls::channel::send;
-use super::calls::events::{bridge_fields, chan_event, snapshot};
+use super::calls::channel::{send, set_var};
+use super::calls::events::{bridge_fields, snapshot};
 use super::calls::model::{ChanId, Ctl, Program, duration_hms};
 use super::calls::originate::{OriginateReq, originate, originate_response};
 use super::calls::vars::lookup;
@@ -223,20 +223,7 @@ impl Session {
             .await;
         match chan {
             Some(c) => {
-                {
-                    let mut calls = lock(&self.core.calls);
-                    if let Some(ch) = calls.channels.get_mut(&c) {
-                        ch.vars.retain(|(k, _)| *k != var);
-                        ch.vars.push((var.clone(), value.clone()));
-                    }
-                }
-                chan_event(
-                    &self.core,
-                    "VarSet",
-                    "dialplan,all",
-                    c,
-                    &[("Variable", &var), ("Value", &value)],
-                );
+                set_var(&self.core, c, &var, &value);
             }
             None => {
                 let name = var
@@ -536,10 +523,35 @@ impl Session {
         }
     }
 
+    /// A list answer built from the call tables when event `upto` was next: the call events
+    /// before it go out first, so a client applying events in order holds, at the answer's
+    /// end, the state the answer shows.
+    async fn calls_list(
+        &mut self,
+        upto: u64,
+        id: Option<&str>,
+        message: &str,
+        items: Vec<Vec<u8>>,
+        complete: &str,
+        extra: Vec<(String, String)>,
+    ) -> Flow {
+        let Ok(next) = self.deliver_before(upto).await else {
+            return Flow::Close;
+        };
+        let flow = self.list(id, message, items, complete, extra).await;
+        match next {
+            Some(ev) if flow == Flow::Continue => match self.deliver(&ev).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Close,
+            },
+            _ => flow,
+        }
+    }
+
     async fn core_show_channels(&mut self, id: Option<&str>) -> Flow {
-        let items: Vec<Vec<u8>> = {
+        let (upto, items): (u64, Vec<Vec<u8>>) = {
             let calls = lock(&self.core.calls);
-            calls
+            let items = calls
                 .channels
                 .values()
                 .rev()
@@ -553,9 +565,11 @@ impl Session {
                         .h("BridgeId", &bridge)
                         .finish()
                 })
-                .collect()
+                .collect();
+            (self.core.next_seq(), items)
         };
-        self.list(
+        self.calls_list(
+            upto,
             id,
             "Channels will follow",
             items,
@@ -567,8 +581,10 @@ impl Session {
 
     async fn status(&mut self, m: &Message, id: Option<&str>) -> Flow {
         let only = header(m, "Channel").filter(|c| !c.is_empty());
+        let upto;
         let items: Option<Vec<Vec<u8>>> = {
             let calls = lock(&self.core.calls);
+            upto = self.core.next_seq();
             if only.as_ref().is_some_and(|n| calls.find(n).is_none()) {
                 None
             } else {
@@ -609,7 +625,8 @@ impl Session {
             return self.reply(Out::error(id, "No such channel")).await;
         };
         let n = items.len().to_string();
-        self.list(
+        self.calls_list(
+            upto,
             id,
             "Channel status will follow",
             items,
@@ -676,23 +693,27 @@ impl Session {
 
     async fn bridge_list(&mut self, m: &Message, id: Option<&str>) -> Flow {
         let kind = header(m, "BridgeType").filter(|t| !t.is_empty());
-        let items = if kind.as_ref().is_some_and(|k| k != "basic") {
-            Vec::new()
-        } else {
+        let (upto, items) = {
             let calls = lock(&self.core.calls);
-            calls
-                .bridges
-                .values()
-                .map(|b| {
-                    let mut out = Out::event("BridgeListItem").id(id);
-                    for (k, v) in bridge_fields(b) {
-                        out.push(k, &v);
-                    }
-                    out.finish()
-                })
-                .collect()
+            let items = if kind.as_ref().is_some_and(|k| k != "basic") {
+                Vec::new()
+            } else {
+                calls
+                    .bridges
+                    .values()
+                    .map(|b| {
+                        let mut out = Out::event("BridgeListItem").id(id);
+                        for (k, v) in bridge_fields(b) {
+                            out.push(k, &v);
+                        }
+                        out.finish()
+                    })
+                    .collect()
+            };
+            (self.core.next_seq(), items)
         };
-        self.list(
+        self.calls_list(
+            upto,
             id,
             "Bridge listing will follow",
             items,
@@ -708,9 +729,9 @@ impl Session {
                 .reply(Out::error(id, "BridgeUniqueid must be provided"))
                 .await;
         };
-        let found = {
+        let (upto, found) = {
             let calls = lock(&self.core.calls);
-            calls.bridges.values().find(|b| b.uniqueid == uid).map(|b| {
+            let found = calls.bridges.values().find(|b| b.uniqueid == uid).map(|b| {
                 let items: Vec<Vec<u8>> = b
                     .members
                     .iter()
@@ -726,11 +747,13 @@ impl Session {
                     .map(|(k, v)| (k.to_string(), v))
                     .collect();
                 (items, extra)
-            })
+            });
+            (self.core.next_seq(), found)
         };
         match found {
             Some((items, extra)) => {
-                self.list(
+                self.calls_list(
+                    upto,
                     id,
                     "Bridge channel listing will follow",
                     items,

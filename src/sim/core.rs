@@ -29,6 +29,8 @@ pub(crate) struct Core {
     sessions: Mutex<Vec<(u64, mpsc::Sender<Event>)>>,
     /// Events not queued for a session because its queue was full.
     events_dropped: AtomicU64,
+    /// The `seq` the next emitted event gets.
+    next_seq: AtomicU64,
     pub(crate) calls: Mutex<Calls>,
     next_session: AtomicU64,
     next_uniqueid: AtomicU64,
@@ -58,6 +60,7 @@ impl Core {
             next_session: AtomicU64::new(1),
             next_uniqueid: AtomicU64::new(1),
             events_dropped: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
             calls_processed: AtomicU64::new(0),
             unauthenticated,
             shutdown,
@@ -65,8 +68,11 @@ impl Core {
     }
 
     /// Sends an event to every logged-in session; each applies its own mask and filters.
-    pub(crate) fn emit(&self, event: Event) {
-        lock(&self.sessions).retain(|(_, tx)| match tx.try_send(event.clone()) {
+    /// Numbered under the sessions lock, events sit in every queue in `seq` order.
+    pub(crate) fn emit(&self, mut event: Event) {
+        let mut sessions = lock(&self.sessions);
+        event.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        sessions.retain(|(_, tx)| match tx.try_send(event.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.events_dropped.fetch_add(1, Ordering::Relaxed);
@@ -74,6 +80,12 @@ impl Core {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
+    }
+
+    /// The `seq` of the next event: a list answer built under the calls lock reflects exactly
+    /// the call events numbered below it (they are emitted under that lock too).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
     }
 
     pub(crate) fn register(&self) -> (u64, mpsc::Receiver<Event>) {

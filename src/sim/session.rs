@@ -94,6 +94,8 @@ pub(crate) struct Session {
     pub(crate) challenge: Option<String>,
     /// Set by a successful login; the loop takes it.
     pub(crate) registered: Option<(u64, mpsc::Receiver<Event>)>,
+    /// A TCP session's event queue once logged in (the loop writes from it between actions).
+    events: Option<mpsc::Receiver<Event>>,
     /// Actions answered since login (the close-mid-message fault hits the first).
     pub(crate) actions_since_login: u64,
     /// While set, writes collect in `out`: the replies to every action of one read leave in
@@ -127,7 +129,6 @@ pub(crate) async fn serve(
     }
     let mut stop = core.shutdown.clone();
     let mut input = Input::default();
-    let mut events: Option<mpsc::Receiver<Event>> = None;
     let mut reg_id = None;
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
@@ -147,7 +148,7 @@ pub(crate) async fn serve(
                     let flow = s.handle_request(&request).await;
                     if let Some((id, rx)) = s.registered.take() {
                         reg_id = Some(id);
-                        events = Some(rx);
+                        s.events = Some(rx);
                     }
                     match flow {
                         Flow::Continue => {}
@@ -163,19 +164,15 @@ pub(crate) async fn serve(
                             }
                         }
                     }
-                    if let Some(rx) = events.as_mut() {
-                        while let Ok(ev) = rx.try_recv() {
-                            if s.deliver(&ev).await.is_err() {
-                                break 'conn;
-                            }
-                        }
+                    if s.deliver_before(u64::MAX).await.is_err() {
+                        break 'conn;
                     }
                 }
                 if s.uncork().await.is_err() {
                     break;
                 }
             }
-            Some(ev) = async { events.as_mut()?.recv().await }, if events.is_some() => {
+            Some(ev) = async { s.events.as_mut()?.recv().await }, if s.events.is_some() => {
                 if s.deliver(&ev).await.is_err() {
                     break;
                 }
@@ -222,6 +219,7 @@ impl Session {
             filters: Vec::new(),
             challenge: None,
             registered: None,
+            events: None,
             actions_since_login: 0,
             corked: false,
             out: Vec::new(),
@@ -313,7 +311,28 @@ impl Session {
             .any(|f| f.matches(ev))
     }
 
-    async fn deliver(&mut self, ev: &Event) -> std::io::Result<()> {
+    /// Writes the queued events numbered below `upto`; returns the first one that is not (it
+    /// was taken from the queue, so the caller writes it next).
+    pub(crate) async fn deliver_before(&mut self, upto: u64) -> std::io::Result<Option<Event>> {
+        let Some(mut rx) = self.events.take() else {
+            return Ok(None);
+        };
+        let mut result = Ok(None);
+        while let Ok(ev) = rx.try_recv() {
+            if ev.seq >= upto {
+                result = Ok(Some(ev));
+                break;
+            }
+            if let Err(e) = self.deliver(&ev).await {
+                result = Err(e);
+                break;
+            }
+        }
+        self.events = Some(rx);
+        result
+    }
+
+    pub(crate) async fn deliver(&mut self, ev: &Event) -> std::io::Result<()> {
         if self.wants(ev) {
             self.write(&ev.bytes).await
         } else {

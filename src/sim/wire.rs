@@ -176,6 +176,8 @@ pub struct Event {
     /// The `Privilege:` classes; 0 (`Privilege: all`) reaches every session that reads events.
     pub(crate) class: u32,
     pub(crate) bytes: Arc<[u8]>,
+    /// Its place among every event the simulator emitted ([`super::core::Core::emit`]).
+    pub(crate) seq: u64,
 }
 
 impl Event {
@@ -184,6 +186,7 @@ impl Event {
             name: name.into(),
             class,
             bytes: bytes.into(),
+            seq: 0,
         }
     }
 

@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ast::ChannelState;
 use super::events::{chan_event, device_state, dial_event};
-use super::model::{AnswerHook, ChanId, Channel, Ctl, UNKNOWN, or_unknown};
+use super::model::{AnswerHook, Calls, ChanId, Channel, Ctl, UNKNOWN, or_unknown};
 use crate::sim::core::{Core, lock};
 
 /// A new Local pair: `a` is the `;1` half (calls out), `b` the `;2` half (runs the dialplan).
@@ -20,8 +20,8 @@ pub(crate) struct Pair {
     pub(crate) rx_b: mpsc::UnboundedReceiver<Ctl>,
 }
 
-/// Creates a Local pair for `exten@context` (both halves registered, no events yet); None when
-/// the dialplan has no such extension.
+/// Creates a Local pair for `exten@context` (both halves registered, with their Newchannel
+/// events); None when the dialplan has no such extension.
 pub(crate) fn create_pair(
     core: &Core,
     exten: &str,
@@ -77,6 +77,9 @@ pub(crate) fn create_pair(
     calls
         .channels
         .insert(b, make("2", uid_b, ChannelState::Ring, a, tx_b, Some(hook)));
+    for id in [a, b] {
+        chan_event(core, &calls, "Newchannel", "call,all", id, &[]);
+    }
     Some(Pair {
         a,
         b,
@@ -95,24 +98,18 @@ pub(crate) fn send(core: &Core, id: ChanId, ctl: Ctl) -> bool {
 }
 
 /// Moves a channel to `state` with a Newstate event; false when it already was there.
-pub(crate) fn set_state(core: &Core, id: ChanId, state: ChannelState) -> bool {
-    let changed = {
-        let mut calls = lock(&core.calls);
-        match calls.channels.get_mut(&id) {
-            Some(c) if c.state != state => {
-                c.state = state;
-                if state == ChannelState::Up {
-                    c.answered = Some(SystemTime::now());
-                }
-                true
+pub(crate) fn set_state(core: &Core, calls: &mut Calls, id: ChanId, state: ChannelState) -> bool {
+    match calls.channels.get_mut(&id) {
+        Some(c) if c.state != state => {
+            c.state = state;
+            if state == ChannelState::Up {
+                c.answered = Some(SystemTime::now());
             }
-            _ => false,
         }
-    };
-    if changed {
-        chan_event(core, "Newstate", "call,all", id, &[]);
+        _ => return false,
     }
-    changed
+    chan_event(core, calls, "Newstate", "call,all", id, &[]);
+    true
 }
 
 pub(crate) fn is_up(core: &Core, id: ChanId) -> bool {
@@ -125,42 +122,37 @@ pub(crate) fn is_up(core: &Core, id: ChanId) -> bool {
 /// Answers a channel. Answering the `;2` half of a Local pair first brings up the `;1` half
 /// and completes the Dial/Originate waiting on it.
 pub(crate) fn answer(core: &Core, id: ChanId) {
-    let (hook, peer) = {
-        let mut calls = lock(&core.calls);
-        let Some(c) = calls.channels.get_mut(&id) else {
-            return;
-        };
-        if c.state == ChannelState::Up {
-            return;
-        }
-        (c.answer_hook.take(), c.peer)
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
     };
+    if c.state == ChannelState::Up {
+        return;
+    }
+    let (hook, peer) = (c.answer_hook.take(), c.peer);
     if let Some(hook) = hook {
         if let Some(p) = peer {
-            set_state(core, p, ChannelState::Up);
-            dial_event(core, "DialEnd", hook.caller, p, &[("DialStatus", "ANSWER")]);
+            set_state(core, &mut calls, p, ChannelState::Up);
+            let end = [("DialStatus", "ANSWER")];
+            dial_event(core, &calls, "DialEnd", hook.caller, p, &end);
         }
         let _ = hook.tx.send(());
     }
-    set_state(core, id, ChannelState::Up);
+    set_state(core, &mut calls, id, ChannelState::Up);
 }
 
 /// `Ringing()` on the `;2` half: the `;1` half rings, and whoever dials it hears so.
 pub(crate) fn ringing(core: &Core, id: ChanId) {
-    let (caller, peer, device) = {
-        let calls = lock(&core.calls);
-        let Some(c) = calls.channels.get(&id) else {
-            return;
-        };
-        (
-            c.answer_hook.as_ref().and_then(|h| h.caller),
-            c.peer,
-            c.device.clone(),
-        )
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get(&id) else {
+        return;
     };
+    let caller = c.answer_hook.as_ref().and_then(|h| h.caller);
+    let (peer, device) = (c.peer, c.device.clone());
     if let Some(p) = peer {
-        if set_state(core, p, ChannelState::Ringing) {
-            dial_event(core, "DialState", caller, p, &[("DialStatus", "RINGING")]);
+        if set_state(core, &mut calls, p, ChannelState::Ringing) {
+            let state = [("DialStatus", "RINGING")];
+            dial_event(core, &calls, "DialState", caller, p, &state);
             device_state(core, &device, "INUSE");
         }
     }
@@ -168,18 +160,17 @@ pub(crate) fn ringing(core: &Core, id: ChanId) {
 
 /// Sets a channel variable, with its VarSet event.
 pub(crate) fn set_var(core: &Core, id: ChanId, name: &str, value: &str) {
-    {
-        let mut calls = lock(&core.calls);
-        let Some(c) = calls.channels.get_mut(&id) else {
-            return;
-        };
-        match c.vars.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value.to_string(),
-            None => c.vars.push((name.to_string(), value.to_string())),
-        }
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
+    };
+    match c.vars.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => c.vars.push((name.to_string(), value.to_string())),
     }
     chan_event(
         core,
+        &calls,
         "VarSet",
         "dialplan,all",
         id,
@@ -190,53 +181,101 @@ pub(crate) fn set_var(core: &Core, id: ChanId, name: &str, value: &str) {
 /// Sets caller ID and connected line together, as `Set(CALLERID(...))` and Originate's
 /// `CallerID` do (NewCallerid, then NewConnectedLine).
 pub(crate) fn set_callerid(core: &Core, id: ChanId, num: &str, name: &str) {
-    {
-        let mut calls = lock(&core.calls);
-        let Some(c) = calls.channels.get_mut(&id) else {
-            return;
-        };
-        c.cid_num = or_unknown(num);
-        c.cid_name = or_unknown(name);
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
+    };
+    c.cid_num = or_unknown(num);
+    c.cid_name = or_unknown(name);
+    chan_event(core, &calls, "NewCallerid", "call,all", id, &[CID_PRES]);
+    if let Some(c) = calls.channels.get_mut(&id) {
+        c.conn_num = or_unknown(num);
+        c.conn_name = or_unknown(name);
     }
-    chan_event(
-        core,
-        "NewCallerid",
-        "call,all",
-        id,
-        &[("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")],
-    );
-    {
-        let mut calls = lock(&core.calls);
-        if let Some(c) = calls.channels.get_mut(&id) {
-            c.conn_num = or_unknown(num);
-            c.conn_name = or_unknown(name);
-        }
+    chan_event(core, &calls, "NewConnectedLine", "call,all", id, &[]);
+}
+
+/// NewCallerid's presentation, the same for every simulated caller ID.
+const CID_PRES: (&str, &str) = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)");
+
+/// What Dial tells a half of the new Local pair about its caller: the `;1` half calls as the
+/// caller's extension and is connected to the caller's name, the `;2` half is called by that
+/// name and connected to that extension; each change with its event, none when nothing changes
+/// (`tcp-live-state-calls.jsonl`).
+pub(crate) fn dialed_by(core: &Core, id: ChanId, exten: &str, name: &str) {
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
+    };
+    let (cid_changed, conn_changed) = if c.is_outbound_half() {
+        (
+            replace(&mut c.cid_num, or_unknown(exten)),
+            replace(&mut c.conn_name, or_unknown(name)),
+        )
+    } else {
+        (
+            replace(&mut c.cid_name, or_unknown(name)),
+            replace(&mut c.conn_num, or_unknown(exten)),
+        )
+    };
+    if cid_changed {
+        chan_event(core, &calls, "NewCallerid", "call,all", id, &[CID_PRES]);
     }
-    chan_event(core, "NewConnectedLine", "call,all", id, &[]);
+    if conn_changed {
+        chan_event(core, &calls, "NewConnectedLine", "call,all", id, &[]);
+    }
+}
+
+/// Stores `value`; true when that changed something.
+fn replace(slot: &mut String, value: String) -> bool {
+    let changed = *slot != value;
+    *slot = value;
+    changed
 }
 
 /// The `;1` half starts calling out for `app` (`AppDial` for Dial, `AppDial2` for
-/// Originate): its application, and the Newexten that shows it.
-pub(crate) fn dial_out(core: &Core, id: ChanId, app: &str) {
-    const OUTGOING: &str = "(Outgoing Line)";
-    let exten = {
-        let mut calls = lock(&core.calls);
-        let Some(c) = calls.channels.get_mut(&id) else {
-            return;
-        };
-        c.app = app.into();
-        c.appdata = OUTGOING.into();
-        c.exten.clone()
+/// Originate): its application, and the Newexten that shows it. A Dial's half shows the
+/// caller's context and extension from then on.
+pub(crate) fn dial_out(core: &Core, id: ChanId, app: &str, place: Option<(&str, &str)>) {
+    let mut calls = lock(&core.calls);
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
     };
+    c.app = app.into();
+    c.appdata = OUTGOING.into();
+    if let Some((context, exten)) = place {
+        c.context = context.into();
+        c.exten = exten.into();
+    }
+    let exten = c.exten.clone();
+    newexten_outgoing(core, &calls, id, &exten, app);
+}
+
+/// `(Outgoing Line)`: the application data of a Local half calling out.
+const OUTGOING: &str = "(Outgoing Line)";
+
+fn newexten_outgoing(core: &Core, calls: &Calls, id: ChanId, exten: &str, app: &str) {
     chan_event(
         core,
+        calls,
         "Newexten",
         "dialplan,all",
         id,
         &[
-            ("Extension", &exten),
+            ("Extension", exten),
             ("Application", app),
             ("AppData", OUTGOING),
         ],
     );
+}
+
+/// A dialed `;1` half entering its caller's bridge loses its extension, as the recording
+/// shows (`Newexten` with an empty `Exten` between BridgeCreate and BridgeEnter).
+pub(crate) fn clear_exten(core: &Core, calls: &mut Calls, id: ChanId) {
+    let Some(c) = calls.channels.get_mut(&id) else {
+        return;
+    };
+    c.exten.clear();
+    let app = c.app.clone();
+    newexten_outgoing(core, calls, id, "", &app);
 }

@@ -1,10 +1,15 @@
 //! The events calls raise, in the recorded header order: the channel snapshot every channel
 //! event carries, dial and bridge events, DeviceStateChange and Cdr.
+//!
+//! A call's change and its event are one step: the functions that describe channels or bridges
+//! take the call tables their caller has locked and changed, and emit while the lock is held,
+//! so a list answer (taken under the same lock) never shows a change whose event has not been
+//! queued before it.
 
 use std::time::SystemTime;
 
-use super::model::{Bridge, ChanId, Channel, UNKNOWN};
-use crate::sim::core::{Core, lock};
+use super::model::{Bridge, Calls, ChanId, Channel, UNKNOWN};
+use crate::sim::core::Core;
 use crate::sim::time::Stamp;
 use crate::sim::wire::{Event, Out, class};
 
@@ -41,86 +46,80 @@ pub(crate) fn bridge_fields(b: &Bridge) -> [(&'static str, String); 7] {
     ]
 }
 
-/// Builds and broadcasts an event about channel `id` (nothing if it is gone).
+/// Broadcasts an event about channel `id` (nothing if it is gone).
 pub(crate) fn chan_event(
     core: &Core,
+    calls: &Calls,
     name: &str,
     privilege: &str,
     id: ChanId,
     extra: &[(&str, &str)],
 ) {
-    let event = {
-        let calls = lock(&core.calls);
-        let Some(c) = calls.channels.get(&id) else {
-            return;
-        };
-        let mut out = Out::event(name).h("Privilege", privilege);
-        snapshot(&mut out, "", c);
-        for (k, v) in extra {
-            out.push(k, v);
-        }
-        out.finish()
+    let Some(c) = calls.channels.get(&id) else {
+        return;
     };
-    core.emit(Event::new(name, class::privilege(privilege), event));
+    let mut out = Out::event(name).h("Privilege", privilege);
+    snapshot(&mut out, "", c);
+    for (k, v) in extra {
+        out.push(k, v);
+    }
+    core.emit(Event::new(name, class::privilege(privilege), out.finish()));
 }
 
 /// DialBegin/DialState/DialEnd: the caller's snapshot (if any), then the dialed one's.
 pub(crate) fn dial_event(
     core: &Core,
+    calls: &Calls,
     name: &str,
     caller: Option<ChanId>,
     dest: ChanId,
     extra: &[(&str, &str)],
 ) {
-    let event = {
-        let calls = lock(&core.calls);
-        let Some(d) = calls.channels.get(&dest) else {
-            return;
-        };
-        let mut out = Out::event(name).h("Privilege", "call,all");
-        if let Some(c) = caller.and_then(|c| calls.channels.get(&c)) {
-            snapshot(&mut out, "", c);
-        }
-        snapshot(&mut out, "Dest", d);
-        for (k, v) in extra {
-            out.push(k, v);
-        }
-        out.finish()
+    let Some(d) = calls.channels.get(&dest) else {
+        return;
     };
-    core.emit(Event::new(name, class::CALL, event));
+    let mut out = Out::event(name).h("Privilege", "call,all");
+    if let Some(c) = caller.and_then(|c| calls.channels.get(&c)) {
+        snapshot(&mut out, "", c);
+    }
+    snapshot(&mut out, "Dest", d);
+    for (k, v) in extra {
+        out.push(k, v);
+    }
+    core.emit(Event::new(name, class::CALL, out.finish()));
 }
 
-pub(crate) fn local_bridge_event(core: &Core, a: ChanId, b: ChanId) {
-    let event = {
-        let calls = lock(&core.calls);
-        let (Some(ca), Some(cb)) = (calls.channels.get(&a), calls.channels.get(&b)) else {
-            return;
-        };
-        let mut out = Out::event("LocalBridge").h("Privilege", "call,all");
-        snapshot(&mut out, "LocalOne", ca);
-        snapshot(&mut out, "LocalTwo", cb);
-        out.h("Context", &cb.context)
-            .h("Exten", &cb.exten)
-            .h("LocalOptimization", "Yes")
-            .finish()
+pub(crate) fn local_bridge_event(core: &Core, calls: &Calls, a: ChanId, b: ChanId) {
+    let (Some(ca), Some(cb)) = (calls.channels.get(&a), calls.channels.get(&b)) else {
+        return;
     };
+    let mut out = Out::event("LocalBridge").h("Privilege", "call,all");
+    snapshot(&mut out, "LocalOne", ca);
+    snapshot(&mut out, "LocalTwo", cb);
+    let event = out
+        .h("Context", &cb.context)
+        .h("Exten", &cb.exten)
+        .h("LocalOptimization", "Yes")
+        .finish();
     core.emit(Event::new("LocalBridge", class::CALL, event));
 }
 
 /// BridgeCreate/Enter/Leave/Destroy: the bridge, then the channel concerned (if any).
-pub(crate) fn bridge_event(core: &Core, name: &str, bridge: &Bridge, chan: Option<ChanId>) {
-    let event = {
-        let calls = lock(&core.calls);
-        let mut out = Out::event(name).h("Privilege", "call,all");
-        for (k, v) in bridge_fields(bridge) {
-            out.push(k, &v);
-        }
-        if let Some(c) = chan.and_then(|c| calls.channels.get(&c)) {
-            snapshot(&mut out, "", c);
-        }
-        out.finish()
-    };
-    core.emit(Event::new(name, class::CALL, event));
+pub(crate) fn bridge_event(
+    core: &Core,
+    calls: &Calls,
+    name: &str,
+    bridge: &Bridge,
+    chan: Option<ChanId>,
+) {
+    let mut out = Out::event(name).h("Privilege", "call,all");
+    for (k, v) in bridge_fields(bridge) {
+        out.push(k, &v);
+    }
+    if let Some(c) = chan.and_then(|c| calls.channels.get(&c)) {
+        snapshot(&mut out, "", c);
+    }
+    core.emit(Event::new(name, class::CALL, out.finish()));
 }
 
 pub(crate) fn device_state(core: &Core, device: &str, state: &str) {

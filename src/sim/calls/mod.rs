@@ -18,7 +18,7 @@
 //! - [`originate`]: the Originate action's call and its OriginateResponse.
 //!
 //! Growing it: a bridge action (Bridge, BridgeKick, BridgeDestroy) is a function beside
-//! [`bridge::bridge_two`], answered from the same [`model::Calls`] table that BridgeList and
+//! [`bridge::bridge_dial`], answered from the same [`model::Calls`] table that BridgeList and
 //! BridgeInfo read; a per-channel fact that Status reports is a field of [`model::Channel`]; a
 //! load mode that keeps many calls up is a new file above [`originate`] that calls it in a loop.
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::ast::{Cause, ChannelState, OriginateReason};
 use super::channel::{Pair, create_pair, dial_out, send, set_callerid, set_var};
-use super::events::{chan_event, dial_event, local_bridge_event};
+use super::events::{dial_event, local_bridge_event};
 use super::model::{Ctl, Program, UNKNOWN, or_unknown, parse_callerid, parse_local};
 use super::runner::spawn_pair;
 use crate::sim::core::{Core, lock, stopped};
@@ -73,9 +73,7 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
         rx_a,
         rx_b,
     } = pair;
-    chan_event(core, "Newchannel", "call,all", a, &[]);
-    chan_event(core, "Newchannel", "call,all", b, &[]);
-    dial_out(core, a, "AppDial2");
+    dial_out(core, a, "AppDial2", None);
     // The recording shows the ;1 half getting the variables in reverse order.
     for (k, v) in req.variables.iter().rev() {
         set_var(core, a, k, v);
@@ -89,14 +87,19 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
     if req.callerid.is_some() {
         set_callerid(core, b, &cid_num, &cid_name);
     }
-    local_bridge_event(core, a, b);
-    dial_event(
-        core,
-        "DialBegin",
-        None,
-        a,
-        &[("DialString", &format!("{exten}@{context}"))],
-    );
+    {
+        let calls = lock(&core.calls);
+        local_bridge_event(core, &calls, a, b);
+        let dial_string = format!("{exten}@{context}");
+        dial_event(
+            core,
+            &calls,
+            "DialBegin",
+            None,
+            a,
+            &[("DialString", &dial_string)],
+        );
+    }
     spawn_pair(core, (a, rx_a), (b, rx_b));
     let (name, uid) = {
         let calls = lock(&core.calls);

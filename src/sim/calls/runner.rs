@@ -8,12 +8,12 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::ast::Cause;
-use super::bridge::{bridge_two, leave_bridge};
+use super::bridge::{bridge_dial, leave_bridge};
 use super::channel::{
-    Pair, answer, create_pair, dial_out, is_up, ringing, send, set_callerid, set_var,
+    Pair, answer, create_pair, dial_out, dialed_by, is_up, ringing, send, set_callerid, set_var,
 };
 use super::events::{cdr, chan_event, device_state, dial_event, local_bridge_event};
-use super::model::{ChanId, Ctl, Program, or_unknown, parse_local};
+use super::model::{ChanId, Ctl, Program, parse_local};
 use super::vars::{expand, lookup};
 use crate::sim::core::{Core, lock, stopped};
 
@@ -245,18 +245,19 @@ impl Runner {
                 c.appdata = data.clone();
                 c.in_dialplan = true;
             }
+            chan_event(
+                &core,
+                &calls,
+                "Newexten",
+                "dialplan,all",
+                self.id,
+                &[
+                    ("Extension", exten),
+                    ("Application", &step.app),
+                    ("AppData", &data),
+                ],
+            );
         }
-        chan_event(
-            &core,
-            "Newexten",
-            "dialplan,all",
-            self.id,
-            &[
-                ("Extension", exten),
-                ("Application", &step.app),
-                ("AppData", &data),
-            ],
-        );
         match step.app.to_ascii_lowercase().as_str() {
             "answer" => {
                 let was_up = is_up(&core, self.id);
@@ -296,7 +297,8 @@ impl Runner {
                     .collect();
                 let mut extra: Vec<(&str, &str)> = vec![("UserEvent", &name)];
                 extra.extend(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                chan_event(&core, "UserEvent", "user,all", self.id, &extra);
+                let calls = lock(&core.calls);
+                chan_event(&core, &calls, "UserEvent", "user,all", self.id, &extra);
                 Next::Step
             }
             "hangup" => Next::End(End::normal()),
@@ -351,35 +353,23 @@ impl Runner {
             set_var(&core, self.id, "DIALSTATUS", "CHANUNAVAIL");
             return Next::Step;
         };
-        // The dialed ;1 half shows the caller as its caller ID, like the recording.
-        {
-            let mut calls = lock(&core.calls);
-            let (num, name, ctx) = calls
-                .channels
-                .get(&self.id)
-                .map(|c| (c.exten.clone(), c.cid_name.clone(), c.context.clone()))
-                .unwrap_or_default();
-            if let Some(c) = calls.channels.get_mut(&a) {
-                c.cid_num = or_unknown(&num);
-                c.conn_name = or_unknown(&name);
-                c.context = ctx;
-                c.exten = num;
-            }
-        }
+        let (context, exten, name) = lock(&core.calls)
+            .channels
+            .get(&self.id)
+            .map(|c| (c.context.clone(), c.exten.clone(), c.cid_name.clone()))
+            .unwrap_or_default();
         let dial_string = target.strip_prefix("Local/").unwrap_or(target).to_string();
-        chan_event(&core, "Newchannel", "call,all", a, &[]);
-        chan_event(&core, "Newchannel", "call,all", b, &[]);
         set_var(&core, a, "DIALEDPEERNUMBER", &dial_string);
-        dial_out(&core, a, "AppDial");
+        dial_out(&core, a, "AppDial", Some((&context, &exten)));
+        dialed_by(&core, a, &exten, &name);
         set_var(&core, b, "DIALEDPEERNUMBER", &dial_string);
-        local_bridge_event(&core, a, b);
-        dial_event(
-            &core,
-            "DialBegin",
-            Some(self.id),
-            a,
-            &[("DialString", &dial_string)],
-        );
+        dialed_by(&core, b, &exten, &name);
+        {
+            let calls = lock(&core.calls);
+            local_bridge_event(&core, &calls, a, b);
+            let begin = [("DialString", dial_string.as_str())];
+            dial_event(&core, &calls, "DialBegin", Some(self.id), a, &begin);
+        }
         spawn_pair(&core, (a, rx_a), (b, rx_b));
         let deadline = timeout.map(|t| tokio::time::Instant::now() + core.scaled(t));
         let mut answered = answered;
@@ -421,7 +411,7 @@ impl Runner {
                 set_var(&core, self.id, "DIALEDPEERNAME", &name_a);
                 set_var(&core, self.id, "DIALEDPEERNUMBER", &dial_string);
                 answer(&core, self.id);
-                bridge_two(&core, self.id, a);
+                bridge_dial(&core, a, self.id);
                 set_var(&core, a, "BRIDGEPEER", &name_c);
                 set_var(&core, self.id, "BRIDGEPEER", &name_a);
                 send(&core, a, Ctl::Start(Program::Bridged));
@@ -447,13 +437,8 @@ impl Runner {
                 } else {
                     "CANCEL"
                 };
-                dial_event(
-                    &core,
-                    "DialEnd",
-                    Some(self.id),
-                    a,
-                    &[("DialStatus", status)],
-                );
+                let end = [("DialStatus", status)];
+                dial_event(&core, &lock(&core.calls), "DialEnd", Some(self.id), a, &end);
                 send(&core, b, hang_up(Cause::NORMAL_CLEARING));
                 send(&core, a, hang_up(Cause::NORMAL_CLEARING));
                 self.dial_times(dial_started, None, status);
@@ -487,14 +472,10 @@ impl Runner {
             return;
         };
         let cause_s = cause.0.to_string();
+        let with_cause = [("Cause", cause_s.as_str())];
         if requested {
-            chan_event(
-                &core,
-                "HangupRequest",
-                "call,all",
-                id,
-                &[("Cause", &cause_s)],
-            );
+            let calls = lock(&core.calls);
+            chan_event(&core, &calls, "HangupRequest", "call,all", id, &with_cause);
         }
         leave_bridge(&core, id);
         let (in_dialplan, context) = {
@@ -505,49 +486,54 @@ impl Runner {
                 .map(|c| (c.in_dialplan, c.context.clone()))
                 .unwrap_or_default()
         };
+        let h = in_dialplan
+            .then(|| core.cfg.dialplan.step(&context, "h", 1))
+            .flatten();
         if in_dialplan {
+            let calls = lock(&core.calls);
             chan_event(
                 &core,
+                &calls,
                 "SoftHangupRequest",
                 "call,all",
                 id,
-                &[("Cause", &cause_s)],
+                &with_cause,
             );
-            if let Some(step) = core.cfg.dialplan.step(&context, "h", 1) {
-                {
-                    let mut calls = lock(&core.calls);
-                    if let Some(c) = calls.channels.get_mut(&id) {
-                        c.vars.retain(|(k, _)| k != "HANGUPCAUSE");
-                        c.vars.push(("HANGUPCAUSE".into(), cause_s.clone()));
-                        c.exten = "h".into();
-                        c.priority = 1;
-                    }
-                }
-                let data = expand(&core, Some(id), &step.data);
-                chan_event(
-                    &core,
-                    "Newexten",
-                    "dialplan,all",
-                    id,
-                    &[
-                        ("Extension", "h"),
-                        ("Application", &step.app),
-                        ("AppData", &data),
-                    ],
-                );
-                if let Some(c) = lock(&core.calls).channels.get_mut(&id) {
+        }
+        if let Some(step) = h {
+            set_hangupcause(&core, id, &cause_s);
+            let data = expand(&core, Some(id), &step.data);
+            let mut calls = lock(&core.calls);
+            if let Some(c) = calls.channels.get_mut(&id) {
+                c.exten = "h".into();
+                c.priority = 1;
+            }
+            chan_event(
+                &core,
+                &calls,
+                "Newexten",
+                "dialplan,all",
+                id,
+                &[
+                    ("Extension", "h"),
+                    ("Application", &step.app),
+                    ("AppData", &data),
+                ],
+            );
+        }
+        // The Hangup and the channel's removal are one step: no list answer shows a channel
+        // whose Hangup went out before it.
+        let removed = {
+            let mut calls = lock(&core.calls);
+            if h.is_some() {
+                if let Some(c) = calls.channels.get_mut(&id) {
                     c.priority = 2;
                 }
             }
-        }
-        chan_event(
-            &core,
-            "Hangup",
-            "call,all",
-            id,
-            &[("Cause", &cause_s), ("Cause-txt", cause.text())],
-        );
-        let removed = lock(&core.calls).channels.remove(&id);
+            let gone = [("Cause", cause_s.as_str()), ("Cause-txt", cause.text())];
+            chan_event(&core, &calls, "Hangup", "call,all", id, &gone);
+            calls.channels.remove(&id)
+        };
         let Some(c) = removed else {
             return;
         };
@@ -557,5 +543,13 @@ impl Runner {
                 device_state(&core, &c.device, "NOT_INUSE");
             }
         }
+    }
+}
+
+/// `${HANGUPCAUSE}` for the `h` extension (a variable: no event).
+fn set_hangupcause(core: &Core, id: ChanId, cause: &str) {
+    if let Some(c) = lock(&core.calls).channels.get_mut(&id) {
+        c.vars.retain(|(k, _)| k != "HANGUPCAUSE");
+        c.vars.push(("HANGUPCAUSE".into(), cause.into()));
     }
 }
