@@ -353,6 +353,7 @@ impl Session {
                 .collect(),
             timeout: self.core.scaled(timeout_ms as f64 / 1000.0),
             action_id: id.map(str::to_string),
+            token: None,
         };
         let is_async = header(m, "Async").is_some_and(|a| {
             ["true", "yes", "1", "on"]

@@ -131,6 +131,8 @@ pub struct SimConfig {
     pub(crate) http_keep_alive: Duration,
     pub(crate) http_request_timeout: Duration,
     pub(crate) digest_stale: Duration,
+    pub(crate) load_calls: usize,
+    pub(crate) call_duration: Duration,
 }
 
 impl Default for SimConfig {
@@ -155,6 +157,8 @@ impl Default for SimConfig {
             http_keep_alive: Duration::from_secs(15),
             http_request_timeout: Duration::from_secs(30),
             digest_stale: Duration::from_secs(62),
+            load_calls: 0,
+            call_duration: Duration::from_secs(10),
         }
     }
 }
@@ -313,6 +317,22 @@ impl SimConfig {
     /// How old a Digest nonce may get before it is answered with `stale=true` (Asterisk: ~62 s).
     pub fn digest_stale(mut self, age: Duration) -> Self {
         self.digest_stale = age;
+        self
+    }
+
+    /// Load mode: keep this many calls in progress from the start (0, the default, is off).
+    /// Each is a Local pair that rings a second pair, which answers and is bridged to it;
+    /// it hangs up after its talk time and a new call takes its place
+    /// ([`super::SimHandle::load_calls_started`]).
+    pub fn load_calls(mut self, calls: usize) -> Self {
+        self.load_calls = calls;
+        self
+    }
+
+    /// The load mode's typical call (default 10 s, PBX time: `time_scale` applies): it rings
+    /// for a fifth of it, then talks for between half and one and a half times it.
+    pub fn call_duration(mut self, duration: Duration) -> Self {
+        self.call_duration = duration;
         self
     }
 

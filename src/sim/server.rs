@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
+use super::calls::load::{self, Load};
 use super::config::{SimConfig, User};
 use super::core::{Core, lock, stopped};
 use super::http;
@@ -23,7 +24,10 @@ pub struct Simulator;
 
 impl Simulator {
     /// Binds (127.0.0.1:0 unless configured) and starts serving in the background.
-    pub async fn start(config: SimConfig) -> io::Result<SimHandle> {
+    pub async fn start(mut config: SimConfig) -> io::Result<SimHandle> {
+        if config.load_calls > 0 {
+            config.dialplan = load::with_context(config.dialplan, config.call_duration);
+        }
         let acceptor = match &config.tls {
             Some(t) => Some(tls::acceptor(t)?),
             None => None,
@@ -40,7 +44,9 @@ impl Simulator {
             None => None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
+        let load = (config.load_calls > 0).then_some((config.load_calls, config.call_duration));
         let core = Arc::new(Core::new(config, stop_rx));
+        let load = load.map(|(calls, duration)| Load::start(&core, calls, duration));
         let cert_pem = acceptor.as_ref().map(|(_, pem)| pem.clone());
         let task = tokio::spawn(accept_loop(
             listener,
@@ -57,6 +63,7 @@ impl Simulator {
             stop: stop_tx,
             task: Some(task),
             cert_pem,
+            load,
         })
     }
 }
@@ -146,6 +153,7 @@ pub struct SimHandle {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     cert_pem: Option<String>,
+    load: Option<Load>,
 }
 
 impl SimHandle {
@@ -190,6 +198,23 @@ impl SimHandle {
     /// Live simulated channels.
     pub fn channel_count(&self) -> usize {
         lock(&self.core.calls).channels.len()
+    }
+
+    /// Load calls placed so far ([`SimConfig::load_calls`]; 0 without the load mode).
+    pub fn load_calls_started(&self) -> u64 {
+        self.load.as_ref().map_or(0, Load::started)
+    }
+
+    /// Load calls whose every channel has hung up.
+    pub fn load_calls_ended(&self) -> u64 {
+        self.load.as_ref().map_or(0, Load::ended)
+    }
+
+    /// Places no new load call; those in progress run to their end.
+    pub fn stop_load(&self) {
+        if let Some(load) = &self.load {
+            load.stop();
+        }
     }
 
     /// Stops listening, closes every connection and ends every call.

@@ -42,6 +42,10 @@ pub(crate) fn create_pair(
     let base = format!("Local/{exten}@{context}-{n:08x}");
     let linkedid = linkedid.unwrap_or_else(|| uid_a.clone());
     let now = SystemTime::now();
+    // A dialed pair belongs to its caller's call.
+    let token = caller
+        .and_then(|c| calls.channels.get(&c))
+        .and_then(|c| c.token.clone());
     let make = |suffix: &str, uid: String, state, peer, ctl, hook| Channel {
         name: format!("{base};{suffix}"),
         uniqueid: uid,
@@ -66,6 +70,7 @@ pub(crate) fn create_pair(
         in_dialplan: suffix == "2",
         ctl,
         answer_hook: hook,
+        token: token.clone(),
     };
     let hook = AnswerHook {
         caller,

@@ -16,16 +16,20 @@
 //! - [`bridge`]: basic two-party bridges.
 //! - [`runner`]: the task of one channel: the dialplan applications, Dial, the hangup sequence.
 //! - [`originate`]: the Originate action's call and its OriginateResponse.
+//! - [`load`]: the load mode, N Originated calls kept going.
 //!
 //! Growing it: a bridge action (Bridge, BridgeKick, BridgeDestroy) is a function beside
 //! [`bridge::bridge_dial`], answered from the same [`model::Calls`] table that BridgeList and
-//! BridgeInfo read; a per-channel fact that Status reports is a field of [`model::Channel`]; a
-//! load mode that keeps many calls up is a new file above [`originate`] that calls it in a loop.
+//! BridgeInfo read; a per-channel fact that Status reports is a field of [`model::Channel`].
+//!
+//! A change to a channel or bridge and its event happen under one lock of the tables (the
+//! event functions take the locked tables), so list answers agree with the event stream.
 
 pub(crate) mod ast;
 pub(crate) mod bridge;
 pub(crate) mod channel;
 pub(crate) mod events;
+pub(crate) mod load;
 pub(crate) mod model;
 pub(crate) mod originate;
 pub(crate) mod runner;

@@ -1,7 +1,9 @@
 //! The call tables: channels and bridges as the actions and events see them, and the control
 //! messages a channel's task obeys. Plain data: no events, no tasks, no core.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
@@ -42,7 +44,13 @@ pub(crate) struct Channel {
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
     /// On the `;2` half: what its answer means to whoever is dialing the `;1` half.
     pub(crate) answer_hook: Option<AnswerHook>,
+    /// Shared by every channel of a call someone waits for (the load mode): it drops with the
+    /// call's last channel.
+    pub(crate) token: Option<CallToken>,
 }
+
+/// See [`Channel::token`]; what it holds is its owner's business.
+pub(crate) type CallToken = Arc<dyn Any + Send + Sync>;
 
 impl Channel {
     /// A Local channel half (`;1` calls out, `;2` runs the dialplan).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::ast::{Cause, ChannelState, OriginateReason};
 use super::channel::{Pair, create_pair, dial_out, send, set_callerid, set_var};
 use super::events::{dial_event, local_bridge_event};
-use super::model::{Ctl, Program, UNKNOWN, or_unknown, parse_callerid, parse_local};
+use super::model::{CallToken, Ctl, Program, UNKNOWN, or_unknown, parse_callerid, parse_local};
 use super::runner::spawn_pair;
 use crate::sim::core::{Core, lock, stopped};
 use crate::sim::wire::{Event, Out, class};
@@ -27,6 +27,8 @@ pub(crate) struct OriginateReq {
     pub(crate) variables: Vec<(String, String)>,
     pub(crate) timeout: Duration,
     pub(crate) action_id: Option<String>,
+    /// Given to the call's channels ([`super::model::Channel::token`]).
+    pub(crate) token: Option<CallToken>,
 }
 
 /// How an Originate ended.
@@ -66,6 +68,14 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
         return result;
     };
     core.calls_processed.fetch_add(1, Ordering::Relaxed);
+    if let Some(token) = &req.token {
+        let mut calls = lock(&core.calls);
+        for id in [pair.a, pair.b] {
+            if let Some(c) = calls.channels.get_mut(&id) {
+                c.token = Some(token.clone());
+            }
+        }
+    }
     let Pair {
         a,
         b,
