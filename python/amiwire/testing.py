@@ -26,7 +26,11 @@ cookie Max-Age and idle expiry, 60 like ``http.conf``), ``digest_stale`` (second
 Digest nonce is answered with ``stale=true``), ``write_timeout`` (seconds, like Asterisk's
 ``writetimeout``, whose default is 0.1: a session that stops reading for that long is
 disconnected; None, the default here, keeps up to 10,000 events per session and then drops
-the newer ones, counted in ``events_dropped``).
+the newer ones, counted in ``events_dropped``), ``load_calls`` (keep that many calls going
+from the start: each rings, answers, is bridged and hangs up like a real Local-channel call,
+then another takes its place; counted in ``load_calls_started`` / ``load_calls_ended``) and
+``call_duration`` (seconds of PBX time a load call lasts on average, 10; ``time_scale``
+applies).
 
 The pytest fixture ``ami_simulator`` yields a started simulator with a short
 ``auth_fail_delay``. Enable it with ``pytest_plugins = ["amiwire.testing"]`` in a conftest, or
@@ -181,6 +185,16 @@ class Simulator:
     def channel_count(self) -> int:
         """Live simulated channels."""
         return int(self._running().channel_count())
+
+    @property
+    def load_calls_started(self) -> int:
+        """Calls the load mode (``load_calls``) has placed so far."""
+        return int(self._running().load_calls_started())
+
+    @property
+    def load_calls_ended(self) -> int:
+        """Load calls whose every channel has hung up."""
+        return int(self._running().load_calls_ended())
 
     def __repr__(self) -> str:
         if self._core is None:

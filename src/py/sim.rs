@@ -67,7 +67,8 @@ impl PySimulator {
         faults = Vec::new(), drip_interval = 0.001, firehose_file = None, firehose_count = None,
         firehose_repeats = 1, firehose_after = None, replay = None, tls = false, tls_cert = None,
         tls_key = None, auth_fail_delay = 1.0, auth_timeout = 30.0, time_scale = 1.0, dialplan = None,
-        http = false, http_timeout = 60.0, digest_stale = 62.0, write_timeout = None
+        http = false, http_timeout = 60.0, digest_stale = 62.0, write_timeout = None,
+        load_calls = 0, call_duration = 10.0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -94,6 +95,8 @@ impl PySimulator {
         http_timeout: f64,
         digest_stale: f64,
         write_timeout: Option<f64>,
+        load_calls: usize,
+        call_duration: f64,
     ) -> PyResult<Self> {
         let ip: IpAddr = host
             .parse()
@@ -104,6 +107,8 @@ impl PySimulator {
             .auth_fail_delay(secs(auth_fail_delay, "auth_fail_delay")?)
             .auth_timeout(secs(auth_timeout, "auth_timeout")?)
             .time_scale(time_scale)
+            .load_calls(load_calls)
+            .call_duration(secs(call_duration, "call_duration")?)
             .http(http)
             .http_timeout(secs(http_timeout, "http_timeout")?)
             .digest_stale(secs(digest_stale, "digest_stale")?)
@@ -244,6 +249,14 @@ impl PySimulator {
 
     fn events_dropped(&self) -> u64 {
         self.observe(SimHandle::events_dropped)
+    }
+
+    fn load_calls_started(&self) -> u64 {
+        self.observe(SimHandle::load_calls_started)
+    }
+
+    fn load_calls_ended(&self) -> u64 {
+        self.observe(SimHandle::load_calls_ended)
     }
 
     /// Stops listening and closes every connection (idempotent).

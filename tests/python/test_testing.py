@@ -146,6 +146,26 @@ def test_faults_and_calls_are_configurable() -> None:
         c.close()
 
 
+def test_load_mode_keeps_calls_going_and_counts_them() -> None:
+    with Simulator(load_calls=20, call_duration=1.0, time_scale=0.2) as sim:
+        deadline = time.monotonic() + 10
+        while sim.load_calls_ended < 20:
+            assert time.monotonic() < deadline, (sim.load_calls_started, sim.load_calls_ended)
+            started, ended = sim.load_calls_started, sim.load_calls_ended
+            assert started - ended <= 20
+            time.sleep(0.05)
+        assert sim.channel_count > 0
+        c = RawClient(sim.host, sim.port)
+        c.login("admin", "amiwire", events="off")
+        c.send("Action: BridgeList\r\nActionID: b\r\n\r\n")
+        assert c.reply("b")["Response"] == "Success"
+        c.close()
+    with Simulator() as sim:
+        assert (sim.load_calls_started, sim.load_calls_ended) == (0, 0)
+    with pytest.raises(ValueError, match="call_duration"):
+        Simulator(load_calls=1, call_duration=-1).start()
+
+
 def test_bad_options_raise_value_error() -> None:
     with pytest.raises(ValueError, match="unknown fault"):
         Simulator(faults=["nope"]).start()
