@@ -3,9 +3,10 @@
 //! It speaks the recorded server's exact wire format (`../shared/fixtures/asterisk-22/`):
 //! banner, plain and MD5 login, the common actions and list actions, Command in both styles,
 //! Originate with simulated Local channels running a small dialplan (by default the recorded
-//! server's `test` context), event masks and filters. It can also misbehave on purpose
-//! ([`Faults`]), stream a capture as fast as possible ([`Firehose`]), replay a transcript, and
-//! serve TLS.
+//! server's `test` context), event masks and filters. Its calls' channels and bridges answer
+//! CoreShowChannels, Status, BridgeList and BridgeInfo after exactly the events they reflect. It
+//! can keep N calls going ([`SimConfig::load_calls`]), misbehave on purpose ([`Faults`]), stream
+//! a capture as fast as possible ([`Firehose`]), replay a transcript, and serve TLS.
 //!
 //! # Safe to expose, as Asterisk is
 //!
