@@ -232,32 +232,8 @@ impl Follower {
     /// Sends an action and returns its list items and Complete event, applying every event
     /// that arrives before them.
     async fn ask(&mut self, action: &str) -> (Vec<Message>, Message) {
-        self.next_id += 1;
-        let id = format!("q-{}", self.next_id);
-        self.conn
-            .send(&format!("{action}ActionID: {id}\r\n\r\n"))
-            .await;
-        let mut items = Vec::new();
-        loop {
-            let m = self
-                .conn
-                .next_within(Duration::from_secs(20))
-                .await
-                .unwrap();
-            if m.action_id().as_deref() == Some(id.as_str()) {
-                if m.get("EventList").as_deref() == Some("Complete") {
-                    return (items, m);
-                }
-                if m.is_event() {
-                    items.push(m);
-                } else {
-                    assert_eq!(m.get("Response").as_deref(), Some("Success"), "{action}");
-                }
-            } else if m.is_event() {
-                self.events += 1;
-                self.picture.apply(&m);
-            }
-        }
+        let answer = self.ask_or_error(action).await;
+        answer.unwrap_or_else(|| panic!("{action} failed"))
     }
 
     /// Every list answer, one after another, each against the picture at its end.

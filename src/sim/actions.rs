@@ -122,6 +122,7 @@ impl Session {
             "devicestatelist" => {
                 let items = Vec::new();
                 self.list(
+                    None,
                     id,
                     "Device State Changes will follow",
                     items,
@@ -132,6 +133,7 @@ impl Session {
             }
             "extensionstatelist" => {
                 self.list(
+                    None,
                     id,
                     "Extension Statuses will follow",
                     Vec::new(),
@@ -419,6 +421,7 @@ impl Session {
             }
             return self
                 .list(
+                    None,
                     id,
                     "Channels hung up will follow",
                     items,
@@ -487,14 +490,25 @@ impl Session {
     }
 
     /// A list reply: start, the items, then `<Complete>` with `ListItems` and extra headers.
+    /// Items built from the call tables when event `reflects` was next go out after exactly
+    /// the call events before it, so a client applying events in order holds, at the answer's
+    /// end, the state the answer shows.
     async fn list(
         &mut self,
+        reflects: Option<u64>,
         id: Option<&str>,
         message: &str,
         items: Vec<Vec<u8>>,
         complete: &str,
         extra: Vec<(String, String)>,
     ) -> Flow {
+        let next = match reflects {
+            Some(upto) => match self.deliver_before(upto).await {
+                Ok(next) => next,
+                Err(_) => return Flow::Close,
+            },
+            None => None,
+        };
         let mut bytes = Out::success(id)
             .h("EventList", "start")
             .h("Message", message)
@@ -518,34 +532,12 @@ impl Session {
             done.push(k, v);
         }
         bytes.extend_from_slice(&done.finish());
-        match self.write(&bytes).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
-    }
-
-    /// A list answer built from the call tables when event `upto` was next: the call events
-    /// before it go out first, so a client applying events in order holds, at the answer's
-    /// end, the state the answer shows.
-    async fn calls_list(
-        &mut self,
-        upto: u64,
-        id: Option<&str>,
-        message: &str,
-        items: Vec<Vec<u8>>,
-        complete: &str,
-        extra: Vec<(String, String)>,
-    ) -> Flow {
-        let Ok(next) = self.deliver_before(upto).await else {
+        if self.write(&bytes).await.is_err() {
             return Flow::Close;
-        };
-        let flow = self.list(id, message, items, complete, extra).await;
+        }
         match next {
-            Some(ev) if flow == Flow::Continue => match self.deliver(&ev).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close,
-            },
-            _ => flow,
+            Some(ev) if self.deliver(&ev).await.is_err() => Flow::Close,
+            _ => Flow::Continue,
         }
     }
 
@@ -569,8 +561,8 @@ impl Session {
                 .collect();
             (self.core.next_seq(), items)
         };
-        self.calls_list(
-            upto,
+        self.list(
+            Some(upto),
             id,
             "Channels will follow",
             items,
@@ -626,8 +618,8 @@ impl Session {
             return self.reply(Out::error(id, "No such channel")).await;
         };
         let n = items.len().to_string();
-        self.calls_list(
-            upto,
+        self.list(
+            Some(upto),
             id,
             "Channel status will follow",
             items,
@@ -683,6 +675,7 @@ impl Session {
             ("ListContexts".to_string(), contexts.len().to_string()),
         ];
         self.list(
+            None,
             id,
             "DialPlan list will follow",
             items,
@@ -713,8 +706,8 @@ impl Session {
             };
             (self.core.next_seq(), items)
         };
-        self.calls_list(
-            upto,
+        self.list(
+            Some(upto),
             id,
             "Bridge listing will follow",
             items,
@@ -753,8 +746,8 @@ impl Session {
         };
         match found {
             Some((items, extra)) => {
-                self.calls_list(
-                    upto,
+                self.list(
+                    Some(upto),
                     id,
                     "Bridge channel listing will follow",
                     items,
