@@ -36,7 +36,10 @@
 //!   Local target), `Hangup`, `NoOp`/`Verbose` and the `h` extension; other applications are
 //!   no-ops. Event sequences have the recorded shapes and header order, not every event
 //!   Asterisk would send (one DeviceStateChange where Asterisk may send two, no Local channel
-//!   optimisation, no Masquerade, simplified Cdr timing).
+//!   optimisation, no Masquerade, simplified Cdr timing). Hangup causes are simplified: 16
+//!   (Normal Clearing) or the Hangup action's `Cause`, where Asterisk reports 0 for some Local
+//!   halves (an Originate's `;1` whose application ended, a channel hung up by the action
+//!   without a `Cause`) and puts the HangupRequest on the other half.
 //! - Action coverage: the ones in `ListCommands` that the fixtures exercise (Login, Challenge,
 //!   Logoff, Ping, CoreSettings, CoreStatus, Getvar, Setvar, Events, Filter, UserEvent,
 //!   Command, ListCommands, WaitEvent, Originate, Hangup, Redirect, CoreShowChannels, Status,
