@@ -151,3 +151,19 @@ async fn unauthenticated_connections_time_out() {
     assert!(c.closes_within(Duration::from_secs(2)).await);
     sim.shutdown().await;
 }
+
+/// `disconnect_all` closes every AMI connection at once, logged in or not, and the simulator
+/// goes on serving new ones.
+#[tokio::test]
+async fn disconnect_all_closes_every_connection_and_serves_new_ones() {
+    let sim = start(SimConfig::new()).await;
+    let mut logged_in = Conn::admin(&sim, "on").await;
+    let mut waiting = Conn::connect(&sim).await;
+    sim.disconnect_all();
+    assert!(logged_in.closes_within(Duration::from_secs(3)).await);
+    assert!(waiting.closes_within(Duration::from_secs(3)).await);
+    let mut again = Conn::admin(&sim, "off").await;
+    again.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
+    assert_eq!(again.reply("p").await.get("Ping").as_deref(), Some("Pong"));
+    sim.shutdown().await;
+}

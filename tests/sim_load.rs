@@ -1,8 +1,9 @@
 //! The load mode and the list answers against the event stream: a client that follows the
 //! events into a plain map (channels by Uniqueid, bridges by id) must hold, at the end of every
 //! CoreShowChannels, Status, BridgeList and BridgeInfo answer, exactly what that answer lists,
-//! while hundreds of calls ring, answer, bridge and hang up around it; and when the load stops,
-//! every call ends, every channel and bridge goes, and the counters agree.
+//! while hundreds of calls ring, answer, bridge and hang up around it, and again after a forced
+//! disconnect; and when the load stops, every call ends, every channel and bridge goes, and the
+//! counters agree.
 
 #![allow(clippy::unwrap_used)]
 
@@ -368,6 +369,14 @@ async fn lists_agree_with_events_under_load_and_the_load_ends_cleanly() {
         checks += 1;
     }
     assert!(client.events > 10_000, "{} events followed", client.events);
+
+    // A forced disconnect while the calls go on: the connection ends, and a client that starts
+    // over from the lists agrees with them again.
+    sim.disconnect_all();
+    assert!(client.conn.closes_within(Duration::from_secs(5)).await);
+    let mut client = Follower::start(&sim).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.check_all().await;
 
     sim.stop_load();
     wait_for("every load call ends", Duration::from_secs(30), || {

@@ -196,6 +196,11 @@ class Simulator:
         """Load calls whose every channel has hung up."""
         return int(self._running().load_calls_ended())
 
+    def disconnect_all(self) -> None:
+        """Closes every AMI connection at once, as a network failure would; calls go on and
+        new connections are served (a client's reconnect and state rebuild can be tested)."""
+        self._running().disconnect_all()
+
     def __repr__(self) -> str:
         if self._core is None:
             return "<amiwire.testing.Simulator (stopped)>"

@@ -259,6 +259,11 @@ impl PySimulator {
         self.observe(SimHandle::load_calls_ended)
     }
 
+    /// Closes every AMI connection now; calls go on (a no-op once closed).
+    fn disconnect_all(&self) {
+        self.observe(SimHandle::disconnect_all)
+    }
+
     /// Stops listening and closes every connection (idempotent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let handle = self.handle.lock().ok().and_then(|mut h| h.take());

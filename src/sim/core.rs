@@ -38,6 +38,8 @@ pub(crate) struct Core {
     /// One permit per AMI connection not logged in yet: `authlimit` of them at most.
     pub(crate) unauthenticated: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Bumped to close every AMI connection at once (`SimHandle::disconnect_all`).
+    pub(crate) disconnects: watch::Sender<u64>,
 }
 
 /// Locks a std mutex, recovering the data if a panicking task poisoned it (the simulator keeps
@@ -64,6 +66,7 @@ impl Core {
             calls_processed: AtomicU64::new(0),
             unauthenticated,
             shutdown,
+            disconnects: watch::Sender::new(0),
         }
     }
 

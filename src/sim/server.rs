@@ -217,6 +217,12 @@ impl SimHandle {
         }
     }
 
+    /// Closes every AMI connection (TCP and TLS) now, as a network failure would, with the
+    /// events still queued for them; calls go on and new connections are served as usual.
+    pub fn disconnect_all(&self) {
+        self.core.disconnects.send_modify(|n| *n += 1);
+    }
+
     /// Stops listening, closes every connection and ends every call.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

@@ -128,12 +128,14 @@ pub(crate) async fn serve(
         return;
     }
     let mut stop = core.shutdown.clone();
+    let mut disconnect = core.disconnects.subscribe();
     let mut input = Input::default();
     let mut reg_id = None;
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
+            _ = disconnect.changed() => break,
             _ = tokio::time::sleep_until(pending.deadline), if s.user.is_none() => break,
             read = rd.read(&mut buf) => {
                 let n = match read {

@@ -146,7 +146,7 @@ def test_faults_and_calls_are_configurable() -> None:
         c.close()
 
 
-def test_load_mode_keeps_calls_going_and_counts_them() -> None:
+def test_load_mode_keeps_calls_going_and_counts_them_across_a_forced_disconnect() -> None:
     with Simulator(load_calls=20, call_duration=1.0, time_scale=0.2) as sim:
         deadline = time.monotonic() + 10
         while sim.load_calls_ended < 20:
@@ -159,6 +159,10 @@ def test_load_mode_keeps_calls_going_and_counts_them() -> None:
         c.login("admin", "amiwire", events="off")
         c.send("Action: BridgeList\r\nActionID: b\r\n\r\n")
         assert c.reply("b")["Response"] == "Success"
+        sim.disconnect_all()
+        with pytest.raises(ConnectionError):
+            while True:
+                c.next()
         c.close()
     with Simulator() as sim:
         assert (sim.load_calls_started, sim.load_calls_ended) == (0, 0)
