@@ -185,6 +185,12 @@ impl Picture {
     }
 
     fn check_bridge_info(&self, id: &str, items: &[Message], complete: &Message) {
+        // Asterisk lists a bridge's channels sorted by uniqueid (as strings).
+        let order: Vec<String> = items
+            .iter()
+            .map(|c| c.get("Uniqueid").unwrap().into_owned())
+            .collect();
+        assert!(order.is_sorted(), "BridgeInfo order {order:?}");
         let members: BTreeSet<String> = items
             .iter()
             .map(|c| {

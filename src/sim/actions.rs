@@ -726,10 +726,16 @@ impl Session {
         let (upto, found) = {
             let calls = lock(&self.core.calls);
             let found = calls.bridges.values().find(|b| b.uniqueid == uid).map(|b| {
-                let items: Vec<Vec<u8>> = b
+                // Asterisk keeps a bridge snapshot's channels in a string container sorted by
+                // uniqueid (`ast_str_container_alloc()`), not in the order they entered.
+                let mut members: Vec<_> = b
                     .members
                     .iter()
                     .filter_map(|m| calls.channels.get(m))
+                    .collect();
+                members.sort_by(|x, y| x.uniqueid.cmp(&y.uniqueid));
+                let items: Vec<Vec<u8>> = members
+                    .into_iter()
                     .map(|c| {
                         let mut out = Out::event("BridgeInfoChannel").id(id);
                         snapshot(&mut out, "", c);
