@@ -11,11 +11,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use log::{debug, info, trace, warn};
+use log::{debug, trace, warn};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::backoff::Backoff;
+use super::deadline::deadline_after;
 use super::events::{Filter, Overflow, Subscription, Wake};
 use super::options::{Auth, Options};
 use super::record::Recorder;
@@ -106,8 +108,7 @@ impl Default for StateLog {
 }
 
 impl StateLog {
-    /// Records a change; returns the state it left.
-    fn record(&mut self, state: State, reason: Option<String>) -> State {
+    fn record(&mut self, state: State, reason: Option<String>) {
         self.changes += 1;
         if self.recent.len() == RECENT_TRANSITIONS {
             self.recent.pop_front();
@@ -118,7 +119,7 @@ impl StateLog {
             reason: reason.clone(),
         });
         self.reason = reason;
-        std::mem::replace(&mut self.current, state)
+        self.current = state;
     }
 }
 
@@ -232,20 +233,11 @@ impl Shared {
     }
 
     pub(super) fn set_state(&self, state: State, reason: Option<String>) {
-        let previous = match self.state.lock() {
-            Ok(mut log) if log.current != state => log.record(state, reason.clone()),
+        // Logged once, by the Python side, which knows the user and the address.
+        match self.state.lock() {
+            Ok(mut log) if log.current != state => log.record(state, reason),
             _ => return,
         };
-        // Logged after the lock is released: logging may be slow and must never hold it.
-        info!(
-            "amiwire connection {} -> {}{}",
-            previous.as_str(),
-            state.as_str(),
-            reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
         self.wake();
     }
 
@@ -686,6 +678,7 @@ impl Driver {
             None => None,
         };
         let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new(&self.options.reconnect);
         loop {
             let connected = self.open(recorder.take()).await;
             let mut session = match connected {
@@ -711,7 +704,7 @@ impl Driver {
                         return;
                     }
                     warn!("amiwire reconnect attempt {attempt} failed: {e}");
-                    match self.backoff(attempt).await {
+                    match self.wait(backoff.next_wait()).await {
                         Some(end) => {
                             self.shutdown(end);
                             return;
@@ -736,7 +729,9 @@ impl Driver {
                     )),
                 );
             }
+            let up_since = Instant::now();
             let end = self.serve(&mut session).await;
+            backoff.session_ended(up_since.elapsed());
             let reason = match &end {
                 End::Lost(reason) => reason.clone(),
                 _ => "closed".into(),
@@ -760,7 +755,7 @@ impl Driver {
                     if let Some(rec) = recorder.as_mut() {
                         rec.next_connection();
                     }
-                    if let Some(end) = self.backoff(1).await {
+                    if let Some(end) = self.wait(backoff.next_wait()).await {
                         self.shutdown(end);
                         return;
                     }
@@ -815,14 +810,8 @@ impl Driver {
     /// Waits before the next attempt, failing actions submitted meanwhile (nothing is queued
     /// for later: re-sending non-idempotent actions behind the user's back is how peers
     /// double-dial). Returns `Some` if the user closed meanwhile.
-    async fn backoff(&mut self, attempt: u32) -> Option<End> {
-        let policy = &self.options.reconnect;
-        let exp = policy
-            .initial
-            .saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
-        let capped = exp.min(policy.max);
-        let jitter = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
-        let until = Instant::now() + jitter;
+    async fn wait(&mut self, wait: Duration) -> Option<End> {
+        let until = deadline_after(Instant::now(), wait);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return None,
@@ -1057,7 +1046,7 @@ impl Driver {
         if let Err(pending) = s.correlator.register(
             id.clone(),
             req.expect,
-            Some((now + timeout).into_std()),
+            Some(deadline_after(now, timeout).into_std()),
             pending,
         ) {
             let len = s.out.len();
@@ -1084,47 +1073,35 @@ impl Driver {
             let next_deadline = s.correlator.next_deadline().map(Instant::from_std);
             let keepalive_at = keepalive
                 .filter(|_| !s.keepalive_out)
-                .map(|k| s.last_read + k);
+                .map(|k| deadline_after(s.last_read, k));
             // Never longer than a default action deadline: a new action's deadline is then
             // never earlier than the timer, and arming an earlier timer from inside the
             // runtime makes tokio wake its own driver (an eventfd write and an extra epoll
             // round for each action of a sequential caller). A wake with nothing due is cheap.
-            let idle_wake = Instant::now() + self.options.action_timeout;
+            let idle_wake = deadline_after(Instant::now(), self.options.action_timeout);
             let sleep_until = [next_deadline, keepalive_at, Some(idle_wake)]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(idle_wake);
+            // Checked against the clock, not only by the timer: under a flood the socket is
+            // always readable and tokio's timer wheel may not turn for a while.
+            let due = [next_deadline, keepalive_at].into_iter().flatten().min();
+            if due.is_some_and(|due| Instant::now() >= due) {
+                if let Some(reason) = self.tick(s) {
+                    return End::Lost(reason);
+                }
+                continue;
+            }
             let writing = !s.out.is_empty();
+            // Commands, writes and the timer come before the read: a socket that stays
+            // readable must not starve them. One read is at most `rbuf`'s capacity (64 KiB),
+            // so every turn of this loop is short.
             tokio::select! {
                 biased;
-                read = s.read.read_buf(&mut s.rbuf) => {
-                    match read {
-                        Ok(0) => {
-                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", b"", true); }
-                            return End::Lost("the server closed the connection".into());
-                        }
-                        Ok(n) => {
-                            s.last_read = Instant::now();
-                            self.shared.stats_mut(|st| st.bytes_read += n as u64);
-                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", &s.rbuf, false); }
-                            s.decoder.feed(&s.rbuf);
-                            s.rbuf.clear();
-                            if let Err(reason) = self.process(s) {
-                                return End::Lost(reason);
-                            }
-                        }
-                        Err(e) => return End::Lost(format!("read: {e}")),
-                    }
-                }
-                written = s.write.write(&s.out), if writing => {
-                    match written {
-                        Ok(0) => return End::Lost("write: connection closed".into()),
-                        Ok(n) => {
-                            if let Some(rec) = s.recorder.as_mut() { rec.record("send", s.out.get(..n).unwrap_or_default(), false); }
-                            s.out.drain(..n);
-                        }
-                        Err(e) => return End::Lost(format!("write: {e}")),
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    if let Some(reason) = self.tick(s) {
+                        return End::Lost(reason);
                     }
                 }
                 cmd = self.rx.recv() => {
@@ -1145,9 +1122,33 @@ impl Driver {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(sleep_until) => {
-                    if let Some(reason) = self.tick(s) {
-                        return End::Lost(reason);
+                written = s.write.write(&s.out), if writing => {
+                    match written {
+                        Ok(0) => return End::Lost("write: connection closed".into()),
+                        Ok(n) => {
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("send", s.out.get(..n).unwrap_or_default(), false); }
+                            s.out.drain(..n);
+                        }
+                        Err(e) => return End::Lost(format!("write: {e}")),
+                    }
+                }
+                read = s.read.read_buf(&mut s.rbuf) => {
+                    match read {
+                        Ok(0) => {
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", b"", true); }
+                            return End::Lost("the server closed the connection".into());
+                        }
+                        Ok(n) => {
+                            s.last_read = Instant::now();
+                            self.shared.stats_mut(|st| st.bytes_read += n as u64);
+                            if let Some(rec) = s.recorder.as_mut() { rec.record("recv", &s.rbuf, false); }
+                            s.decoder.feed(&s.rbuf);
+                            s.rbuf.clear();
+                            if let Err(reason) = self.process(s) {
+                                return End::Lost(reason);
+                            }
+                        }
+                        Err(e) => return End::Lost(format!("read: {e}")),
                     }
                 }
             }
@@ -1187,7 +1188,7 @@ impl Driver {
             self.shared.deliver(pending.reply, Err(err));
         }
         if let Some(interval) = self.options.keepalive {
-            if !s.keepalive_out && now >= s.last_read + interval {
+            if !s.keepalive_out && now >= deadline_after(s.last_read, interval) {
                 s.keepalive_out = true;
                 let timeout = interval.min(Duration::from_secs(10));
                 self.send(

@@ -24,20 +24,32 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::backoff::Backoff;
+use super::budget::{ByteBudget, Held};
 use super::client::{
     Command, Info, Reply, Request, SessionSetup, Shared, State, closed, judge, local_outcome, lost,
 };
+use super::deadline::Deadline;
 use super::events::Subscription;
 use super::options::{Auth, EventMask, Http, Options};
 use crate::error::{Error, Result};
 use crate::proto::http::{
-    self as ajam, DigestSession, Method, Retry, SessionCookie, parse_body, parse_set_cookie,
-    session_expired, split_wait_event, wait_event_action,
+    self as ajam, DigestSession, Endpoint, Method, Retry, SessionCookie, parse_body,
+    parse_set_cookie, session_expired, split_wait_event, wait_event_timeout,
 };
 use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
 
 /// 401s one request answers with a retry before giving up on the server.
 const MAX_DIGEST_RETRIES: u32 = 30;
+
+/// The least time between the starts of two WaitEvent polls: after one that brought events,
+/// and after one that came back empty before its timeout (a server answering at once).
+const POLL_PACE: Duration = Duration::from_millis(20);
+const EMPTY_POLL_PACE: Duration = Duration::from_millis(500);
+
+/// Bodies smaller than this are parsed in place: handing them to the blocking pool costs
+/// more than parsing them.
+const PARSE_INLINE: usize = 64 * 1024;
 
 struct Session {
     cookie: Option<SessionCookie>,
@@ -68,6 +80,8 @@ struct Ajam {
     /// `nc` arrives lower than one already seen, which concurrent requests cause.
     digest_turn: tokio::sync::Mutex<()>,
     wake_deadlines: tokio::sync::Notify,
+    /// The bytes of the bodies being read at once (`Http::max_bodies`).
+    bodies: ByteBudget,
     /// Sent again to the new session after a re-login.
     setup: Mutex<SessionSetup>,
 }
@@ -82,18 +96,25 @@ impl Ajam {
 
     /// One request and its parsed body, with the session's credentials. Handles the Digest
     /// challenge (and stale nonces) and, for cookie sessions, one transparent re-login when
-    /// the session turns out to have expired.
+    /// the session turns out to have expired: every retry within the action's one `deadline`.
     async fn send(
         &self,
         action: &Action,
         id: &str,
-        timeout: Duration,
+        deadline: Deadline,
         may_relogin: bool,
     ) -> Result<Vec<Message>> {
         let endpoint = self.http.endpoint;
         let mut relogged = false;
         let mut challenges = 0;
+        let timed_out = || Error::Timeout {
+            action: action.name().into(),
+            action_id: id.into(),
+            seconds: deadline.total.as_secs_f64(),
+            partial: None,
+        };
         loop {
+            let timeout = deadline.remaining().ok_or_else(timed_out)?;
             let request =
                 ajam::Request::new(endpoint, &self.http.prefix, Method::Post, action, Some(id))?;
             let (cookie, authorization, sent_under) = {
@@ -125,17 +146,15 @@ impl Ajam {
             }
             let response = builder.send().await.map_err(|e| {
                 if e.is_timeout() {
-                    Error::Timeout {
-                        action: action.name().into(),
-                        action_id: id.into(),
-                        seconds: timeout.as_secs_f64(),
-                        partial: None,
-                    }
+                    timed_out()
                 } else {
                     lost(format!("HTTP request to {}: {}", self.base, describe(&e)))
                 }
             })?;
             let status = response.status();
+            if status.is_redirection() {
+                return Err(refuse_redirect(&response, &request.target));
+            }
             if status == reqwest::StatusCode::UNAUTHORIZED && endpoint.uses_digest() {
                 let challenge = response
                     .headers()
@@ -170,7 +189,7 @@ impl Ajam {
                 }
                 if retry == Retry::NewSession && may_relogin {
                     debug!("amiwire: the server forgot the Digest session; starting a new one");
-                    Box::pin(self.restore()).await;
+                    Box::pin(self.restore(deadline)).await;
                 }
                 continue;
             }
@@ -197,8 +216,14 @@ impl Ajam {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = read_body(response, self.http.max_body).await?;
-            let messages = parse_body(endpoint, content_type.as_deref(), &body)?;
+            // Held until the body is parsed: both are in memory together.
+            let mut held = Held::new(&self.bodies);
+            let read = read_body(response, self.http.max_body, &mut held);
+            let body = tokio::time::timeout(timeout, read)
+                .await
+                .map_err(|_| timed_out())??;
+            let messages = parse_off_the_worker(endpoint, content_type, body).await?;
+            drop(held);
             if !endpoint.uses_digest() {
                 if may_relogin
                     && !relogged
@@ -206,8 +231,8 @@ impl Ajam {
                 {
                     debug!("amiwire: HTTP session expired; logging in again");
                     relogged = true;
-                    Box::pin(self.login()).await?;
-                    Box::pin(self.restore()).await;
+                    Box::pin(self.login(deadline)).await?;
+                    Box::pin(self.restore(deadline)).await;
                     continue;
                 }
                 if let Some(received) = received {
@@ -222,11 +247,8 @@ impl Ajam {
 
     /// Cookie endpoints: the Login action (plain, or MD5 Challenge first on the same
     /// session). Digest endpoints need no login; a Ping makes the first challenge happen.
-    async fn login(&self) -> Result<()> {
-        let timeout = self
-            .options
-            .connect_timeout
-            .max(self.options.action_timeout);
+    async fn login(&self, deadline: Deadline) -> Result<()> {
+        let timeout = deadline;
         if self.http.endpoint.uses_digest() {
             let reply = self
                 .send(&Action::new("Ping"), &self.next_id(), timeout, false)
@@ -274,11 +296,10 @@ impl Ajam {
 
     /// A new session replaced an expired one: it gets the event mask and the filters again,
     /// and event streams learn that events may have been missed in between.
-    async fn restore(&self) {
+    async fn restore(&self, deadline: Deadline) {
         let actions = self.setup.lock().map(|s| s.actions()).unwrap_or_default();
         for action in actions {
-            let timeout = self.options.action_timeout;
-            if let Err(e) = self.send(&action, &self.next_id(), timeout, false).await {
+            if let Err(e) = self.send(&action, &self.next_id(), deadline, false).await {
                 warn!(
                     "amiwire: restoring {} in the new HTTP session failed: {e}",
                     action.name()
@@ -313,12 +334,21 @@ impl Ajam {
                 early.insert(id.clone(), None);
             }
         }
-        let turn = match self.http.endpoint.uses_digest() {
-            true => Some(self.digest_turn.lock().await),
-            false => None,
+        let deadline = Deadline::after(timeout);
+        // Waiting for the Digest turn counts against the action's deadline too.
+        let sent = if self.http.endpoint.uses_digest() {
+            match tokio::time::timeout_at(deadline.at, self.digest_turn.lock()).await {
+                Ok(_turn) => self.send(&request.action, &id, deadline, true).await,
+                Err(_) => Err(Error::Timeout {
+                    action: name.clone(),
+                    action_id: id.clone(),
+                    seconds: timeout.as_secs_f64(),
+                    partial: None,
+                }),
+            }
+        } else {
+            self.send(&request.action, &id, deadline, true).await
         };
-        let sent = self.send(&request.action, &id, timeout, true).await;
-        drop(turn);
         let messages = match sent {
             Ok(messages) => messages,
             Err(e) => {
@@ -364,7 +394,7 @@ impl Ajam {
             .and_then(|e| e.partial);
         match (request.expect, leftover) {
             (Expect::Originate, Some(outcome)) => {
-                let deadline = started + timeout;
+                let deadline = deadline.at;
                 let pending = Pending {
                     reply: request.reply,
                     action: name,
@@ -420,19 +450,43 @@ impl Ajam {
     /// The single WaitEvent long-poll.
     async fn poll(self: Arc<Self>) {
         let mut failures = 0u32;
+        let mut backoff = Backoff::new(&self.options.reconnect);
+        // Asterisk clamps the wait under its `httptimeout`; `Timeout: 0` would make every
+        // poll return at once, so at least one second is asked for.
+        let seconds = wait_event_timeout(self.http.poll_timeout, self.http.http_timeout).max(1);
+        let action = Action::new("WaitEvent").header("Timeout", seconds.to_string());
+        let timeout = Duration::from_secs(u64::from(seconds) + 15);
         loop {
-            let action = wait_event_action(self.http.poll_timeout, self.http.http_timeout);
-            let timeout = Duration::from_secs(u64::from(self.http.poll_timeout) + 15);
-            match self.send(&action, &self.next_id(), timeout, true).await {
+            let started = Instant::now();
+            match self
+                .send(&action, &self.next_id(), Deadline::after(timeout), true)
+                .await
+            {
                 Ok(messages) => {
                     if failures > 0 {
                         self.shared.set_state(State::Connected, None);
                     }
                     failures = 0;
-                    match split_wait_event(messages) {
-                        Ok(reply) => self.route_events(reply.events),
-                        Err(e) => warn!("amiwire: WaitEvent failed: {e}"),
-                    }
+                    let got_events = match split_wait_event(messages) {
+                        Ok(reply) => {
+                            let any = !reply.events.is_empty();
+                            self.route_events(reply.events);
+                            any
+                        }
+                        Err(e) => {
+                            warn!("amiwire: WaitEvent failed: {e}");
+                            false
+                        }
+                    };
+                    // A poll that returns at once must not make the next one start at once:
+                    // a server answering every WaitEvent immediately would get thousands a
+                    // second. Events that arrive meanwhile wait in the server's queue.
+                    let pace = if got_events {
+                        POLL_PACE
+                    } else {
+                        EMPTY_POLL_PACE
+                    };
+                    tokio::time::sleep_until(started + pace).await;
                 }
                 Err(Error::Auth(reason)) => {
                     self.shared.finish(&reason, true);
@@ -445,12 +499,7 @@ impl Ajam {
                             .set_state(State::Reconnecting, Some(e.to_string()));
                         self.shared.each_sub(Subscription::note_gap);
                     }
-                    let policy = &self.options.reconnect;
-                    let wait = policy
-                        .initial
-                        .saturating_mul(1 << failures.min(10))
-                        .min(policy.max);
-                    tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64() * 0.5)).await;
+                    tokio::time::sleep(backoff.next_wait()).await;
                 }
             }
         }
@@ -521,9 +570,18 @@ fn first_response(messages: &[Message]) -> Result<&Message> {
 }
 
 /// The whole body, unless it passes `max` bytes (checked against Content-Length first, then
-/// while reading, for chunked bodies).
-async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>> {
-    let too_large = || Error::Remote(format!("HTTP response body larger than {max} bytes"));
+/// while reading, for chunked bodies) or the bodies being read by this client together pass
+/// its budget (`bodies`, in bytes). The buffer never grows past `max`.
+async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+    held: &mut Held<'_>,
+) -> Result<Vec<u8>> {
+    let too_large = || {
+        Error::Remote(format!(
+            "HTTP response body larger than {max} bytes (the max_body limit)"
+        ))
+    };
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
@@ -533,12 +591,53 @@ async fn read_body(mut response: reqwest::Response, max: usize) -> Result<Vec<u8
         .await
         .map_err(|e| lost(format!("HTTP body: {}", describe(&e))))?
     {
-        if body.len() + chunk.len() > max {
+        let needed = body.len() + chunk.len();
+        if needed > max {
             return Err(too_large());
+        }
+        if !held.take(chunk.len()) {
+            return Err(Error::Remote(format!(
+                "HTTP response bodies read at once passed {}",
+                held.describe()
+            )));
+        }
+        if needed > body.capacity() {
+            // Doubling, but never past `max`: a body at the limit costs the limit.
+            let want = needed.max(body.capacity() * 2).min(max);
+            body.reserve_exact(want - body.len());
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Parses a body on the blocking pool: a large body must not hold the shared client worker
+/// (and with it every other connection of the process) while it is taken apart.
+async fn parse_off_the_worker(
+    endpoint: Endpoint,
+    content_type: Option<String>,
+    body: Vec<u8>,
+) -> Result<Vec<Message>> {
+    if body.len() < PARSE_INLINE {
+        return parse_body(endpoint, content_type.as_deref(), &body);
+    }
+    tokio::task::spawn_blocking(move || parse_body(endpoint, content_type.as_deref(), &body))
+        .await
+        .map_err(|e| Error::Internal(format!("parsing an HTTP body: {e}")))?
+}
+
+/// A 3xx is refused: the error names where it pointed, and nothing is followed.
+fn refuse_redirect(response: &reqwest::Response, target: &str) -> Error {
+    let path = target.split('?').next().unwrap_or_default();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| "nowhere".into());
+    Error::Remote(format!(
+        "HTTP {} from {path} redirects to {location}; Asterisk never redirects, so it was not followed",
+        response.status()
+    ))
 }
 
 /// reqwest's message without the URL it quotes (on GET its query may hold a secret; we only
@@ -573,6 +672,9 @@ fn build_client(options: &Options, http: &Http) -> Result<(reqwest::Client, Stri
         .tls_backend_preconfigured(config)
         .connect_timeout(options.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
+        // Asterisk never redirects; following one would re-post the Login form, secret
+        // included, to wherever the Location points.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .no_proxy();
     let mut host = options.host.clone();
@@ -610,6 +712,7 @@ pub(super) async fn run(
             return;
         }
     };
+    let bodies = ByteBudget::new("max_bodies", http.max_bodies);
     let ajam = Arc::new(Ajam {
         options,
         http,
@@ -626,8 +729,14 @@ pub(super) async fn run(
         digest_turn: tokio::sync::Mutex::new(()),
         setup: Mutex::new(SessionSetup::default()),
         wake_deadlines: tokio::sync::Notify::new(),
+        bodies,
     });
-    if let Err(e) = ajam.login().await {
+    let login_deadline = Deadline::after(
+        ajam.options
+            .connect_timeout
+            .max(ajam.options.action_timeout),
+    );
+    if let Err(e) = ajam.login(login_deadline).await {
         let reason = format!("login failed: {e}");
         shared.deliver(ready, Err(e));
         shared.finish(&reason, true);
@@ -642,7 +751,7 @@ pub(super) async fn run(
         .send(
             &Action::new("CoreSettings"),
             &ajam.next_id(),
-            ajam.options.action_timeout,
+            Deadline::after(ajam.options.action_timeout),
             true,
         )
         .await
@@ -721,7 +830,7 @@ pub(super) async fn run(
             .send(
                 &Action::new("Logoff"),
                 &ajam.next_id(),
-                Duration::from_secs(2),
+                Deadline::after(Duration::from_secs(2)),
                 false,
             )
             .await;

@@ -1,6 +1,9 @@
 //! tokio transports: one driver task per connection owns the socket. No Python here.
 
+mod backoff;
+mod budget;
 pub mod client;
+mod deadline;
 pub mod events;
 pub mod http;
 pub mod options;

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+const MIB: usize = 1024 * 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Auth {
     #[default]
@@ -133,9 +135,12 @@ pub struct Http {
     pub poll_timeout: u32,
     /// The server's `httptimeout` (cookie lifetime), 60 by default.
     pub http_timeout: u32,
-    /// Largest response body read (256 MiB): a bigger one fails the action instead of
+    /// Largest response body read (32 MiB): a bigger one fails the action instead of
     /// taking memory without end.
     pub max_body: usize,
+    /// Bytes of all the bodies one client reads at once (64 MiB): concurrent large replies
+    /// fail beyond it rather than multiply `max_body`.
+    pub max_bodies: usize,
 }
 
 impl Http {
@@ -146,7 +151,8 @@ impl Http {
             https: false,
             poll_timeout: 20,
             http_timeout: 60,
-            max_body: 256 * 1024 * 1024,
+            max_body: 32 * MIB,
+            max_bodies: 64 * MIB,
         }
     }
 }
