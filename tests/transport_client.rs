@@ -1,5 +1,7 @@
 //! The tokio client against a small scripted AMI server on loopback.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
+
 use std::time::Duration;
 
 use amiwire::proto::{Action, Decoder, Expect, Message};

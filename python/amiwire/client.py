@@ -245,9 +245,12 @@ class Client:
     with :class:`~amiwire.ConnectionLost`.
     """
 
-    def __init__(self, conn: _core.Connection, bridge: _Bridge, events: str = "on") -> None:
+    def __init__(
+        self, conn: _core.Connection, bridge: _Bridge, events: str = "on", early_stream: EventStream | None = None
+    ) -> None:
         self._conn = conn
         self._bridge = bridge
+        self._early_stream = early_stream
         self._submit = conn.submit
         self._callbacks: list[asyncio.Task[None]] = []
         # The event mask the session has once the actions already queued have run.
@@ -489,8 +492,9 @@ class Client:
     def events(
         self,
         *patterns: str,
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[Message]: ...
     @overload
@@ -498,8 +502,9 @@ class Client:
         self,
         __a: type[_E1],
         *,
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[_E1]: ...
     @overload
@@ -508,8 +513,9 @@ class Client:
         __a: type[_E1],
         __b: type[_E2],
         *,
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[_E1 | _E2]: ...
     @overload
@@ -519,8 +525,9 @@ class Client:
         __b: type[_E2],
         __c: type[_E3],
         *,
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[_E1 | _E2 | _E3]: ...
     @overload
@@ -531,23 +538,26 @@ class Client:
         __c: type[_E3],
         __d: type[_E4],
         *,
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[_E1 | _E2 | _E3 | _E4]: ...
     @overload
     def events(
         self,
         *patterns: str | type[Message],
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[Message]: ...
     def events(
         self,
         *patterns: str | type[Message],
-        maxsize: int = 10_000,
+        maxsize: int | None = None,
         overflow: Overflow = "drop_oldest",
+        max_bytes: int | None = None,
         **header_filters: HeaderFilter,
     ) -> EventStream[Any]:
         """An async iterator over events, filtered in Rust before they reach Python.
@@ -556,17 +566,20 @@ class Client:
         :mod:`amiwire.events` (``ami.events(Hangup, DialEnd)``: the stream is then typed as
         those classes for type checkers); none means every event. ``header_filters`` require
         header values: a string (exact, or a glob with ``*``/``?``), a compiled regex
-        (searched), or a list of those (any). Each stream has its
-        own bounded queue of ``maxsize`` events; when it is full, ``overflow`` decides:
-        ``drop_oldest`` (default), ``drop_newest`` or ``disconnect`` (the stream then raises).
-        ``stream.dropped`` counts what was lost, ``stream.gaps`` the reconnects it lived
-        through. Several streams may run at once; each sees every matching event. A stream
+        (searched), or a list of those (any). Each stream has its own queue, bounded in bytes
+        (``max_bytes``, 64 MiB by default) and, if given, in events (``maxsize``); all the
+        queues of a client together hold at most ``max_event_bytes`` (see :func:`connect`).
+        When a limit is reached, ``overflow`` decides: ``drop_oldest`` (default),
+        ``drop_newest`` or ``disconnect`` (the stream then raises, naming the limit).
+        ``stream.dropped`` counts what was lost, ``stream.limit_hit`` says which limit it met,
+        ``stream.gaps`` the reconnects it lived through. Several streams may run at once; each
+        sees every matching event. A stream
         ends when the client is closed; when the connection fails for good instead (reconnect
         off or given up), it raises :class:`~amiwire.ConnectionLost` with the reason.
         """
         names = [p if isinstance(p, str) else event_name(p) for p in patterns]
         headers = [(name, _matchers(value)) for name, value in header_filters.items()]
-        sub = self._conn.subscribe(names, headers, maxsize, overflow)
+        sub = self._conn.subscribe(names, headers, maxsize, overflow, max_bytes)
         wanted = [*names, *(f"{name}={value!r}" for name, value in header_filters.items())]
         return EventStream(self._bridge, sub, " ".join(wanted) or "*")
 
@@ -584,6 +597,13 @@ class Client:
             return fn
 
         return register(callback) if callback is not None else register
+
+    @property
+    def early_stream(self) -> EventStream | None:
+        """With ``connect(..., early_stream=True)``: a stream of every event, subscribed before
+        the login, so it sees the session from its first event (``FullyBooted``, and whatever
+        was happening as the session opened). None otherwise."""
+        return self._early_stream
 
     # -- life ----------------------------------------------------------------------------
 
@@ -683,7 +703,9 @@ class EventStream(Generic[_M]):
                 return cast("list[_M]", batch)  # the subscription matches _M's events only
             if sub.closed:
                 if sub.overflowed:
-                    raise ClientClosed("event stream closed: its queue overflowed (overflow='disconnect')")
+                    raise ClientClosed(
+                        f"event stream closed: its queue reached the {sub.limit_hit} (overflow='disconnect')"
+                    )
                 if sub.failure is not None:
                     raise ConnectionLost(f"event stream ended: {sub.failure}")
                 raise StopAsyncIteration
@@ -735,6 +757,16 @@ class EventStream(Generic[_M]):
         return self._sub.delivered
 
     @property
+    def queued_bytes(self) -> int:
+        """Bytes of the events waiting in this stream's queue."""
+        return self._sub.queued_bytes
+
+    @property
+    def limit_hit(self) -> str | None:
+        """The limit this stream's queue last ran into (``"max_bytes limit of … bytes"``)."""
+        return self._sub.limit_hit
+
+    @property
     def queued(self) -> int:
         return self._sub.queued
 
@@ -766,6 +798,8 @@ class _Connect:
     async def _open(self) -> Client:
         bridge = _Bridge()
         conn = bridge.connect(self._options)
+        early = conn.take_early_stream()
+        early_stream = EventStream(bridge, early, "* (from the session's start)") if early is not None else None
         try:
             await conn.ready()
         except BaseException:
@@ -773,7 +807,7 @@ class _Connect:
                 conn.close()  # cancelled while connecting: stop retrying in the background
             bridge.detach()
             raise
-        self._client = Client(conn, bridge, self._options.get("events", "on"))
+        self._client = Client(conn, bridge, self._options.get("events", "on"), early_stream)
         return self._client
 
     def __await__(self) -> Generator[Any, None, Client]:
@@ -811,6 +845,10 @@ def connect(
     insecure: bool = False,
     record: str | None = None,
     list_limit: int = 250_000,
+    max_event_bytes: int | None = None,
+    early_stream: bool = False,
+    max_body: int | None = None,
+    max_bodies: int | None = None,
 ) -> _Connect:
     """Connects and logs in to an AMI server; ``await`` it or use ``async with``.
 
@@ -827,6 +865,11 @@ def connect(
     JSONL transcript (secrets masked) that the simulator can replay (TCP and TLS; refused
     over HTTP). A list action that sends more than ``list_limit`` items raises
     :class:`~amiwire.ListTooLong` (with the first items) instead of growing without end.
+    ``max_event_bytes`` bounds the bytes all event streams of the client hold together
+    (128 MiB by default). ``early_stream=True`` subscribes one stream of every event before
+    the login: :attr:`Client.early_stream` then sees the session from its first event. Over
+    HTTP, ``max_body`` bounds one response body (32 MiB) and ``max_bodies`` the bodies read
+    at once (64 MiB); a bigger one fails the action with an error naming the limit.
     """
     options: dict[str, Any] = parse_url(url) if url else {}
     given = {
@@ -855,6 +898,10 @@ def connect(
         "insecure": insecure,
         "record": record,
         "list_limit": list_limit,
+        "max_event_bytes": max_event_bytes,
+        "early_stream": early_stream,
+        "max_body": max_body,
+        "max_bodies": max_bodies,
     }.items():
         options.setdefault(key, value)
     return _Connect(options)

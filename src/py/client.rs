@@ -26,9 +26,10 @@ use super::message::{outcome_to_py, to_py_list};
 use crate::error::Error;
 use crate::proto::{Action, Expect, Outcome};
 use crate::transport::{
-    Auth, Client, EventMask, Filter, Http, Matcher, Options, Overflow, Reconnect, Reply, Request,
-    Subscription, Tls, Wake,
+    Auth, Client, EventMask, Filter, Http, Matcher, Options, Overflow, QueueLimits, Reconnect,
+    Reply, Request, Subscription, Tls, Wake,
 };
+use serde::Deserialize;
 
 /// Pokes the asyncio loop: one byte on a non-blocking socketpair. A full pipe means a wake-up
 /// is already pending, so WouldBlock is fine.
@@ -44,103 +45,125 @@ fn usage(msg: impl Into<String>) -> PyErr {
     super::errors::LocalProtocolError::new_err(msg.into())
 }
 
-fn get<'py, T: FromPyObjectOwned<'py>>(
-    opts: &Bound<'py, PyDict>,
-    key: &str,
-) -> PyResult<Option<T>> {
-    match opts.get_item(key)? {
-        Some(v) if !v.is_none() => Ok(Some(v.extract::<T>().map_err(Into::<PyErr>::into)?)),
-        _ => Ok(None),
-    }
-}
-
 fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| usage(format!("{what} must be a non-negative number of seconds")))
 }
 
-fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<Options> {
-    let mut o = Options::default();
-    if let Some(host) = get::<String>(opts, "host")? {
-        o.host = host;
-    }
-    if let Some(port) = get::<u16>(opts, "port")? {
-        o.port = port;
-    }
-    o.username = get::<String>(opts, "username")?.unwrap_or_default();
-    o.secret = get::<String>(opts, "secret")?.unwrap_or_default();
-    o.auth = match get::<String>(opts, "auth")?.as_deref() {
-        None | Some("plain") => Auth::Plain,
-        Some("md5") => Auth::Md5,
-        Some(other) => {
-            return Err(usage(format!(
-                "auth must be 'plain' or 'md5', not {other:?}"
-            )));
+/// The options dictionary `amiwire.client.connect` builds, as pythonize reads it. Every key
+/// is optional (absent or None: the default); keys this version does not know are ignored.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConnectOptions {
+    host: Option<String>,
+    port: Option<u16>,
+    username: Option<String>,
+    secret: Option<String>,
+    auth: Option<String>,
+    events: Option<String>,
+    connect_timeout: Option<f64>,
+    timeout: Option<f64>,
+    /// 0 or less turns it off.
+    keepalive: Option<f64>,
+    reconnect: Option<bool>,
+    reconnect_initial: Option<f64>,
+    reconnect_max: Option<f64>,
+    reconnect_attempts: Option<u32>,
+    tls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    insecure: Option<bool>,
+    record: Option<PathBuf>,
+    list_limit: Option<usize>,
+    max_event_bytes: Option<usize>,
+    http_endpoint: Option<String>,
+    http_prefix: Option<String>,
+    https: Option<bool>,
+    poll_timeout: Option<u32>,
+    http_timeout: Option<u32>,
+    max_body: Option<usize>,
+    max_bodies: Option<usize>,
+    /// Subscribe one stream of every event before the login (`Connection.take_early_stream`).
+    early_stream: Option<bool>,
+}
+
+impl ConnectOptions {
+    fn tls(&self) -> Tls {
+        Tls {
+            ca_file: self.ca_file.clone(),
+            server_name: self.server_name.clone(),
+            insecure: self.insecure.unwrap_or(false),
         }
-    };
-    if let Some(events) = get::<String>(opts, "events")? {
-        o.events = EventMask::parse(&events).map_err(usage)?;
     }
-    if let Some(t) = get::<f64>(opts, "connect_timeout")? {
-        o.connect_timeout = seconds(t, "connect_timeout")?;
-    }
-    if let Some(t) = get::<f64>(opts, "timeout")? {
-        o.action_timeout = seconds(t, "timeout")?;
-    }
-    o.keepalive = match get::<f64>(opts, "keepalive")? {
-        Some(t) if t > 0.0 => Some(seconds(t, "keepalive")?),
-        Some(_) => None,
-        None => o.keepalive,
-    };
-    let mut reconnect = Reconnect::default();
-    if let Some(enabled) = get::<bool>(opts, "reconnect")? {
-        reconnect.enabled = enabled;
-    }
-    if let Some(t) = get::<f64>(opts, "reconnect_initial")? {
-        reconnect.initial = seconds(t, "reconnect_initial")?;
-    }
-    if let Some(t) = get::<f64>(opts, "reconnect_max")? {
-        reconnect.max = seconds(t, "reconnect_max")?;
-    }
-    if let Some(n) = get::<u32>(opts, "reconnect_attempts")? {
-        reconnect.max_attempts = n;
-    }
-    o.reconnect = reconnect;
-    if get::<bool>(opts, "tls")?.unwrap_or(false) {
-        o.tls = Some(Tls {
-            ca_file: get::<PathBuf>(opts, "ca_file")?,
-            server_name: get::<String>(opts, "server_name")?,
-            insecure: get::<bool>(opts, "insecure")?.unwrap_or(false),
-        });
-    }
-    o.record = get::<PathBuf>(opts, "record")?;
-    if let Some(limit) = get::<usize>(opts, "list_limit")? {
-        o.list_limit = limit;
-    }
-    if let Some(endpoint) = get::<String>(opts, "http_endpoint")? {
-        let endpoint = crate::proto::http::Endpoint::ALL
-            .into_iter()
-            .find(|e| e.name().eq_ignore_ascii_case(&endpoint))
-            .ok_or_else(|| usage(format!("unknown AMI HTTP endpoint {endpoint:?}")))?;
-        let mut http = Http::new(endpoint);
-        http.prefix = get::<String>(opts, "http_prefix")?.unwrap_or_default();
-        http.https = get::<bool>(opts, "https")?.unwrap_or(false);
-        if let Some(t) = get::<u32>(opts, "poll_timeout")? {
-            http.poll_timeout = t.max(1);
+
+    fn into_options(self) -> PyResult<Options> {
+        let mut o = Options::default();
+        let seconds_of =
+            |value: Option<f64>, what: &str| value.map(|t| seconds(t, what)).transpose();
+        o.host = self.host.clone().unwrap_or(o.host);
+        o.port = self.port.unwrap_or(o.port);
+        o.username = self.username.clone().unwrap_or_default();
+        o.secret = self.secret.clone().unwrap_or_default();
+        o.auth = match self.auth.as_deref() {
+            None | Some("plain") => Auth::Plain,
+            Some("md5") => Auth::Md5,
+            Some(other) => {
+                return Err(usage(format!(
+                    "auth must be 'plain' or 'md5', not {other:?}"
+                )));
+            }
+        };
+        if let Some(events) = &self.events {
+            o.events = EventMask::parse(events).map_err(usage)?;
         }
-        if let Some(t) = get::<u32>(opts, "http_timeout")? {
-            http.http_timeout = t;
+        o.connect_timeout =
+            seconds_of(self.connect_timeout, "connect_timeout")?.unwrap_or(o.connect_timeout);
+        o.action_timeout = seconds_of(self.timeout, "timeout")?.unwrap_or(o.action_timeout);
+        o.keepalive = match self.keepalive {
+            Some(t) if t > 0.0 => Some(seconds(t, "keepalive")?),
+            Some(_) => None,
+            None => o.keepalive,
+        };
+        let defaults = Reconnect::default();
+        o.reconnect = Reconnect {
+            enabled: self.reconnect.unwrap_or(defaults.enabled),
+            initial: seconds_of(self.reconnect_initial, "reconnect_initial")?
+                .unwrap_or(defaults.initial),
+            max: seconds_of(self.reconnect_max, "reconnect_max")?.unwrap_or(defaults.max),
+            max_attempts: self.reconnect_attempts.unwrap_or(defaults.max_attempts),
+        };
+        if self.tls.unwrap_or(false) {
+            o.tls = Some(self.tls());
         }
-        if http.https && o.tls.is_none() {
-            o.tls = Some(Tls {
-                ca_file: get::<PathBuf>(opts, "ca_file")?,
-                server_name: get::<String>(opts, "server_name")?,
-                insecure: get::<bool>(opts, "insecure")?.unwrap_or(false),
-            });
+        o.record = self.record.clone();
+        o.list_limit = self.list_limit.unwrap_or(o.list_limit);
+        o.max_event_bytes = self.max_event_bytes.unwrap_or(o.max_event_bytes);
+        if let Some(endpoint) = &self.http_endpoint {
+            let endpoint = crate::proto::http::Endpoint::ALL
+                .into_iter()
+                .find(|e| e.name().eq_ignore_ascii_case(endpoint))
+                .ok_or_else(|| usage(format!("unknown AMI HTTP endpoint {endpoint:?}")))?;
+            let mut http = Http::new(endpoint);
+            http.prefix = self.http_prefix.clone().unwrap_or_default();
+            http.https = self.https.unwrap_or(false);
+            http.poll_timeout = self.poll_timeout.map_or(http.poll_timeout, |t| t.max(1));
+            http.http_timeout = self.http_timeout.unwrap_or(http.http_timeout);
+            http.max_body = self.max_body.unwrap_or(http.max_body);
+            http.max_bodies = self.max_bodies.unwrap_or(http.max_bodies);
+            if http.https && o.tls.is_none() {
+                o.tls = Some(self.tls());
+            }
+            o.http = Some(http);
         }
-        o.http = Some(http);
+        Ok(o)
     }
-    Ok(o)
+}
+
+fn options_from(opts: &Bound<'_, PyDict>) -> PyResult<(Options, bool)> {
+    let given: ConnectOptions = pythonize::depythonize(opts.as_any())
+        .map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("connect options: {e}")))?;
+    let early_stream = given.early_stream.unwrap_or(false);
+    Ok((given.into_options()?, early_stream))
 }
 
 /// The token the driver reports the first login under; actions count up from it.
@@ -191,6 +214,8 @@ pub struct Connection {
     /// at once lets it write them in one go instead of waking for each.
     outbox: Mutex<Vec<Request>>,
     waiters: Mutex<Waiters>,
+    /// The stream subscribed before the login (`early_stream`), until it is taken.
+    early: Mutex<Option<EventSubscription>>,
 }
 
 impl Connection {
@@ -347,18 +372,24 @@ impl Connection {
         attach: Py<PyAny>,
         future_class: Py<PyAny>,
     ) -> PyResult<Connection> {
-        let options = options_from(options)?;
+        let (options, early_stream) = options_from(options)?;
         let runtime = super::runtime::handle().map_err(|e| to_pyerr(py, e))?;
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let client = Client::spawn(
-            options,
-            Reply::Queued(LOGIN),
-            Some(Arc::new(SocketWaker(wake_tx))),
-            &runtime,
-        );
+        let (client, start) = Client::prepare(options, Some(Arc::new(SocketWaker(wake_tx))));
+        // Subscribed before the driver starts: it sees the session's very first event.
+        let early = early_stream.then(|| EventSubscription {
+            client: client.clone(),
+            sub: client.subscribe_with(
+                Filter::default(),
+                QueueLimits::default(),
+                Overflow::DropOldest,
+            ),
+        });
+        start.start(Reply::Queued(LOGIN), &runtime);
         Ok(Connection {
+            early: Mutex::new(early),
             client,
             wake_rx,
             pid: std::process::id(),
@@ -371,6 +402,11 @@ impl Connection {
                 next_token: LOGIN,
             }),
         })
+    }
+
+    /// The stream of every event from the session's start, once (`early_stream=True`).
+    fn take_early_stream(&self) -> Option<EventSubscription> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The descriptor the asyncio loop watches for wake-ups.
@@ -554,14 +590,16 @@ impl Connection {
 
     /// A new event queue. `names`: event names or globs (empty = all); `headers`:
     /// `(header, [(kind, pattern)])` with kind "glob" or "regex"; any pattern of a header may
-    /// match, every header must.
-    #[pyo3(signature = (names, headers, maxsize=10_000, overflow="drop_oldest"))]
+    /// match, every header must. `maxsize` (events) and `max_bytes` bound the queue (None:
+    /// no count limit, 64 MiB), and the client's `max_event_bytes` all its queues together.
+    #[pyo3(signature = (names, headers, maxsize=None, overflow="drop_oldest", max_bytes=None))]
     fn subscribe(
         &self,
         names: Vec<String>,
         headers: Vec<(String, Vec<(String, String)>)>,
-        maxsize: usize,
+        maxsize: Option<usize>,
         overflow: &str,
+        max_bytes: Option<usize>,
     ) -> PyResult<EventSubscription> {
         let names = names
             .iter()
@@ -586,9 +624,14 @@ impl Connection {
             .collect::<Result<Vec<_>, String>>()
             .map_err(usage)?;
         let overflow = Overflow::parse(overflow).map_err(usage)?;
+        let defaults = QueueLimits::default();
+        let limits = QueueLimits {
+            max_events: maxsize.unwrap_or(defaults.max_events),
+            max_bytes: max_bytes.unwrap_or(defaults.max_bytes),
+        };
         let sub = self
             .client
-            .subscribe(Filter { names, headers }, maxsize, overflow);
+            .subscribe_with(Filter { names, headers }, limits, overflow);
         Ok(EventSubscription {
             client: self.client.clone(),
             sub,
@@ -696,8 +739,9 @@ impl Connection {
         self.client.default_timeout().as_secs_f64()
     }
 
-    /// Counters: messages, events, orphans, decode_errors, reconnects, bytes_read, and the
-    /// number of actions awaiting their result (pending).
+    /// Counters: messages, events, orphans, decode_errors, reconnects, bytes_read, the
+    /// number of actions awaiting their result (pending), and the bytes the event queues hold
+    /// (queued_event_bytes) against their limit (max_event_bytes).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.client.stats();
         let d = PyDict::new(py);
@@ -708,6 +752,8 @@ impl Connection {
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("bytes_read", s.bytes_read)?;
         d.set_item("pending", self.waiters().futures.len())?;
+        d.set_item("queued_event_bytes", s.queued_event_bytes)?;
+        d.set_item("max_event_bytes", s.max_event_bytes)?;
         Ok(d)
     }
 }
@@ -763,6 +809,18 @@ impl EventSubscription {
     #[getter]
     fn queued(&self) -> usize {
         self.sub.stats().queued
+    }
+
+    /// Bytes of the queued events.
+    #[getter]
+    fn queued_bytes(&self) -> usize {
+        self.sub.stats().queued_bytes
+    }
+
+    /// The limit the queue last ran into ("max_bytes limit of 67108864 bytes"), if any.
+    #[getter]
+    fn limit_hit(&self) -> Option<String> {
+        self.sub.limit_hit()
     }
 
     #[getter]

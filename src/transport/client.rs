@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
+use super::budget::ByteBudget;
 use super::deadline::deadline_after;
-use super::events::{Filter, Overflow, Subscription, Wake};
+use super::events::{Filter, Overflow, QueueLimits, Subscription, Wake};
 use super::options::{Auth, Options};
 use super::record::Recorder;
 use crate::error::{Error, Result};
@@ -139,6 +140,9 @@ pub struct Stats {
     pub decode_errors: u64,
     pub reconnects: u64,
     pub bytes_read: u64,
+    /// Bytes the event queues hold now, and the most they may (`max_event_bytes`).
+    pub queued_event_bytes: usize,
+    pub max_event_bytes: usize,
 }
 
 /// State shared between the handle(s) and the driver. No Python objects in here.
@@ -151,11 +155,14 @@ pub struct Shared {
     stats: Mutex<Stats>,
     /// Why the connection failed for good, once it did.
     failure: Mutex<Option<String>>,
+    /// The bytes every subscription's queue holds together (`Options::max_event_bytes`).
+    event_budget: Arc<ByteBudget>,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    fn new(max_event_bytes: usize) -> Shared {
         Shared {
+            event_budget: Arc::new(ByteBudget::new("max_event_bytes", max_event_bytes)),
             completions: Mutex::new(Completions::default()),
             waker: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
@@ -348,52 +355,33 @@ impl Client {
         waker: Option<Arc<dyn Wake>>,
         runtime: &tokio::runtime::Handle,
     ) -> Client {
+        let (client, start) = Client::prepare(options, waker);
+        start.start(ready, runtime);
+        client
+    }
+
+    /// A client whose driver has not started yet: what is subscribed before `Start::start`
+    /// sees the session from its first event (FullyBooted, and whatever happens as it opens).
+    pub fn prepare(options: Options, waker: Option<Arc<dyn Wake>>) -> (Client, Start) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(options.max_event_bytes));
         if let Ok(mut slot) = shared.waker.lock() {
             *slot = waker;
         }
-        if let Reply::Queued(token) = ready {
-            shared.expect(std::iter::once(token));
-        }
-        let default_timeout = options.action_timeout;
-        let driver = Driver {
-            options,
-            rx,
-            shared: shared.clone(),
-            ids: ActionIds::new(),
-            setup: SessionSetup::default(),
-        };
-        let guard_shared = shared.clone();
-        runtime.spawn(async move {
-            // A panic in the driver must not leave waiters hanging: the guard task observes
-            // the driver's JoinHandle and fails everything that is left.
-            let result = match driver.options.http.clone() {
-                Some(http) => {
-                    tokio::spawn(super::http::run(
-                        driver.options,
-                        http,
-                        driver.rx,
-                        driver.shared,
-                        ready,
-                    ))
-                    .await
-                }
-                None => tokio::spawn(driver.run(ready)).await,
-            };
-            if let Err(e) = result {
-                warn!("amiwire driver ended abnormally: {e}");
-                guard_shared.fail_outstanding(&format!("the connection's driver task died: {e}"));
-                guard_shared.finish("internal error", true);
-            }
-        });
-        Client {
+        let client = Client {
             tx,
-            shared,
-            default_timeout,
-        }
+            shared: shared.clone(),
+            default_timeout: options.action_timeout,
+        };
+        (
+            client,
+            Start {
+                options,
+                rx,
+                shared,
+            },
+        )
     }
-
     pub fn submit(&self, request: Request) -> Result<()> {
         request.action.validate()?;
         self.submit_all(vec![request])
@@ -449,13 +437,33 @@ impl Client {
         let _ = self.tx.send(Command::Cancel(token));
     }
 
+    /// A queue of at most `capacity` events (and the default bytes).
     pub fn subscribe(
         &self,
         filter: Filter,
         capacity: usize,
         overflow: Overflow,
     ) -> Arc<Subscription> {
-        let sub = Arc::new(Subscription::new(filter, capacity, overflow));
+        let limits = QueueLimits {
+            max_events: capacity,
+            ..QueueLimits::default()
+        };
+        self.subscribe_with(filter, limits, overflow)
+    }
+
+    /// A queue within `limits`, its bytes counted against the client's `max_event_bytes`.
+    pub fn subscribe_with(
+        &self,
+        filter: Filter,
+        limits: QueueLimits,
+        overflow: Overflow,
+    ) -> Arc<Subscription> {
+        let sub = Arc::new(Subscription::bounded(
+            filter,
+            limits,
+            overflow,
+            self.shared.event_budget.clone(),
+        ));
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.retain(|s| !s.is_closed());
             subs.push(sub.clone());
@@ -471,7 +479,7 @@ impl Client {
     }
 
     pub fn unsubscribe(&self, sub: &Arc<Subscription>) {
-        sub.close();
+        sub.discard();
         if let Ok(mut subs) = self.shared.subs.lock() {
             subs.retain(|s| !Arc::ptr_eq(s, sub));
         }
@@ -538,7 +546,11 @@ impl Client {
     }
 
     pub fn stats(&self) -> Stats {
-        self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+        Stats {
+            queued_event_bytes: self.shared.event_budget.used(),
+            max_event_bytes: self.shared.event_budget.limit(),
+            ..self.shared.stats.lock().map(|s| *s).unwrap_or_default()
+        }
     }
 
     pub fn default_timeout(&self) -> Duration {
@@ -601,6 +613,52 @@ enum End {
     UserClosed(Reply),
     HandlesDropped,
     Lost(String),
+}
+
+/// The driver of a prepared client, not started yet.
+pub struct Start {
+    options: Options,
+    rx: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+}
+
+impl Start {
+    /// Starts the driver on `runtime`; `ready` learns whether the first login worked.
+    pub fn start(self, ready: Reply, runtime: &tokio::runtime::Handle) {
+        let Start {
+            options,
+            rx,
+            shared,
+        } = self;
+        if let Reply::Queued(token) = ready {
+            shared.expect(std::iter::once(token));
+        }
+        let guard_shared = shared.clone();
+        runtime.spawn(async move {
+            // A panic in the driver must not leave waiters hanging: the guard task observes
+            // the driver's JoinHandle and fails everything that is left.
+            let result = match options.http.clone() {
+                Some(http) => {
+                    tokio::spawn(super::http::run(options, http, rx, shared, ready)).await
+                }
+                None => {
+                    let driver = Driver {
+                        options,
+                        rx,
+                        shared,
+                        ids: ActionIds::new(),
+                        setup: SessionSetup::default(),
+                    };
+                    tokio::spawn(driver.run(ready)).await
+                }
+            };
+            if let Err(e) = result {
+                warn!("amiwire driver ended abnormally: {e}");
+                guard_shared.fail_outstanding(&format!("the connection's driver task died: {e}"));
+                guard_shared.finish("internal error", true);
+            }
+        });
+    }
 }
 
 /// Results for `Reply::Queued` waiters, and the tokens still owed one.

@@ -4,14 +4,43 @@
 //! policy decides (drop the oldest, drop the newest, or end the subscription) and a counter
 //! records it. A consumer that stalls therefore never stalls the socket reader, and Asterisk
 //! (which drops clients that do not read within 100 ms) never sees a slow client.
+//!
+//! "Full" is counted in bytes as well as events: per queue (`QueueLimits`) and across every
+//! queue of one client (a shared `ByteBudget`), so that large events cannot take gigabytes
+//! while the counts look small.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use regex::Regex;
 
+use super::budget::ByteBudget;
 use crate::proto::Message;
+
+const MIB: usize = 1024 * 1024;
+
+/// How much one event queue may hold before its overflow policy applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Events (`maxsize`).
+    pub max_events: usize,
+    /// Bytes of the queued events (`max_bytes`).
+    pub max_bytes: usize,
+}
+
+impl Default for QueueLimits {
+    /// No count limit, 64 MiB: a consumer held up for seconds on a busy PBX (some 50,000
+    /// events, 20 MB) loses nothing; 10,000 events of 100 KB cannot cost a gigabyte.
+    fn default() -> Self {
+        QueueLimits {
+            max_events: usize::MAX,
+            max_bytes: DEFAULT_QUEUE_BYTES,
+        }
+    }
+}
+
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * MIB;
 
 /// Case-insensitive glob (`*`, `?`) over event names and header values.
 #[derive(Clone, Debug)]
@@ -128,12 +157,22 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Message>,
+    bytes: usize,
+}
+
 #[derive(Debug)]
 pub struct Subscription {
     pub filter: Filter,
-    capacity: usize,
+    limits: QueueLimits,
     overflow: Overflow,
-    queue: Mutex<VecDeque<Message>>,
+    queue: Mutex<Queue>,
+    /// Shared by every subscription of the client.
+    budget: Arc<ByteBudget>,
+    /// The limit the queue last ran into, for errors and reprs.
+    limit_hit: Mutex<Option<String>>,
     /// The consumer found the queue empty and waits for a wake-up.
     armed: AtomicBool,
     closed: AtomicBool,
@@ -149,6 +188,7 @@ pub struct Subscription {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubscriptionStats {
     pub queued: usize,
+    pub queued_bytes: usize,
     pub delivered: u64,
     pub dropped: u64,
     /// Reconnects seen: events may be missing around each.
@@ -158,12 +198,33 @@ pub struct SubscriptionStats {
 }
 
 impl Subscription {
+    /// A queue of at most `capacity` events (and the default bytes), on its own.
     pub fn new(filter: Filter, capacity: usize, overflow: Overflow) -> Subscription {
+        let limits = QueueLimits {
+            max_events: capacity,
+            ..QueueLimits::default()
+        };
+        let unshared = Arc::new(ByteBudget::new("max_event_bytes", usize::MAX));
+        Subscription::bounded(filter, limits, overflow, unshared)
+    }
+
+    /// A queue within `limits` whose bytes also count against the client's `budget`.
+    pub fn bounded(
+        filter: Filter,
+        limits: QueueLimits,
+        overflow: Overflow,
+        budget: Arc<ByteBudget>,
+    ) -> Subscription {
         Subscription {
             filter,
-            capacity: capacity.max(1),
+            limits: QueueLimits {
+                max_events: limits.max_events.max(1),
+                max_bytes: limits.max_bytes,
+            },
             overflow,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
+            budget,
+            limit_hit: Mutex::new(None),
             armed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
@@ -190,27 +251,72 @@ impl Subscription {
             let Ok(mut queue) = self.queue.lock() else {
                 return false;
             };
-            for msg in events {
-                if queue.len() >= self.capacity {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+            'events: for msg in events {
+                let size = msg.heap_size();
+                loop {
+                    let Some(limit) = self.limit_for(&queue, size) else {
+                        queue.bytes += size;
+                        queue.events.push_back(msg);
+                        added = true;
+                        continue 'events;
+                    };
+                    self.note_limit(limit);
                     match self.overflow {
-                        Overflow::DropOldest => {
-                            queue.pop_front();
+                        // An event larger than the whole queue evicts nothing.
+                        Overflow::DropOldest
+                            if !queue.events.is_empty() && size <= self.limits.max_bytes =>
+                        {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            if let Some(old) = queue.events.pop_front() {
+                                queue.bytes -= old.heap_size();
+                                self.budget.give_back(old.heap_size());
+                            }
                         }
-                        Overflow::DropNewest => continue,
+                        // Nothing left to make room with: this one goes.
+                        Overflow::DropOldest | Overflow::DropNewest => {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            continue 'events;
+                        }
                         Overflow::Disconnect => {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
                             self.overflowed.store(true, Ordering::Release);
                             self.closed.store(true, Ordering::Release);
                             added = true;
-                            break;
+                            break 'events;
                         }
                     }
                 }
-                queue.push_back(msg);
-                added = true;
             }
         }
         added && self.take_armed()
+    }
+
+    /// Which limit an event of `size` bytes would pass, if any; when none, its bytes are
+    /// taken from the client's budget.
+    fn limit_for(&self, queue: &Queue, size: usize) -> Option<String> {
+        if queue.events.len() >= self.limits.max_events {
+            return Some(format!("maxsize of {} events", self.limits.max_events));
+        }
+        if queue.bytes + size > self.limits.max_bytes {
+            return Some(format!(
+                "max_bytes limit of {} bytes",
+                self.limits.max_bytes
+            ));
+        }
+        (!self.budget.try_take(size)).then(|| self.budget.describe())
+    }
+
+    fn note_limit(&self, limit: String) {
+        if let Ok(mut slot) = self.limit_hit.lock() {
+            if slot.as_deref() != Some(limit.as_str()) {
+                *slot = Some(limit);
+            }
+        }
+    }
+
+    /// The limit the queue last ran into ("max_bytes limit of 67108864 bytes"), if any.
+    pub fn limit_hit(&self) -> Option<String> {
+        self.limit_hit.lock().ok().and_then(|l| l.clone())
     }
 
     fn take_armed(&self) -> bool {
@@ -223,8 +329,11 @@ impl Subscription {
         let Ok(mut queue) = self.queue.lock() else {
             return Vec::new();
         };
-        let n = max.min(queue.len());
-        let out: Vec<Message> = queue.drain(..n).collect();
+        let n = max.min(queue.events.len());
+        let out: Vec<Message> = queue.events.drain(..n).collect();
+        let bytes: usize = out.iter().map(Message::heap_size).sum();
+        queue.bytes -= bytes;
+        self.budget.give_back(bytes);
         self.delivered
             .fetch_add(out.len() as u64, Ordering::Relaxed);
         out
@@ -234,7 +343,11 @@ impl Subscription {
     /// (or the subscription ended), in which case it must not wait.
     pub fn arm(&self) -> bool {
         self.armed.store(true, Ordering::Release);
-        let empty = self.queue.lock().map(|q| q.is_empty()).unwrap_or(false);
+        let empty = self
+            .queue
+            .lock()
+            .map(|q| q.events.is_empty())
+            .unwrap_or(false);
         if !empty || self.closed.load(Ordering::Acquire) {
             self.armed.store(false, Ordering::Release);
             return false;
@@ -245,6 +358,14 @@ impl Subscription {
     pub fn note_gap(&self) -> bool {
         self.gaps.fetch_add(1, Ordering::Relaxed);
         self.take_armed()
+    }
+
+    /// Ends the subscription and drops what it queued (the consumer went away).
+    pub fn discard(&self) {
+        self.close();
+        if let Ok(mut queue) = self.queue.lock() {
+            self.budget.give_back(std::mem::take(&mut *queue).bytes);
+        }
     }
 
     /// Ends the subscription; returns true when the consumer must be woken.
@@ -272,8 +393,14 @@ impl Subscription {
     }
 
     pub fn stats(&self) -> SubscriptionStats {
+        let (queued, queued_bytes) = self
+            .queue
+            .lock()
+            .map(|q| (q.events.len(), q.bytes))
+            .unwrap_or_default();
         SubscriptionStats {
-            queued: self.queue.lock().map(|q| q.len()).unwrap_or(0),
+            queued,
+            queued_bytes,
             delivered: self.delivered.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
@@ -294,6 +421,14 @@ impl Subscription {
                 return None;
             }
             notified.await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(queue) = self.queue.get_mut() {
+            self.budget.give_back(queue.bytes);
         }
     }
 }

@@ -10,6 +10,9 @@ pub mod options;
 mod record;
 mod tls;
 
-pub use client::{Client, Info, Reply, Request, State, Stats, Transition};
-pub use events::{Filter, Matcher, Overflow, Subscription, SubscriptionStats, Wake};
+pub use client::{Client, Info, Reply, Request, Start, State, Stats, Transition};
+pub use events::{
+    DEFAULT_QUEUE_BYTES, Filter, Matcher, Overflow, QueueLimits, Subscription, SubscriptionStats,
+    Wake,
+};
 pub use options::{Auth, EventMask, Http, Options, Reconnect, Tls};

@@ -121,6 +121,9 @@ pub struct Options {
     pub http: Option<Http>,
     /// Items one list action may collect before it fails with `Error::ListTooLong`.
     pub list_limit: usize,
+    /// Bytes the event queues of this client may hold together (128 MiB), on top of each
+    /// queue's own `QueueLimits`.
+    pub max_event_bytes: usize,
 }
 
 /// AJAM: the manager over Asterisk's HTTP server (`http.conf`).
@@ -174,6 +177,7 @@ impl Default for Options {
             record: None,
             http: None,
             list_limit: crate::proto::DEFAULT_LIST_LIMIT,
+            max_event_bytes: 128 * MIB,
         }
     }
 }
@@ -194,6 +198,8 @@ impl fmt::Debug for Options {
             .field("reconnect", &self.reconnect)
             .field("record", &self.record)
             .field("http", &self.http)
+            .field("list_limit", &self.list_limit)
+            .field("max_event_bytes", &self.max_event_bytes)
             .finish()
     }
 }

@@ -302,3 +302,40 @@ async def test_recording_masks_secrets_and_replays(sim, tmp_path):
     assert {k: v for k, v in second.items() if k != "ActionID"} == {
         k: v for k, v in first.items() if k != "ActionID"
     }
+
+
+async def test_an_early_stream_sees_the_session_from_its_first_event(sim):
+    async with amiwire.connect(sim.url, early_stream=True) as ami:
+        stream = ami.early_stream
+        assert stream is not None
+        first = await asyncio.wait_for(stream.__anext__(), 5)
+        assert first.name == "FullyBooted"
+    async with amiwire.connect(sim.url) as ami:
+        assert ami.early_stream is None
+
+
+async def test_a_stream_bounded_in_bytes_names_the_limit_it_met(sim):
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent", max_bytes=5_000, overflow="disconnect")
+        for i in range(20):
+            sim.emit_event("UserEvent", [("UserEvent", "Big"), ("Data", "x" * 1_000), ("Seq", str(i))])
+        await ami.ping()  # the events were read before its response
+        with pytest.raises(amiwire.ClientClosed, match="max_bytes limit of 5000 bytes"):
+            async for _ in stream:
+                pass
+        assert stream.limit_hit == "max_bytes limit of 5000 bytes"
+        kept = ami.events("UserEvent", max_bytes=5_000)
+        sim.emit_event("UserEvent", [("UserEvent", "Small")])
+        await ami.ping()
+        assert kept.queued == 1 and 0 < kept.queued_bytes < 5_000
+        assert ami.stats()["queued_event_bytes"] >= kept.queued_bytes
+        assert ami.stats()["max_event_bytes"] == 128 * 1024 * 1024
+
+
+async def test_huge_timeouts_saturate_instead_of_failing_the_connection(sim):
+    import sys
+
+    async with amiwire.connect(sim.url, timeout=sys.maxsize, keepalive=sys.maxsize) as ami:
+        assert (await ami.ping(timeout=sys.maxsize))["Ping"] == "Pong"
+        assert (await ami.ping())["Ping"] == "Pong"
+        assert ami.state == "connected"
