@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use md5::{Digest, Md5};
-
 use super::message::is_secret_header;
 use crate::error::{Error, Result};
 
@@ -234,15 +232,6 @@ impl Default for ActionIds {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The `Key` for an MD5 challenge login: lowercase hex of md5(challenge + secret).
-/// Asterisk compares it as a string, so the case matters.
-pub fn md5_key(challenge: &str, secret: &str) -> String {
-    let mut hasher = Md5::new();
-    hasher.update(challenge.as_bytes());
-    hasher.update(secret.as_bytes());
-    hex_lower(&hasher.finalize())
 }
 
 pub fn hex_lower(bytes: &[u8]) -> String {

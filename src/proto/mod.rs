@@ -2,15 +2,19 @@
 //! actions in, bytes out; time is passed in by the caller.
 
 pub mod action;
+pub mod auth;
 pub mod correlator;
 pub mod decoder;
 pub mod http;
 pub mod live;
+pub mod login;
 pub mod message;
 
-pub use action::{Action, ActionIds, md5_key};
+pub use action::{Action, ActionIds};
+pub use auth::md5_key;
 pub use correlator::{
     Completion, Correlator, DEFAULT_LIST_LIMIT, Expect, Expired, Outcome, Routed, command_output,
 };
 pub use decoder::{Decoder, Limits, decode_all};
+pub use login::{Login, Progress, Replay, SessionInfo};
 pub use message::{Header, Kind, Message, decode_text};
