@@ -26,18 +26,19 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::budget::{ByteBudget, Held};
-use super::client::{
-    Command, Info, Reply, Request, SessionSetup, Shared, State, closed, judge, local_outcome, lost,
-};
+use super::command::{Command, Reply, Request};
 use super::deadline::Deadline;
 use super::events::Subscription;
 use super::options::{Auth, EventMask, Http, Options};
+use super::outcome::{closed, judge, local_outcome, lost};
+use super::shared::{Info, Shared};
+use super::state::State;
 use crate::error::{Error, Result};
 use crate::proto::http::{
     self as ajam, DigestSession, Endpoint, Method, Retry, SessionCookie, parse_body,
     parse_set_cookie, session_expired, split_wait_event, wait_event_timeout,
 };
-use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Routed, md5_key};
+use crate::proto::{Action, ActionIds, Correlator, Expect, Message, Replay, Routed, md5_key};
 
 /// 401s one request answers with a retry before giving up on the server.
 const MAX_DIGEST_RETRIES: u32 = 30;
@@ -83,7 +84,7 @@ struct Ajam {
     /// The bytes of the bodies being read at once (`Http::max_bodies`).
     bodies: ByteBudget,
     /// Sent again to the new session after a re-login.
-    setup: Mutex<SessionSetup>,
+    setup: Mutex<Replay>,
 }
 
 impl Ajam {
@@ -727,7 +728,7 @@ pub(super) async fn run(
         originates: Mutex::new(Correlator::new()),
         early: Mutex::new(HashMap::new()),
         digest_turn: tokio::sync::Mutex::new(()),
-        setup: Mutex::new(SessionSetup::default()),
+        setup: Mutex::new(Replay::default()),
         wake_deadlines: tokio::sync::Notify::new(),
         bodies,
     });

@@ -1,0 +1,39 @@
+//! What a handle sends its driver: actions (each with where its result goes), cancels and
+//! the close.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::error::Result;
+use crate::proto::{Action, Expect, Outcome};
+
+/// Where an action's result goes.
+pub enum Reply {
+    Oneshot(oneshot::Sender<Result<Outcome>>),
+    /// Pushed to the completion queue under this token; the waker is poked when the queue
+    /// turns non-empty (the Python side resolves its future on the loop thread).
+    Queued(u64),
+    /// The driver's own keepalive Ping.
+    Keepalive,
+}
+
+impl Reply {
+    pub(super) fn gone(&self) -> bool {
+        matches!(self, Reply::Oneshot(tx) if tx.is_closed())
+    }
+}
+
+pub struct Request {
+    pub action: Action,
+    pub expect: Expect,
+    pub timeout: Option<Duration>,
+    pub reply: Reply,
+}
+
+pub(super) enum Command {
+    /// One or more actions, in order: a batch costs the driver one wake-up.
+    Actions(Vec<Request>),
+    Cancel(u64),
+    Close(Reply),
+}

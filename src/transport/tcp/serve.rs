@@ -1,0 +1,341 @@
+//! Serving one TCP session: the select loop that reads, writes, takes commands and keeps
+//! deadlines, and the routing of what was read.
+//!
+//! The loop never stalls the reader on a consumer: replies go to their waiter, events to the
+//! bounded subscriber queues. Writes are coalesced and run concurrently with reads, so a
+//! server that stops reading cannot stop us from reading; and a server that never stops
+//! writing cannot starve the writes, the commands or the deadlines (each turn reads at most
+//! one buffer, and the others are polled first).
+
+use std::time::Duration;
+
+use log::{debug, trace, warn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::{Pending, Session, Tcp};
+use crate::error::{Error, Result};
+use crate::proto::{Action, Expect, Outcome, Routed};
+use crate::transport::command::{Command, Reply, Request};
+use crate::transport::deadline::deadline_after;
+use crate::transport::outcome::judge;
+use crate::transport::shared::Shared;
+use crate::transport::supervisor::End;
+
+impl Tcp {
+    /// Registers and encodes one request (no I/O: the main loop writes `out`).
+    fn send(&mut self, s: &mut Session, req: Request) {
+        let id = match req.action.action_id() {
+            Some(id) => id.to_owned(),
+            None => self.ids.next_id(),
+        };
+        if let Err(e) = req.action.encode(Some(&id), &mut s.out) {
+            self.link.shared.deliver(req.reply, Err(e));
+            return;
+        }
+        self.replay.note(&req.action);
+        let timeout = req.timeout.unwrap_or(self.link.options.action_timeout);
+        let now = Instant::now();
+        let token = match req.reply {
+            Reply::Queued(t) => Some(t),
+            _ => None,
+        };
+        let pending = Pending {
+            reply: req.reply,
+            action: req.action.name().to_owned(),
+            token,
+            started: now,
+        };
+        if let Err(pending) = s.correlator.register(
+            id.clone(),
+            req.expect,
+            Some(deadline_after(now, timeout).into_std()),
+            pending,
+        ) {
+            let len = s.out.len();
+            // Take the bytes back: nothing is sent for a refused action.
+            if let Ok(bytes) = req.action.to_bytes(Some(&id)) {
+                s.out.truncate(len.saturating_sub(bytes.len()));
+            }
+            self.link.shared.deliver(
+                pending.reply,
+                Err(Error::Usage(format!(
+                    "ActionID {id:?} is already in flight"
+                ))),
+            );
+        }
+    }
+
+    pub(super) async fn serve_session(&mut self, s: &mut Session) -> End {
+        // Anything already decoded during login belongs to the stream.
+        if let Err(reason) = self.process(s) {
+            return End::Lost(reason);
+        }
+        let keepalive = self.link.options.keepalive;
+        loop {
+            let next_deadline = s.correlator.next_deadline().map(Instant::from_std);
+            let keepalive_at = keepalive
+                .filter(|_| !s.keepalive_out)
+                .map(|k| deadline_after(s.last_read, k));
+            // Never longer than a default action deadline: a new action's deadline is then
+            // never earlier than the timer, and arming an earlier timer from inside the
+            // runtime makes tokio wake its own driver (an eventfd write and an extra epoll
+            // round for each action of a sequential caller). A wake with nothing due is cheap.
+            let idle_wake = deadline_after(Instant::now(), self.link.options.action_timeout);
+            let sleep_until = [next_deadline, keepalive_at, Some(idle_wake)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(idle_wake);
+            // Checked against the clock, not only by the timer: under a flood the socket is
+            // always readable and tokio's timer wheel may not turn for a while.
+            let due = [next_deadline, keepalive_at].into_iter().flatten().min();
+            if due.is_some_and(|due| Instant::now() >= due) {
+                if let Some(reason) = self.tick(s) {
+                    return End::Lost(reason);
+                }
+                continue;
+            }
+            let writing = !s.out.is_empty();
+            // Commands, writes and the timer come before the read: a socket that stays
+            // readable must not starve them. One read is at most `rbuf`'s capacity (64 KiB),
+            // so every turn of this loop is short.
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    if let Some(reason) = self.tick(s) {
+                        return End::Lost(reason);
+                    }
+                }
+                cmd = self.link.rx.recv() => {
+                    let Some(cmd) = cmd else { return self.logoff(s, None).await };
+                    if let Some(end) = self.command(s, cmd) {
+                        return match end {
+                            End::UserClosed(reply) => self.logoff(s, Some(reply)).await,
+                            other => other,
+                        };
+                    }
+                    // Coalesce everything already queued into one write.
+                    while let Ok(cmd) = self.link.rx.try_recv() {
+                        if let Some(end) = self.command(s, cmd) {
+                            return match end {
+                                End::UserClosed(reply) => self.logoff(s, Some(reply)).await,
+                                other => other,
+                            };
+                        }
+                    }
+                }
+                written = s.write.write(&s.out), if writing => {
+                    match written {
+                        Ok(0) => return End::Lost("write: connection closed".into()),
+                        Ok(n) => {
+                            if let Some(rec) = self.link.recorder.as_mut() { rec.record("send", s.out.get(..n).unwrap_or_default(), false); }
+                            s.out.drain(..n);
+                        }
+                        Err(e) => return End::Lost(format!("write: {e}")),
+                    }
+                }
+                read = s.read.read_buf(&mut s.rbuf) => {
+                    match read {
+                        Ok(0) => {
+                            if let Some(rec) = self.link.recorder.as_mut() { rec.record("recv", b"", true); }
+                            return End::Lost("the server closed the connection".into());
+                        }
+                        Ok(n) => {
+                            s.last_read = Instant::now();
+                            self.link.shared.stats_mut(|st| st.bytes_read += n as u64);
+                            if let Some(rec) = self.link.recorder.as_mut() { rec.record("recv", &s.rbuf, false); }
+                            s.decoder.feed(&s.rbuf);
+                            s.rbuf.clear();
+                            if let Err(reason) = self.process(s) {
+                                return End::Lost(reason);
+                            }
+                        }
+                        Err(e) => return End::Lost(format!("read: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, s: &mut Session, cmd: Command) -> Option<End> {
+        match cmd {
+            Command::Actions(reqs) => {
+                for req in reqs {
+                    self.send(s, req);
+                }
+            }
+            Command::Cancel(token) => {
+                s.correlator.cancel_where(|p| p.token == Some(token));
+            }
+            Command::Close(reply) => return Some(End::UserClosed(reply)),
+        }
+        None
+    }
+
+    /// Deadlines and keepalive. Returns a reason when the connection must be dropped.
+    fn tick(&mut self, s: &mut Session) -> Option<String> {
+        let now = Instant::now();
+        s.correlator.cancel_where(|p| p.reply.gone());
+        for expired in s.correlator.expire(now.into_std()) {
+            let pending = expired.token;
+            if matches!(pending.reply, Reply::Keepalive) {
+                return Some("keepalive Ping unanswered: the connection is half-open".into());
+            }
+            let err = Error::Timeout {
+                action: pending.action.clone(),
+                action_id: expired.action_id,
+                seconds: now.duration_since(pending.started).as_secs_f64(),
+                partial: expired.partial.map(Box::new),
+            };
+            self.link.shared.deliver(pending.reply, Err(err));
+        }
+        if let Some(interval) = self.link.options.keepalive {
+            if !s.keepalive_out && now >= deadline_after(s.last_read, interval) {
+                s.keepalive_out = true;
+                let timeout = interval.min(Duration::from_secs(10));
+                self.send(
+                    s,
+                    Request {
+                        action: Action::new("Ping"),
+                        expect: Expect::Auto,
+                        timeout: Some(timeout),
+                        reply: Reply::Keepalive,
+                    },
+                );
+            }
+        }
+        None
+    }
+
+    /// Decodes and routes everything buffered.
+    fn process(&mut self, s: &mut Session) -> std::result::Result<(), String> {
+        let mut events = Vec::new();
+        // Handed over together after the read, so that a burst of replies wakes the loop once
+        // (pushing them one by one lets the loop wake, drain and sleep again for each).
+        let mut done = Vec::new();
+        let mut messages = 0u64;
+        let mut orphans = 0u64;
+        let mut errors = 0u64;
+        while let Some(item) = s.next_message() {
+            let msg = match item {
+                Ok(msg) => msg,
+                Err(e) => {
+                    // One oversized message is dropped; the stream goes on.
+                    warn!("amiwire: dropped a message: {e}");
+                    errors += 1;
+                    continue;
+                }
+            };
+            messages += 1;
+            match s.correlator.route(msg) {
+                Routed::Event(ev) => events.push(ev),
+                Routed::Done(c) => self.complete(s, c.token, c.outcome, &mut done),
+                Routed::DoneAndEvent(c, ev) => {
+                    self.complete(s, c.token, c.outcome, &mut done);
+                    events.push(ev);
+                }
+                Routed::Absorbed => {}
+                Routed::Orphan(msg) => {
+                    orphans += 1;
+                    trace!("amiwire: unmatched response dropped: {msg:?}");
+                }
+                Routed::TooLong(given_up) => {
+                    let pending = given_up.token;
+                    let error = Error::ListTooLong {
+                        action: pending.action,
+                        action_id: given_up.action_id,
+                        limit: self.link.options.list_limit,
+                        partial: given_up.partial.map(Box::new),
+                    };
+                    Self::settle(&self.link.shared, pending.reply, Err(error), &mut done);
+                }
+            }
+        }
+        let n_events = events.len() as u64;
+        let completed = self.link.shared.queue_completions(done);
+        if self.link.shared.push_events(events) || completed {
+            self.link.shared.wake();
+        }
+        self.link.shared.stats_mut(|st| {
+            st.messages += messages;
+            st.events += n_events;
+            st.orphans += orphans;
+            st.decode_errors += errors;
+        });
+        Ok(())
+    }
+
+    /// Settles one action; a `Reply::Queued` result joins `done`, the read's batch.
+    fn complete(
+        &mut self,
+        s: &mut Session,
+        pending: Pending,
+        outcome: Outcome,
+        done: &mut Vec<(u64, Result<Outcome>)>,
+    ) {
+        match pending.reply {
+            Reply::Keepalive => s.keepalive_out = false,
+            reply => Self::settle(
+                &self.link.shared,
+                reply,
+                judge(&pending.action, outcome),
+                done,
+            ),
+        }
+    }
+
+    /// A `Reply::Queued` result joins `done`, the read's batch; any other is delivered now.
+    fn settle(
+        shared: &Shared,
+        reply: Reply,
+        result: Result<Outcome>,
+        done: &mut Vec<(u64, Result<Outcome>)>,
+    ) {
+        match reply {
+            Reply::Queued(token) => done.push((token, result)),
+            reply => shared.deliver(reply, result),
+        }
+    }
+
+    /// Sends Logoff and waits briefly for Goodbye or EOF, then drops the socket.
+    async fn logoff(&mut self, s: &mut Session, reply: Option<Reply>) -> End {
+        let id = self.ids.next_id();
+        if Action::new("Logoff").encode(Some(&id), &mut s.out).is_ok() {
+            let out = std::mem::take(&mut s.out);
+            let bye = async {
+                s.write.write_all(&out).await?;
+                if let Some(rec) = self.link.recorder.as_mut() {
+                    rec.record("send", &out, false);
+                }
+                loop {
+                    s.rbuf.clear();
+                    let n = s.read.read_buf(&mut s.rbuf).await?;
+                    if let Some(rec) = self.link.recorder.as_mut() {
+                        rec.record("recv", &s.rbuf, n == 0);
+                    }
+                    if n == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    s.decoder.feed(&s.rbuf);
+                    while let Some(Ok(msg)) = s.decoder.next_message() {
+                        if msg.has_value("Response", "Goodbye") {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), bye)
+                .await
+                .is_err()
+            {
+                debug!("amiwire: no Goodbye within 2 s; closing anyway");
+            }
+        }
+        let _ = s.write.shutdown().await;
+        match reply {
+            Some(reply) => End::UserClosed(reply),
+            None => End::HandlesDropped,
+        }
+    }
+}
