@@ -157,3 +157,20 @@ fn the_replay_follows_the_probe_in_order_and_reports_refusals() {
         [("Filter".to_owned(), "Filter Not Supported".to_owned())]
     );
 }
+
+#[test]
+fn a_renewed_session_skips_the_probe_and_goes_to_the_replay() {
+    let mask = Action::new("Events").header("EventMask", "call");
+    let mut login = Login::new("admin", "amiwire", false)
+        .without_probe()
+        .with_replay(vec![mask]);
+    login.start();
+    let next = sent(login.on_response(&response("Response: Success")));
+    assert!(next.is("Events"));
+    assert!(matches!(
+        login.on_response(&response("Response: Success")),
+        Progress::Ready(_)
+    ));
+    let mut digest = Login::authenticated().without_probe();
+    assert!(matches!(digest.start(), Progress::Ready(_)));
+}

@@ -55,6 +55,8 @@ pub struct Login {
     events: Option<String>,
     /// The transport authenticates (HTTP Digest): no Challenge, no Login.
     authenticated: bool,
+    /// Ask CoreSettings for the version (a session renewed in passing already knows it).
+    probe: bool,
     replay: Vec<Action>,
     step: Step,
     info: SessionInfo,
@@ -70,6 +72,7 @@ impl Login {
             md5,
             events: None,
             authenticated: false,
+            probe: true,
             replay: Vec::new(),
             step: Step::Start,
             info: SessionInfo::default(),
@@ -88,6 +91,13 @@ impl Login {
     /// The `Events:` header of the Login action (`on`, `off`, a class mask).
     pub fn with_events(mut self, mask: &str) -> Login {
         self.events = Some(mask.to_owned());
+        self
+    }
+
+    /// Without the CoreSettings probe: for a session renewed in passing (an expired HTTP
+    /// cookie), whose server is known already.
+    pub fn without_probe(mut self) -> Login {
+        self.probe = false;
         self
     }
 
@@ -165,7 +175,10 @@ impl Login {
     }
 
     fn probe(&mut self) -> Progress {
-        self.send(Step::Probe, Action::new("CoreSettings"))
+        match self.probe {
+            true => self.send(Step::Probe, Action::new("CoreSettings")),
+            false => self.replay_from(0),
+        }
     }
 
     fn replay_from(&mut self, n: usize) -> Progress {

@@ -10,7 +10,7 @@ pub mod client;
 mod command;
 mod deadline;
 pub mod events;
-pub mod http;
+mod http;
 pub mod options;
 mod outcome;
 mod record;

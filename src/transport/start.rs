@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::client::Client;
 use super::command::{Command, Reply};
 use super::events::Wake;
+use super::http::AjamDriver;
 use super::options::Options;
 use super::shared::Shared;
 use super::supervisor::{Link, supervise};
@@ -94,14 +95,11 @@ impl Start {
         runtime.spawn(async move {
             // A panic in the driver must not leave waiters hanging: the guard task observes
             // the driver's JoinHandle and fails everything that is left.
-            let result = match options.http.clone() {
-                Some(http) => {
-                    tokio::spawn(super::http::run(options, http, rx, shared, ready)).await
-                }
-                None => {
-                    let driver = Tcp::new(Link::new(options, rx, shared));
-                    tokio::spawn(supervise(driver, ready)).await
-                }
+            let over_http = options.http.is_some();
+            let link = Link::new(options, rx, shared);
+            let result = match over_http {
+                true => tokio::spawn(supervise(AjamDriver::new(link), ready)).await,
+                false => tokio::spawn(supervise(Tcp::new(link), ready)).await,
             };
             if let Err(e) = result {
                 warn!("amiwire driver ended abnormally: {e}");

@@ -44,7 +44,9 @@ impl Link {
         rx: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
     ) -> Link {
-        let recorder = options.record.as_ref().and_then(|path| {
+        // A transcript is a socket's bytes: over HTTP there is none (the driver says so).
+        let socket = options.http.is_none();
+        let recorder = options.record.as_ref().filter(|_| socket).and_then(|path| {
             Recorder::create(path)
                 .map_err(|e| warn!("amiwire: cannot record to {}: {e}", path.display()))
                 .ok()

@@ -105,7 +105,7 @@ async def test_recording_is_refused_over_http_rather_than_ignored(sim, tmp_path)
 
 
 async def test_wrong_port_or_path_errors_say_what_the_server_did(sim):
-    with pytest.raises(amiwire.ConnectionLost, match="invalid HTTP version"):
+    with pytest.raises(amiwire.ConnectionLost, match="does not answer in HTTP"):
         await amiwire.connect(f"http://admin:amiwire@{sim.host}:{sim.port}/rawman")  # the AMI TCP port
     with pytest.raises(amiwire.RemoteProtocolError, match="404 Not Found from /asterisk/rawman"):
         await amiwire.connect(f"http://admin:amiwire@{sim.host}:{sim.http_port}/asterisk/rawman")
