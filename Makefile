@@ -33,6 +33,7 @@ test-rust:
 	! grep -rnE '\b(tokio|pyo3)\b' src/proto
 	! grep -rn 'pyo3' src/transport src/sim
 	$(PYTHON) scripts/check_cycles.py src/sim
+	$(PYTHON) scripts/check_modules.py
 	cargo test --no-default-features
 
 test-python: develop

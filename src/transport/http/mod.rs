@@ -167,7 +167,6 @@ impl Driver for AjamDriver {
         loop {
             let next = session.ajam.expire();
             let sleep_until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let polling = session.poller.is_some();
             tokio::select! {
                 cmd = self.link.rx.recv() => match cmd {
                     None => {
@@ -181,7 +180,12 @@ impl Driver for AjamDriver {
                     Some(Command::Actions(requests)) => self.actions(session, requests),
                     Some(Command::Cancel(token)) => Self::cancel(session, token),
                 },
-                ended = async { session.poller.as_mut().map(|p| p).expect("polling").await }, if polling => {
+                ended = async {
+                    match session.poller.as_mut() {
+                        Some(poller) => poller.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     session.poller = None;
                     return End::Lost(ended.unwrap_or_else(|e| format!("the WaitEvent poller died: {e}")));
                 }
