@@ -1,42 +1,12 @@
-//! The crate's one error type. The split between the peer's fault (`Protocol`) and the
-//! caller's fault (`Usage`) follows h11's RemoteProtocolError / LocalProtocolError.
+//! The crate's error type: the protocol core's errors (`proto::ProtoError`) and what the
+//! transports add (I/O, a lost or closed connection, deadlines). The split between the peer's
+//! fault (`Protocol`) and the caller's fault (`Usage`) follows h11's RemoteProtocolError /
+//! LocalProtocolError.
 
 use crate::proto::Message;
 
-/// What went wrong while decoding bytes from the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DecodeErrorKind {
-    /// One line exceeded `Limits::max_line`.
-    LineTooLong,
-    /// One message had more lines than `Limits::max_lines`.
-    TooManyLines,
-    /// One message exceeded `Limits::max_message`.
-    MessageTooLarge,
-}
-
-impl DecodeErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LineTooLong => "line too long",
-            Self::TooManyLines => "too many lines in one message",
-            Self::MessageTooLarge => "message too large",
-        }
-    }
-}
-
-/// A message that could not be decoded. The decoder has already skipped it and
-/// resynchronised at the next blank line: one bad message never costs the stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} at byte {offset} (message starting at byte {message_offset}): {detail}", kind.as_str())]
-pub struct DecodeError {
-    pub kind: DecodeErrorKind,
-    /// Stream offset of the byte where the limit was crossed.
-    pub offset: u64,
-    /// Stream offset of the first byte of the offending message.
-    pub message_offset: u64,
-    pub detail: String,
-}
+use crate::proto::error::ProtoError;
+pub use crate::proto::error::{DecodeError, DecodeErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +55,17 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<ProtoError> for Error {
+    fn from(e: ProtoError) -> Error {
+        match e {
+            ProtoError::Decode(e) => Error::Protocol(e),
+            ProtoError::Usage(text) => Error::Usage(text),
+            ProtoError::Remote(text) => Error::Remote(text),
+            ProtoError::Auth(text) => Error::Auth(text),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

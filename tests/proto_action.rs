@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use amiwire::Error;
+use amiwire::proto::ProtoError;
 use amiwire::proto::{Action, ActionIds, Message, md5_key};
 
 fn decode(bytes: &[u8]) -> Message {
@@ -70,7 +70,7 @@ fn encode_decode_round_trip() {
 fn refused(action: &Action, offered: Option<&str>) -> String {
     let mut out = b"previous".to_vec();
     match action.encode(offered, &mut out) {
-        Err(Error::Usage(text)) => {
+        Err(ProtoError::Usage(text)) => {
             assert_eq!(out, b"previous", "nothing written on refusal");
             assert!(action.validate().is_err() || offered.is_some());
             text

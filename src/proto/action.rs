@@ -2,12 +2,12 @@
 //!
 //! Validation happens before a single byte is written: CR, LF or NUL in a name or value
 //! (header injection), an empty key or one containing ':', a line over Asterisk's 1022-byte
-//! input limit or more than its 128 lines per action are refused with `Error::Usage`.
+//! input limit or more than its 128 lines per action are refused with `ProtoError::Usage`.
 
 use std::fmt;
 
+use super::error::{ProtoError, ProtoResult};
 use super::message::is_secret_header;
-use crate::error::{Error, Result};
 
 /// Asterisk's input line buffer holds 1022 bytes plus CRLF (`inbuf[1025]` in manager.c).
 pub const MAX_LINE: usize = 1022;
@@ -77,7 +77,7 @@ impl Action {
     }
 
     /// Checks everything `encode` checks, without writing.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> ProtoResult<()> {
         self.validate_with(None)
     }
 
@@ -93,17 +93,17 @@ impl Action {
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    fn validate_with(&self, offered: Option<&str>) -> Result<()> {
+    fn validate_with(&self, offered: Option<&str>) -> ProtoResult<()> {
         if self.name.is_empty() {
-            return Err(Error::Usage("the action name is empty".into()));
+            return Err(ProtoError::Usage("the action name is empty".into()));
         }
         let id = self.wire_id(offered);
         if let Some(id) = id {
             if id.is_empty() {
-                return Err(Error::Usage("the ActionID is empty".into()));
+                return Err(ProtoError::Usage("the ActionID is empty".into()));
             }
             if id.chars().count() > MAX_ACTION_ID {
-                return Err(Error::Usage(format!(
+                return Err(ProtoError::Usage(format!(
                     "ActionID is {} characters; at most {MAX_ACTION_ID} are accepted (Asterisk truncates long ids)",
                     id.chars().count()
                 )));
@@ -111,22 +111,24 @@ impl Action {
         }
         let lines = 1 + usize::from(id.is_some()) + self.headers.len();
         if lines > MAX_LINES {
-            return Err(Error::Usage(format!(
+            return Err(ProtoError::Usage(format!(
                 "{lines} header lines; Asterisk accepts at most {MAX_LINES} per action"
             )));
         }
         for (key, value) in self.lines(id) {
             if key.is_empty() {
-                return Err(Error::Usage("a header name is empty".into()));
+                return Err(ProtoError::Usage("a header name is empty".into()));
             }
             if key.contains(':') {
-                return Err(Error::Usage(format!("header name {key:?} contains ':'")));
+                return Err(ProtoError::Usage(format!(
+                    "header name {key:?} contains ':'"
+                )));
             }
             check_field("header name", key, key)?;
             check_field("value of header", key, value)?;
             let line = key.len() + 2 + value.len();
             if line > MAX_LINE {
-                return Err(Error::Usage(format!(
+                return Err(ProtoError::Usage(format!(
                     "header {key:?} makes a {line}-byte line; Asterisk accepts at most {MAX_LINE} bytes"
                 )));
             }
@@ -136,7 +138,7 @@ impl Action {
 
     /// Appends the wire form to `out`, with `action_id` unless the action carries its own.
     /// Nothing is written when validation fails.
-    pub fn encode(&self, action_id: Option<&str>, out: &mut Vec<u8>) -> Result<()> {
+    pub fn encode(&self, action_id: Option<&str>, out: &mut Vec<u8>) -> ProtoResult<()> {
         self.validate_with(action_id)?;
         for (key, value) in self.lines(self.wire_id(action_id)) {
             out.extend_from_slice(key.as_bytes());
@@ -148,7 +150,7 @@ impl Action {
         Ok(())
     }
 
-    pub fn to_bytes(&self, action_id: Option<&str>) -> Result<Vec<u8>> {
+    pub fn to_bytes(&self, action_id: Option<&str>) -> ProtoResult<Vec<u8>> {
         let mut out = Vec::new();
         self.encode(action_id, &mut out)?;
         Ok(out)
@@ -157,14 +159,14 @@ impl Action {
 
 /// Refuses the bytes that would end a line or a C string early. The error names the field,
 /// never a secret's value.
-fn check_field(what: &str, key: &str, value: &str) -> Result<()> {
+fn check_field(what: &str, key: &str, value: &str) -> ProtoResult<()> {
     if let Some(bad) = value.bytes().find(|b| matches!(b, b'\r' | b'\n' | 0)) {
         let name = match bad {
             b'\r' => "CR",
             b'\n' => "LF",
             _ => "NUL",
         };
-        return Err(Error::Usage(format!(
+        return Err(ProtoError::Usage(format!(
             "{what} {key:?} contains {name} (header injection refused)"
         )));
     }

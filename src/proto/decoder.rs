@@ -11,8 +11,8 @@
 
 use memchr::memchr;
 
+use super::error::{DecodeError, DecodeErrorKind};
 use super::message::{Kind, LineIndex, Message, bytes_eq_ignore_case};
-use crate::error::{DecodeError, DecodeErrorKind};
 
 /// Inbound limits. The defaults are far above anything Asterisk sends (its longest line in the
 /// fixtures is 3 030 bytes; `core show help` as a legacy body is 14 KB).

@@ -5,6 +5,7 @@ pub mod action;
 pub mod auth;
 pub mod correlator;
 pub mod decoder;
+pub mod error;
 pub mod http;
 pub mod live;
 pub mod login;
@@ -16,5 +17,6 @@ pub use correlator::{
     Completion, Correlator, DEFAULT_LIST_LIMIT, Expect, Expired, Outcome, Routed, command_output,
 };
 pub use decoder::{Decoder, Limits, decode_all};
+pub use error::{DecodeError, DecodeErrorKind, ProtoError, ProtoResult};
 pub use login::{Login, Progress, Replay, SessionInfo};
 pub use message::{Header, Kind, Message, decode_text};

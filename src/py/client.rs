@@ -456,7 +456,7 @@ impl Connection {
             }
         };
         let timeout = timeout.map(|t| seconds(t, "timeout")).transpose()?;
-        action.validate().map_err(|e| to_pyerr(py, e))?;
+        action.validate().map_err(|e| to_pyerr(py, e.into()))?;
         let submission = Submission {
             action,
             expect,

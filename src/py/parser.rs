@@ -197,7 +197,7 @@ fn encode_action<'py>(
         // Set on the action (not passed to `encode`) so that it is validated like any id.
         action = action.with_action_id(id);
     }
-    let bytes = action.to_bytes(None).map_err(|e| to_pyerr(py, e))?;
+    let bytes = action.to_bytes(None).map_err(|e| to_pyerr(py, e.into()))?;
     Ok(PyBytes::new(py, &bytes))
 }
 

@@ -87,7 +87,7 @@ impl AjamDriver {
         session.tasks.retain(|_, handle| !handle.is_finished());
         for request in requests {
             if let Err(e) = request.action.validate() {
-                self.link.shared.deliver(request.reply, Err(e));
+                self.link.shared.deliver(request.reply, Err(e.into()));
                 continue;
             }
             // Logged in with events off, the session gets none until an Events action turns

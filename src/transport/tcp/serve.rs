@@ -30,7 +30,7 @@ impl Tcp {
             None => self.ids.next_id(),
         };
         if let Err(e) = req.action.encode(Some(&id), &mut s.out) {
-            self.link.shared.deliver(req.reply, Err(e));
+            self.link.shared.deliver(req.reply, Err(e.into()));
             return;
         }
         self.replay.note(&req.action);
