@@ -2,8 +2,8 @@
 
     python benches/bench_flood.py        (after `make develop`, a release build)
 
-- a flood with actions in flight: while the firehose runs and a stream consumes it, a Ping is
-  submitted every 20 ms; each one's latency (submitted -> resolved) is recorded;
+- a flood with actions in flight: a server floods events without pause while a stream consumes
+  them, and a Ping is submitted every 10 ms: when it reached the server, and when it resolved;
 - the slow consumer: the firehose (3 x the capture, ~64,600 events, ~24 MB) runs while the
   Python thread is held for 8 s, then the default stream is drained; nothing may be dropped.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,37 +25,95 @@ import amiwire  # noqa: E402
 from bench_client import CAPTURE, Simulator, peak_rss_mb  # noqa: E402
 
 
-async def flood_with_actions(repeats: int = 10) -> str:
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
-        async with amiwire.connect(sim.url, keepalive=None) as ami:
-            stream = ami.events()
-            seen = 0
+FLOOD_SERVER = r"""
+import socket, sys, threading, time
+seconds = float(sys.argv[1])
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+conn.sendall(b"Asterisk Call Manager/11.0.0\r\n")
+event = (b"Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/100-00000001\r\n"
+         b"Context: default\r\nExtension: 600\r\nApplication: Wait\r\nAppData: 10\r\n\r\n")
+chunk = event * 8000
+lock = threading.Lock()
+arrivals = []
 
-            async def consume() -> None:
-                nonlocal seen
-                while True:
-                    seen += len(await stream.next_batch())
+def flood():
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        with lock:
+            conn.sendall(chunk)
 
-            consumer = asyncio.ensure_future(consume())
-            await ami.action("UserEvent", UserEvent="firehose")
-            while seen == 0:
-                await asyncio.sleep(0.001)
-            latencies: list[float] = []
-            last, quiet_since = -1, time.perf_counter()
-            while time.perf_counter() - quiet_since < 0.5:
-                started = time.perf_counter()
-                await ami.ping(timeout=10)
-                latencies.append((time.perf_counter() - started) * 1e3)
-                await asyncio.sleep(0.02)
-                if seen != last:
-                    last, quiet_since = seen, time.perf_counter()
-            consumer.cancel()
-            during = latencies[:-20] or latencies  # the last ones ran after the flood
-            cuts = statistics.quantiles(during, n=100, method="inclusive")
-            return (
-                f"{len(during)} Pings during a flood of {seen:,} events ({stream.dropped:,} dropped): "
-                f"p50 {cuts[49]:.2f} ms, p99 {cuts[98]:.2f} ms, max {max(during):.2f} ms"
-            )
+buf = b""
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    buf += data
+    while b"\r\n\r\n" in buf:
+        block, buf = buf.split(b"\r\n\r\n", 1)
+        lines = dict(l.split(b": ", 1) for l in block.split(b"\r\n") if b": " in l)
+        action, aid = lines.get(b"Action", b""), lines.get(b"ActionID", b"")
+        reply = b"Response: Success\r\nActionID: " + aid + b"\r\n"
+        if action == b"Ping":
+            arrivals.append((aid.decode(), time.monotonic()))
+            reply += b"Ping: Pong\r\n"
+        with lock:
+            conn.sendall(reply + b"\r\n")
+        if action == b"CoreSettings":
+            threading.Thread(target=flood, daemon=True).start()
+        if action == b"Logoff":
+            for aid, at in arrivals:
+                print(aid, at, flush=True)
+            sys.exit(0)
+"""
+
+
+async def flood_with_actions(seconds: float = 5.0) -> str:
+    """A server that floods events without pause for `seconds` and answers each Ping at once
+    (behind the flood it already queued): how long a Ping submitted mid-flood takes to reach
+    the server, and to come back."""
+    proc = subprocess.Popen([sys.executable, "-c", FLOOD_SERVER, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    submitted: dict[str, float] = {}
+    round_trips: list[float] = []
+    async with amiwire.connect(f"tcp://admin:x@127.0.0.1:{port}", keepalive=None) as ami:
+        stream = ami.events()
+        seen = 0
+
+        async def consume() -> None:
+            nonlocal seen
+            while True:
+                seen += len(await stream.next_batch())
+
+        consumer = asyncio.ensure_future(consume())
+        while seen == 0:
+            await asyncio.sleep(0.001)
+        until = time.monotonic() + seconds * 0.8
+        n = 0
+        while time.monotonic() < until:
+            n += 1
+            aid = f"bench-{n}"
+            submitted[aid] = time.monotonic()
+            await ami.action("Ping", action_id=aid, timeout=30)
+            round_trips.append((time.monotonic() - submitted[aid]) * 1e3)
+            await asyncio.sleep(0.01)
+        consumer.cancel()
+        events, dropped = ami.stats()["events"], stream.dropped
+    arrivals = dict(line.split() for line in proc.stdout.read().splitlines())
+    proc.wait(timeout=10)
+    written = [(float(arrivals[aid]) - at) * 1e3 for aid, at in submitted.items() if aid in arrivals]
+
+    def summary(values: list[float]) -> str:
+        cuts = statistics.quantiles(values, n=100, method="inclusive")
+        return f"p50 {cuts[49]:.2f} ms, p99 {cuts[98]:.2f} ms, max {max(values):.2f} ms"
+
+    return (
+        f"{len(written)} Pings during {seconds * 0.8:.0f} s of a flood ({events:,} events read, {dropped:,} "
+        f"dropped by the default stream): submitted -> at the server {summary(written)}; "
+        f"round trip {summary(round_trips)}"
+    )
 
 
 async def slow_consumer(repeats: int = 3, hold: float = 8.0) -> str:

@@ -3,16 +3,19 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (project standard)
 
+mod transport_support;
+
 use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
 use amiwire::Error;
 use amiwire::proto::Action;
-use amiwire::proto::http::{Endpoint, decode_form};
+use amiwire::proto::http::Endpoint;
 use amiwire::transport::{Client, EventMask, Filter, Http, Options, Overflow};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use transport_support::{HttpReply, http_server, rawman_ok};
 
 /// Answers every request with `head` followed by `body_parts`, written one after another.
 async fn server(head: &'static str, body_parts: Vec<Vec<u8>>) -> u16 {
@@ -111,95 +114,34 @@ async fn a_chunked_body_growing_past_max_body_is_cut_off() {
 /// A /rawman server that logs every action (name and cookie) and answers the first Getvar
 /// as Asterisk answers a request on an expired session: 200, `Permission denied`, no cookie.
 async fn expiring_rawman(log: Arc<Mutex<Vec<String>>>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let logins = Arc::new(Mutex::new(0));
-        let expired_once = Arc::new(Mutex::new(false));
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (log, logins, expired_once) = (log.clone(), logins.clone(), expired_once.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    // One request: head, then Content-Length bytes of form body.
-                    let head_end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break at + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .map_or(0, |v| v.trim().parse().unwrap());
-                    while buf.len() < head_end + length {
-                        let mut chunk = [0u8; 4096];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let form = decode_form(&buf[head_end..head_end + length]);
-                    buf.drain(..head_end + length);
-                    let field = |k: &str| {
-                        form.iter()
-                            .find(|(name, _)| name.eq_ignore_ascii_case(k))
-                            .map(|(_, v)| v.clone())
-                            .unwrap_or_default()
-                    };
-                    let action = field("Action");
-                    let cookie = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("cookie:"))
-                        .map(|c| c.trim().to_owned())
-                        .unwrap_or_default();
-                    log.lock().unwrap().push(format!("{action} {cookie}"));
-                    let id = field("ActionID");
-                    let (set_cookie, body) = match action.to_ascii_lowercase().as_str() {
-                        "login" => {
-                            let mut n = logins.lock().unwrap();
-                            *n += 1;
-                            (
-                                format!(
-                                    "Set-Cookie: mansession_id=\"c{n}\"; Version=1; Max-Age=60\r\n"
-                                ),
-                                format!(
-                                    "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
-                                ),
-                            )
-                        }
-                        "getvar"
-                            if !std::mem::replace(&mut *expired_once.lock().unwrap(), true) =>
-                        {
-                            (
-                                String::new(),
-                                format!(
-                                    "Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n"
-                                ),
-                            )
-                        }
-                        _ => (
-                            String::new(),
-                            format!("Response: Success\r\nActionID: {id}\r\nValue: v\r\n\r\n"),
-                        ),
-                    };
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{set_cookie}Content-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if sock.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+    let logins = Mutex::new(0);
+    let expired_once = Mutex::new(false);
+    http_server(move |request| {
+        let action = request.field("Action");
+        let cookie = request.header("cookie").unwrap_or_default();
+        log.lock().unwrap().push(format!("{action} {cookie}"));
+        let id = request.field("ActionID");
+        match action.to_ascii_lowercase().as_str() {
+            "login" => {
+                let mut n = logins.lock().unwrap();
+                *n += 1;
+                let mut reply = rawman_ok(&request);
+                reply.head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: mansession_id=\"c{n}\"; Version=1; Max-Age=60\r\n"
+                );
+                reply
+            }
+            "getvar" if !std::mem::replace(&mut *expired_once.lock().unwrap(), true) => {
+                HttpReply::ok(format!(
+                    "Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n"
+                ))
+            }
+            _ => HttpReply::ok(format!(
+                "Response: Success\r\nActionID: {id}\r\nValue: v\r\n\r\n"
+            )),
         }
-    });
-    port
+    })
+    .await
 }
 
 #[tokio::test]
