@@ -92,8 +92,9 @@ async fn a_body_announced_larger_than_max_body_is_refused_unread() {
     assert_refused_as_too_large(port).await;
 }
 
-#[tokio::test]
-async fn a_chunked_body_growing_past_max_body_is_cut_off() {
+/// A server whose chunked bodies grow by forty chunks of 70 bytes and never end: only a
+/// limit ends them.
+async fn endless_chunked_server() -> u16 {
     let line =
         b"Response: Success\r\nMessage: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
     let chunk = |data: &[u8]| {
@@ -102,13 +103,39 @@ async fn a_chunked_body_growing_past_max_body_is_cut_off() {
         c.extend_from_slice(b"\r\n");
         c
     };
-    // Forty chunks of 70 bytes, and never a terminating chunk: only the limit ends it.
-    let port = server(
+    server(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
         (0..40).map(|_| chunk(line)).collect(),
     )
-    .await;
-    assert_refused_as_too_large(port).await;
+    .await
+}
+
+#[tokio::test]
+async fn a_chunked_body_growing_past_max_body_is_cut_off() {
+    assert_refused_as_too_large(endless_chunked_server().await).await;
+}
+
+/// The bodies one client reads at once share `max_bodies`: past it the action fails with an
+/// error naming that limit, however small each body's own limit leaves it.
+#[tokio::test]
+async fn bodies_read_at_once_share_the_clients_budget() {
+    let mut o = options(endless_chunked_server().await, 1_000_000);
+    if let Some(http) = o.http.as_mut() {
+        http.max_bodies = 1000;
+    }
+    let result = tokio::time::timeout(Duration::from_secs(10), Client::connect(o))
+        .await
+        .expect("refused at the limit, not at a timeout");
+    match result {
+        Err(Error::Remote(text)) => {
+            assert!(
+                text.contains("the max_bodies limit of 1000 bytes"),
+                "{text}"
+            )
+        }
+        Err(other) => panic!("expected the max_bodies error, got {other}"),
+        Ok(_) => panic!("the bodies passed their budget"),
+    }
 }
 
 /// A /rawman server that logs every action (name and cookie) and answers the first Getvar

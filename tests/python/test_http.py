@@ -161,6 +161,13 @@ async def test_an_expired_digest_session_is_replaced_and_streams_see_the_gap():
             assert stream.gaps == 1 and ami.state == "connected"
 
 
+async def test_a_body_over_max_body_fails_naming_the_limit(sim):
+    async with amiwire.connect(sim.http_url(), events="off", max_body=2_000) as ami:
+        with pytest.raises(amiwire.RemoteProtocolError, match="max_body limit"):
+            await ami.action("ShowDialPlan")
+        assert (await ami.ping())["Ping"] == "Pong"
+
+
 @pytest.mark.parametrize("endpoint", ["rawman", "arawman"])
 async def test_wrong_password_raises_authentication_error(sim, endpoint):
     url = f"http://admin:not-the-secret@127.0.0.1:{sim.http_port}/{endpoint}"
