@@ -32,8 +32,8 @@ test-rust:
 	cargo check --no-default-features --all-targets
 	! grep -rnE '\b(tokio|pyo3)\b' src/proto
 	! grep -rn 'pyo3' src/transport src/sim
-	$(PYTHON) scripts/check_cycles.py src/sim
-	$(PYTHON) scripts/check_modules.py
+	$(PYTHON) scripts/check_cycles.py src/sim src/proto src/transport
+	$(PYTHON) scripts/check_file_sizes.py src/transport
 	cargo test --no-default-features
 
 test-python: develop

@@ -6,19 +6,12 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::session::Ajam;
+use super::session::{Ajam, Pending};
 use crate::error::Error;
 use crate::proto::{Correlator, Expect, Message, Routed};
-use crate::transport::command::{Reply, Request};
+use crate::transport::command::Request;
 use crate::transport::deadline::Deadline;
 use crate::transport::outcome::judge;
-
-/// An accepted async Originate, waiting for its OriginateResponse.
-pub(super) struct Pending {
-    pub(super) reply: Reply,
-    pub(super) action: String,
-    started: Instant,
-}
 
 impl Ajam {
     /// Ends tracking `id` as in flight; returns the OriginateResponse that came early.

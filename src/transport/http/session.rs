@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use log::{debug, warn};
+use tokio::time::Instant;
 
-use super::actions::Pending;
 use crate::error::{Error, Result};
 use crate::proto::http::{
     self as ajam, DigestSession, Endpoint, Method, Retry, SessionCookie, parse_body,
@@ -22,6 +22,7 @@ use crate::proto::http::{
 };
 use crate::proto::{Action, ActionIds, Correlator, Login, Message, Progress, Replay, SessionInfo};
 use crate::transport::budget::{ByteBudget, Held};
+use crate::transport::command::Reply;
 use crate::transport::deadline::Deadline;
 use crate::transport::events::Subscription;
 use crate::transport::options::{Auth, Http, Options};
@@ -39,6 +40,13 @@ const PARSE_INLINE: usize = 64 * 1024;
 struct Session {
     cookie: Option<SessionCookie>,
     digest: Option<DigestSession>,
+}
+
+/// An accepted async Originate, waiting for the OriginateResponse the poller brings.
+pub(super) struct Pending {
+    pub(super) reply: Reply,
+    pub(super) action: String,
+    pub(super) started: Instant,
 }
 
 /// One HTTP client of one AMI user: shared by the action tasks and the poller.
