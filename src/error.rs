@@ -44,17 +44,48 @@ pub enum Error {
         partial: Option<Box<crate::proto::Outcome>>,
     },
     #[error(
-        "action {action} (ActionID {action_id}) listed more than {limit} items; given up (raise list_limit to collect more)"
+        "action {action} (ActionID {action_id}) listed more than {limit} {}; given up (raise {} to collect more)",
+        bound.unit(),
+        bound.option()
     )]
     ListTooLong {
         action: String,
         action_id: String,
+        /// In items or bytes, as `bound` says.
         limit: usize,
-        /// The response and the first `limit` items.
+        bound: ListBound,
+        /// The response and the first `limit` items (none when the bytes ran out: keeping
+        /// them is what the byte limit prevents).
         partial: Option<Box<crate::proto::Outcome>>,
     },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Which limit a list ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListBound {
+    /// `list_limit` items.
+    Items,
+    /// `max_list_bytes` bytes of items.
+    Bytes,
+}
+
+impl ListBound {
+    pub fn unit(self) -> &'static str {
+        match self {
+            ListBound::Items => "items",
+            ListBound::Bytes => "bytes",
+        }
+    }
+
+    /// The option that raises it.
+    pub fn option(self) -> &'static str {
+        match self {
+            ListBound::Items => "list_limit",
+            ListBound::Bytes => "max_list_bytes",
+        }
+    }
 }
 
 impl From<ProtoError> for Error {

@@ -13,4 +13,4 @@ pub mod transport;
 #[cfg(feature = "python")]
 mod py;
 
-pub use error::{DecodeError, DecodeErrorKind, Error, Result};
+pub use error::{DecodeError, DecodeErrorKind, Error, ListBound, Result};

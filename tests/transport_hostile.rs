@@ -159,3 +159,74 @@ async fn huge_timeouts_saturate_instead_of_panicking() {
     client.close().await;
     sim.shutdown().await;
 }
+
+/// A list whose items are large fails past `max_list_bytes` (its count is far under
+/// `list_limit`), naming the limit; the rest of the list is drained, not leaked as events.
+#[tokio::test]
+async fn a_list_is_bounded_in_bytes() {
+    let port = tcp_server(|peer, action| async move {
+        let Some(action) = action else { return };
+        let id = action.action_id().unwrap_or_default().into_owned();
+        if action.has_value("Action", "ShowBig") {
+            let data = "x".repeat(10_000);
+            let mut list =
+                format!("Response: Success\r\nActionID: {id}\r\nEventList: start\r\n\r\n");
+            for i in 0..500 {
+                list += &format!(
+                    "Event: BigItem\r\nActionID: {id}\r\nSeq: {i}\r\nData: {data}\r\n\r\n"
+                );
+            }
+            list +=
+                &format!("Event: ShowBigComplete\r\nActionID: {id}\r\nEventList: Complete\r\n\r\n");
+            peer.send(&list).await;
+        } else {
+            peer.send(&transport_support::success(&action, "Ping: Pong\r\n"))
+                .await;
+        }
+    })
+    .await;
+    let o = Options {
+        max_list_bytes: 1_000_000,
+        ..options(port)
+    };
+    let client = Client::connect(o).await.unwrap();
+    let sub = client.subscribe(
+        amiwire::transport::Filter::default(),
+        1000,
+        amiwire::transport::Overflow::DropOldest,
+    );
+    let result = client.action(Action::new("ShowBig")).await;
+    match result {
+        Err(Error::ListTooLong {
+            limit,
+            bound,
+            partial,
+            ..
+        }) => {
+            assert_eq!((limit, bound), (1_000_000, amiwire::ListBound::Bytes));
+            assert!(partial.is_none());
+        }
+        other => panic!("expected ListTooLong, got {other:?}"),
+    }
+    let text = Error::ListTooLong {
+        action: "ShowBig".into(),
+        action_id: "1".into(),
+        limit: 1_000_000,
+        bound: amiwire::ListBound::Bytes,
+        partial: None,
+    }
+    .to_string();
+    assert!(
+        text.contains("more than 1000000 bytes") && text.contains("max_list_bytes"),
+        "{text}"
+    );
+    let pong = client.action(Action::new("Ping")).await.unwrap();
+    assert_eq!(pong.response.get("Ping").as_deref(), Some("Pong"));
+    assert!(
+        sub.drain(1000)
+            .iter()
+            .all(|e| !e.has_value("Event", "BigItem")),
+        "items leaked as events"
+    );
+    client.close().await;
+}

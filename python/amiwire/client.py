@@ -845,6 +845,7 @@ def connect(
     insecure: bool = False,
     record: str | None = None,
     list_limit: int = 250_000,
+    max_list_bytes: int | None = None,
     max_event_bytes: int | None = None,
     early_stream: bool = False,
     max_body: int | None = None,
@@ -864,8 +865,9 @@ def connect(
     ``ca_file`` (PEM), ``server_name`` and ``insecure``; ``record`` writes the traffic as a
     JSONL transcript (secrets masked) that the simulator can replay (TCP and TLS; refused
     over HTTP). A list action that sends more than ``list_limit`` items raises
-    :class:`~amiwire.ListTooLong` (with the first items) instead of growing without end.
-    ``max_event_bytes`` bounds the bytes all event streams of the client hold together
+    :class:`~amiwire.ListTooLong` (with the first items) instead of growing without end, and so
+    does one whose items pass ``max_list_bytes`` (64 MiB; TCP and TLS, over HTTP ``max_body``
+    bounds the whole reply). ``max_event_bytes`` bounds the bytes all event streams of the client hold together
     (128 MiB by default). ``early_stream=True`` subscribes one stream of every event before
     the login: :attr:`Client.early_stream` then sees the session from its first event. Over
     HTTP, ``max_body`` bounds one response body (32 MiB) and ``max_bodies`` the bodies read
@@ -898,6 +900,7 @@ def connect(
         "insecure": insecure,
         "record": record,
         "list_limit": list_limit,
+        "max_list_bytes": max_list_bytes,
         "max_event_bytes": max_event_bytes,
         "early_stream": early_stream,
         "max_body": max_body,

@@ -99,7 +99,8 @@ class ListTooLong(AMIError):
     """A list action sent more than ``limit`` items (``connect(list_limit=...)``, 250,000 by
     default): a runaway list must not take memory without end. ``partial`` holds the response
     and the first ``limit`` items; the rest of the list is read and discarded, so none of it
-    surfaces as events and the connection carries on."""
+    surfaces as events and the connection carries on. Items passing ``max_list_bytes`` raise it
+    too: ``limit`` is then in bytes and ``partial`` is None."""
 
     def __init__(self, message: str, *, action_id: str | None = None, limit: int = 0, partial: Any = None) -> None:
         super().__init__(message)

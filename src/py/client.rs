@@ -75,6 +75,7 @@ struct ConnectOptions {
     insecure: Option<bool>,
     record: Option<PathBuf>,
     list_limit: Option<usize>,
+    max_list_bytes: Option<usize>,
     max_event_bytes: Option<usize>,
     http_endpoint: Option<String>,
     http_prefix: Option<String>,
@@ -137,6 +138,7 @@ impl ConnectOptions {
         }
         o.record = self.record.clone();
         o.list_limit = self.list_limit.unwrap_or(o.list_limit);
+        o.max_list_bytes = self.max_list_bytes.unwrap_or(o.max_list_bytes);
         o.max_event_bytes = self.max_event_bytes.unwrap_or(o.max_event_bytes);
         if let Some(endpoint) = &self.http_endpoint {
             let endpoint = crate::proto::http::Endpoint::ALL

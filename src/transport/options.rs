@@ -121,6 +121,9 @@ pub struct Options {
     pub http: Option<Http>,
     /// Items one list action may collect before it fails with `Error::ListTooLong`.
     pub list_limit: usize,
+    /// Bytes of items one list action may collect (64 MiB), likewise: 250,000 items of
+    /// 100 KB would otherwise be 25 GB. (Over HTTP a list is one body: `Http::max_body`.)
+    pub max_list_bytes: usize,
     /// Bytes the event queues of this client may hold together (128 MiB), on top of each
     /// queue's own `QueueLimits`.
     pub max_event_bytes: usize,
@@ -178,6 +181,7 @@ impl Default for Options {
             http: None,
             list_limit: crate::proto::DEFAULT_LIST_LIMIT,
             max_event_bytes: 128 * MIB,
+            max_list_bytes: 64 * MIB,
         }
     }
 }
@@ -199,6 +203,7 @@ impl fmt::Debug for Options {
             .field("record", &self.record)
             .field("http", &self.http)
             .field("list_limit", &self.list_limit)
+            .field("max_list_bytes", &self.max_list_bytes)
             .field("max_event_bytes", &self.max_event_bytes)
             .finish()
     }

@@ -339,3 +339,11 @@ async def test_huge_timeouts_saturate_instead_of_failing_the_connection(sim):
         assert (await ami.ping(timeout=sys.maxsize))["Ping"] == "Pong"
         assert (await ami.ping())["Ping"] == "Pong"
         assert ami.state == "connected"
+
+
+async def test_a_list_past_max_list_bytes_raises_list_too_long_naming_the_limit(sim):
+    async with amiwire.connect(sim.url, max_list_bytes=1_000) as ami:
+        with pytest.raises(amiwire.ListTooLong, match="more than 1000 bytes.*max_list_bytes") as info:
+            await ami.action("ShowDialPlan", Context="test")
+        assert info.value.limit == 1_000 and info.value.partial is None
+        assert (await ami.ping())["Ping"] == "Pong"

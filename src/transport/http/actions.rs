@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::session::{Ajam, Pending};
-use crate::error::Error;
+use crate::error::{Error, ListBound};
 use crate::proto::{Correlator, Expect, Message, Routed};
 use crate::transport::command::Request;
 use crate::transport::deadline::Deadline;
@@ -78,6 +78,7 @@ impl Ajam {
                         action: name.clone(),
                         action_id: given_up.action_id,
                         limit: self.options.list_limit,
+                        bound: ListBound::Items,
                         partial: given_up.partial.map(Box::new),
                     }))
                 }

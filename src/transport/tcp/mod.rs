@@ -4,7 +4,7 @@
 
 mod serve;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use log::warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +40,8 @@ pub(super) struct Session {
     keepalive_out: bool,
     /// Decoded while waiting for the banner, before anyone routes messages.
     backlog: VecDeque<std::result::Result<Message, DecodeError>>,
+    /// Bytes of list items collected so far, per pending ActionID (`max_list_bytes`).
+    list_bytes: HashMap<String, usize>,
 }
 
 impl Session {
@@ -120,6 +122,7 @@ impl Tcp {
             last_read: Instant::now(),
             keepalive_out: false,
             backlog: Default::default(),
+            list_bytes: HashMap::new(),
         };
         // The banner is part of connecting; the login is an exchange like any action (Asterisk
         // delays a refusal by a second).

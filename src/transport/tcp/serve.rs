@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{Pending, Session, Tcp};
-use crate::error::{Error, Result};
-use crate::proto::{Action, Expect, Outcome, Routed};
+use crate::error::{Error, ListBound, Result};
+use crate::proto::{Action, Expect, Message, Outcome, Routed};
 use crate::transport::command::{Command, Reply, Request};
 use crate::transport::deadline::deadline_after;
 use crate::transport::outcome::judge;
@@ -178,6 +178,7 @@ impl Tcp {
         let now = Instant::now();
         s.correlator.cancel_where(|p| p.reply.gone());
         for expired in s.correlator.expire(now.into_std()) {
+            s.list_bytes.remove(&expired.action_id);
             let pending = expired.token;
             if matches!(pending.reply, Reply::Keepalive) {
                 return Some("keepalive Ping unanswered: the connection is half-open".into());
@@ -228,10 +229,24 @@ impl Tcp {
                 }
             };
             messages += 1;
+            if let Some((action_id, pending)) = self.past_list_bytes(s, &msg) {
+                let error = Error::ListTooLong {
+                    action: pending.action,
+                    action_id,
+                    limit: self.link.options.max_list_bytes,
+                    bound: ListBound::Bytes,
+                    partial: None,
+                };
+                Self::settle(&self.link.shared, pending.reply, Err(error), &mut done);
+            }
             match s.correlator.route(msg) {
                 Routed::Event(ev) => events.push(ev),
-                Routed::Done(c) => self.complete(s, c.token, c.outcome, &mut done),
+                Routed::Done(c) => {
+                    s.list_bytes.remove(&c.action_id);
+                    self.complete(s, c.token, c.outcome, &mut done);
+                }
                 Routed::DoneAndEvent(c, ev) => {
+                    s.list_bytes.remove(&c.action_id);
                     self.complete(s, c.token, c.outcome, &mut done);
                     events.push(ev);
                 }
@@ -242,10 +257,12 @@ impl Tcp {
                 }
                 Routed::TooLong(given_up) => {
                     let pending = given_up.token;
+                    s.list_bytes.remove(&given_up.action_id);
                     let error = Error::ListTooLong {
                         action: pending.action,
                         action_id: given_up.action_id,
                         limit: self.link.options.list_limit,
+                        bound: ListBound::Items,
                         partial: given_up.partial.map(Box::new),
                     };
                     Self::settle(&self.link.shared, pending.reply, Err(error), &mut done);
@@ -264,6 +281,26 @@ impl Tcp {
             st.decode_errors += errors;
         });
         Ok(())
+    }
+
+    /// Counts the bytes of a pending action's list items; past `max_list_bytes` the action is
+    /// given up (the correlator drains the rest of its list) and returned to be failed.
+    fn past_list_bytes(&mut self, s: &mut Session, msg: &Message) -> Option<(String, Pending)> {
+        if !msg.is_event() {
+            return None;
+        }
+        let id = msg.action_id()?;
+        if !s.correlator.is_pending(&id) {
+            return None;
+        }
+        let used = s.list_bytes.entry(id.to_string()).or_default();
+        *used += msg.heap_size();
+        if *used <= self.link.options.max_list_bytes {
+            return None;
+        }
+        s.list_bytes.remove(id.as_ref());
+        let pending = s.correlator.cancel(&id)?;
+        Some((id.into_owned(), pending))
     }
 
     /// Settles one action; a `Reply::Queued` result joins `done`, the read's batch.
