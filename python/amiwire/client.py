@@ -246,7 +246,7 @@ class Client:
     """
 
     def __init__(
-        self, conn: _core.Connection, bridge: _Bridge, events: str = "on", early_stream: EventStream | None = None
+        self, conn: _core.Connection, bridge: _Bridge, events: str = "on", early_stream: EventStream[Message] | None = None
     ) -> None:
         self._conn = conn
         self._bridge = bridge
@@ -599,7 +599,7 @@ class Client:
         return register(callback) if callback is not None else register
 
     @property
-    def early_stream(self) -> EventStream | None:
+    def early_stream(self) -> EventStream[Message] | None:
         """With ``connect(..., early_stream=True)``: a stream of every event, subscribed before
         the login, so it sees the session from its first event (``FullyBooted``, and whatever
         was happening as the session opened). None otherwise."""
@@ -799,7 +799,9 @@ class _Connect:
         bridge = _Bridge()
         conn = bridge.connect(self._options)
         early = conn.take_early_stream()
-        early_stream = EventStream(bridge, early, "* (from the session's start)") if early is not None else None
+        early_stream: EventStream[Message] | None = None
+        if early is not None:
+            early_stream = EventStream(bridge, early, "* (from the session's start)")
         try:
             await conn.ready()
         except BaseException:
