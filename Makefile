@@ -31,6 +31,7 @@ test-rust:
 	cargo fmt --check
 	cargo check --no-default-features --all-targets
 	! grep -rnE '\b(tokio|pyo3)\b' src/proto
+	! grep -rnE 'crate::(error|transport|sim|py)\b' src/proto
 	! grep -rn 'pyo3' src/transport src/sim
 	$(PYTHON) scripts/check_cycles.py src/sim src/proto src/transport
 	$(PYTHON) scripts/check_file_sizes.py src/transport

@@ -630,6 +630,9 @@ fn a_follows_reply_without_its_text_is_an_error_not_an_empty_string() {
           opaque_data: --END COMMAND--\r\n\r\n",
     );
     let err = command_output(&mangled.unwrap()).unwrap_err();
-    assert!(matches!(err, amiwire::Error::Remote(_)), "{err:?}");
+    assert!(
+        matches!(err, amiwire::proto::ProtoError::Remote(_)),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("/rawman"), "{err}");
 }

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (project rule)
 
-use amiwire::Error;
+use amiwire::proto::ProtoError;
 use amiwire::proto::http::{
     DigestAuthorization, DigestChallenge, DigestSession, Endpoint, FORM_CONTENT_TYPE, Format,
     Method, Request, Retry, SessionCookie, decode_form, digest_ha1, digest_response, encode_form,
@@ -248,7 +248,7 @@ fn endpoint_paths_formats_and_prefix() {
     assert_eq!(normalize_prefix("a/b").unwrap(), "/a/b");
     for bad in ["a b", "x?y", "p#", "ü"] {
         assert!(
-            matches!(normalize_prefix(bad), Err(Error::Usage(_))),
+            matches!(normalize_prefix(bad), Err(ProtoError::Usage(_))),
             "{bad}"
         );
     }
@@ -396,22 +396,25 @@ proptest::proptest! {
 fn requests_are_validated_like_tcp_actions_and_hide_secrets() {
     let bad = Action::new("Login").header("Secret", "s3cr3t\r\nAction: Originate");
     let err = Request::new(Endpoint::RawMan, "", Method::Get, &bad, None).unwrap_err();
-    assert!(matches!(err, Error::Usage(_)));
+    assert!(matches!(err, ProtoError::Usage(_)));
     assert!(!err.to_string().contains("s3cr3t"));
     let long_id = "x".repeat(65);
     assert!(matches!(
         encode_form(&Action::new("Ping"), Some(&long_id)),
-        Err(Error::Usage(_))
+        Err(ProtoError::Usage(_))
     ));
     assert!(matches!(
         encode_form(&Action::new("Ping"), Some("a\nb")),
-        Err(Error::Usage(_))
+        Err(ProtoError::Usage(_))
     ));
     let mut many = Action::new("UserEvent");
     for i in 0..128 {
         many.push(format!("H{i}"), "v");
     }
-    assert!(matches!(encode_form(&many, None), Err(Error::Usage(_))));
+    assert!(matches!(
+        encode_form(&many, None),
+        Err(ProtoError::Usage(_))
+    ));
     assert!(matches!(
         Request::new(
             Endpoint::RawMan,
@@ -420,7 +423,7 @@ fn requests_are_validated_like_tcp_actions_and_hide_secrets() {
             &Action::new("Ping"),
             None
         ),
-        Err(Error::Usage(_))
+        Err(ProtoError::Usage(_))
     ));
 
     // Asterisk's HTTP sizes: a 4095-byte request line, a 4096-byte form body. Four 1000-byte
@@ -441,11 +444,11 @@ fn requests_are_validated_like_tcp_actions_and_hide_secrets() {
     );
     let err = sized(38, Method::Get).unwrap_err();
     assert!(
-        matches!(err, Error::Usage(_)) && err.to_string().contains("POST"),
+        matches!(err, ProtoError::Usage(_)) && err.to_string().contains("POST"),
         "{err}"
     );
     assert_eq!(sized(61, Method::Post).unwrap().body.len(), 4096);
-    assert!(matches!(sized(62, Method::Post), Err(Error::Usage(_))));
+    assert!(matches!(sized(62, Method::Post), Err(ProtoError::Usage(_))));
 
     let login = Action::new("Login")
         .header("Username", "admin")
@@ -555,7 +558,7 @@ fn legacy_command_text_over_rawman() {
 #[test]
 fn rawman_rejects_an_unterminated_body() {
     let err = parse_rawman(b"Response: Success\r\nPing: Pong\r\n").unwrap_err();
-    assert!(matches!(err, Error::Remote(_)), "{err}");
+    assert!(matches!(err, ProtoError::Remote(_)), "{err}");
     assert!(parse_rawman(b"").unwrap().is_empty());
 }
 
@@ -757,11 +760,11 @@ fn mxml_and_html_translation_losses_are_handled() {
 
     assert!(matches!(
         parse_manager_html(b"<tr><td>Key</td>unterminated"),
-        Err(Error::Remote(_))
+        Err(ProtoError::Remote(_))
     ));
     assert!(matches!(
         parse_mxml(b"<ajax-response><response><generic a='1' b=2 /></response>"),
-        Err(Error::Remote(_))
+        Err(ProtoError::Remote(_))
     ));
 }
 
@@ -776,7 +779,7 @@ fn content_type_must_fit_the_endpoint() {
         &not_found.resp.body,
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Remote(_)), "{err}");
+    assert!(matches!(err, ProtoError::Remote(_)), "{err}");
     let not_impl = errors.iter().find(|e| e.resp.status() == 501).unwrap();
     assert_eq!(not_impl.req.method(), "DELETE");
     // Without a content type the endpoint decides.
@@ -1021,7 +1024,7 @@ fn digest_session_rebuilds_the_recorded_headers_byte_for_byte() {
             let err = bad
                 .on_unauthorized(refusal, Some(bad.generation()))
                 .unwrap_err();
-            assert!(matches!(err, Error::Auth(_)), "{err}");
+            assert!(matches!(err, ProtoError::Auth(_)), "{err}");
             assert!(!err.to_string().contains("not-the-password"));
             assert!(!format!("{bad:?}").contains("not-the-password"));
             assert!(!format!("{session:?}").contains("amiwire"));
@@ -1167,25 +1170,20 @@ fn wait_event_replies_split_into_response_events_and_terminator() {
     assert!(reply.complete.unwrap().action_id().is_none());
     assert!(reply.events.len() > 20);
 
-    // A denied poll is an ActionFailed carrying the response.
+    // A denied poll is refused with Asterisk's message.
     let denied = parse_rawman(b"Response: Error\r\nMessage: Permission denied\r\n\r\n").unwrap();
     match split_wait_event(denied) {
-        Err(Error::ActionFailed {
-            action, message, ..
-        }) => {
-            assert_eq!(action, "WaitEvent");
-            assert_eq!(message, "Permission denied");
-        }
+        Err(ProtoError::Remote(text)) => assert_eq!(text, "WaitEvent refused: Permission denied"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
         split_wait_event(Vec::new()),
-        Err(Error::Remote(_))
+        Err(ProtoError::Remote(_))
     ));
     let event_first = parse_rawman(b"Event: Hangup\r\n\r\n").unwrap();
     assert!(matches!(
         split_wait_event(event_first),
-        Err(Error::Remote(_))
+        Err(ProtoError::Remote(_))
     ));
     // Kicked out by a second poll: a response and nothing else.
     let bare = parse_rawman(b"Response: Success\r\nMessage: Waiting for Event completed.\r\n\r\n")
@@ -1529,7 +1527,7 @@ fn digest_requests_side_by_side_retry_instead_of_failing() {
     let err = session
         .on_unauthorized(&ch("n4", false), Some(current))
         .unwrap_err();
-    assert!(matches!(err, Error::Auth(_)), "{err}");
+    assert!(matches!(err, ProtoError::Auth(_)), "{err}");
 }
 
 #[test]
@@ -1561,6 +1559,6 @@ fn digest_a_fresh_nonce_for_a_nonce_that_worked_means_a_new_session() {
     session.authorization(Method::Post, "/arawman").unwrap();
     assert!(matches!(
         session.on_unauthorized(&ch("n3"), Some(generation)),
-        Err(Error::Auth(_))
+        Err(ProtoError::Auth(_))
     ));
 }

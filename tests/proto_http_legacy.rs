@@ -10,7 +10,7 @@ mod proto_support;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use amiwire::Error;
+use amiwire::proto::ProtoError;
 use amiwire::proto::http::{
     DigestChallenge, DigestSession, Endpoint, Method, parse_body, parse_rawman, render_body,
 };
@@ -109,7 +109,7 @@ fn mxml_recovers_text_kept_whole_and_refuses_text_it_rewrote() {
                 // The line became an attribute name, lowercased and punctuation rewritten:
                 // never an empty string, always a typed error that says what to use.
                 let err = command_output(&got[0]).unwrap_err();
-                assert!(matches!(err, Error::Remote(_)), "{err:?}");
+                assert!(matches!(err, ProtoError::Remote(_)), "{err:?}");
                 assert!(err.to_string().contains("/rawman"), "{err}");
                 assert_eq!(got[0].get("response").unwrap(), "Follows");
                 refused += 1;
@@ -187,7 +187,7 @@ fn digest_challenges_with_control_characters_are_refused() {
         );
         assert_ne!(header, good);
         let err = DigestChallenge::parse(&header).unwrap_err();
-        assert!(matches!(err, Error::Remote(_)), "{err:?}");
+        assert!(matches!(err, ProtoError::Remote(_)), "{err:?}");
         assert!(err.to_string().contains(name), "{err}");
 
         // The session never takes it, so no Authorization value can carry it.
@@ -229,7 +229,10 @@ fn text_cut_by_two_empty_lines_is_joined_across_objects() {
         // `more: after the gap` became an attribute name here: lost, and said so.
         let got = through(endpoint, &reply);
         assert_eq!(got.len(), 1, "{endpoint:?}: {got:?}");
-        assert!(matches!(command_output(&got[0]), Err(Error::Remote(_))));
+        assert!(matches!(
+            command_output(&got[0]),
+            Err(ProtoError::Remote(_))
+        ));
     }
     // Without a colon after the gap, /mxml keeps it all.
     let plain = Message::parse_one(

@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use super::error::{ProtoError, ProtoResult};
 use super::message::Message;
-use crate::error::{Error, Result};
 
 /// Items one list may collect unless the caller sets another limit: far above what real
 /// PBXes list (a large dialplan has some tens of thousands of priorities), low enough that a
@@ -432,8 +432,8 @@ impl<T> Correlator<T> {
 ///
 /// A `Response: Follows` reply without a body is one whose text a lossy HTTP encoding did
 /// not keep (Asterisk 13's `/mxml` turns CLI lines into attribute names, see
-/// [`super::http`]): that is `Error::Remote`, never an empty string.
-pub fn command_output(response: &Message) -> Result<String> {
+/// [`super::http`]): that is `ProtoError::Remote`, never an empty string.
+pub fn command_output(response: &Message) -> ProtoResult<String> {
     let mut text = String::new();
     for line in response.get_all_bytes("Output") {
         text.push_str(&super::message::decode_text(line));
@@ -442,7 +442,7 @@ pub fn command_output(response: &Message) -> Result<String> {
     match response.body() {
         Some(body) => text.push_str(&super::message::decode_text(body)),
         None if text.is_empty() && response.has_value("Response", "Follows") => {
-            return Err(Error::Remote(
+            return Err(ProtoError::Remote(
                 "this Command reply lost its text on the way: Asterisk 13 rewrites CLI lines \
                  into attribute names over /mxml and /amxml; use /rawman (or /manager) for \
                  Command"

@@ -48,8 +48,8 @@ use quick_xml::events::Event as XmlEvent;
 
 use super::action::{Action, hex_lower};
 use super::decoder::Decoder;
+use super::error::{ProtoError, ProtoResult};
 use super::message::{Kind, LineIndex, Message, is_secret_header};
-use crate::error::{Error, Result};
 
 /// `http.conf` `httptimeout` default: a cookie's Max-Age and the idle expiry of a session.
 pub const DEFAULT_HTTP_TIMEOUT: u32 = 60;
@@ -126,7 +126,7 @@ impl Endpoint {
     }
 
     /// The absolute path under an `http.conf` `prefix` (`asterisk` → `/asterisk/rawman`).
-    pub fn path(self, prefix: &str) -> Result<String> {
+    pub fn path(self, prefix: &str) -> ProtoResult<String> {
         Ok(format!("{}/{}", normalize_prefix(prefix)?, self.name()))
     }
 
@@ -167,13 +167,13 @@ impl Format {
 
 /// `http.conf` writes `/` + prefix, so `asterisk`, `/asterisk` and `/asterisk/` all mean
 /// `/asterisk`; an empty prefix means none. Only URL-safe path characters are accepted.
-pub fn normalize_prefix(prefix: &str) -> Result<String> {
+pub fn normalize_prefix(prefix: &str) -> ProtoResult<String> {
     let trimmed = prefix.trim_matches('/');
     if let Some(bad) = trimmed
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || "-._~/".contains(c)))
     {
-        return Err(Error::Usage(format!(
+        return Err(ProtoError::Usage(format!(
             "HTTP prefix {prefix:?} contains {bad:?}; use letters, digits, '-', '.', '_', '~' and '/'"
         )));
     }
@@ -223,7 +223,7 @@ impl Request {
         method: Method,
         action: &Action,
         action_id: Option<&str>,
-    ) -> Result<Request> {
+    ) -> ProtoResult<Request> {
         let path = endpoint.path(prefix)?;
         let form = encode_form(action, action_id)?;
         let request = match method {
@@ -241,13 +241,13 @@ impl Request {
         // "GET " + target + " HTTP/1.1\r\n"
         let line = method.as_str().len() + request.target.len() + 12;
         if line > MAX_REQUEST_LINE {
-            return Err(Error::Usage(format!(
+            return Err(ProtoError::Usage(format!(
                 "the request line would be {line} bytes; Asterisk reads at most \
                  {MAX_REQUEST_LINE} (send long actions with POST)"
             )));
         }
         if request.body.len() > MAX_FORM_BODY {
-            return Err(Error::Usage(format!(
+            return Err(ProtoError::Usage(format!(
                 "the form body would be {} bytes; Asterisk accepts at most {MAX_FORM_BODY}",
                 request.body.len()
             )));
@@ -301,7 +301,7 @@ impl fmt::Debug for Request {
 /// The action as `Action=…&ActionID=…&Key=value…`, every byte outside `A-Za-z0-9-._~`
 /// percent-encoded (so `+`, `&`, `=`, `%` and spaces survive both `+`-decoding and strict
 /// decoders). Keys keep their spelling; values are never case-folded.
-pub fn encode_form(action: &Action, action_id: Option<&str>) -> Result<String> {
+pub fn encode_form(action: &Action, action_id: Option<&str>) -> ProtoResult<String> {
     let id = action.action_id().or(action_id);
     match (action.action_id(), action_id) {
         // A supplied id gets the checks an action's own id gets.
@@ -396,13 +396,13 @@ pub fn parse_body(
     endpoint: Endpoint,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<Vec<Message>> {
+) -> ProtoResult<Vec<Message>> {
     let format = match content_type {
         None => endpoint.format(),
         Some(ct) => match Format::from_content_type(ct) {
             Some(f) if f == endpoint.format() => f,
             _ => {
-                return Err(Error::Remote(format!(
+                return Err(ProtoError::Remote(format!(
                     "/{} answered with Content-type {ct:?}, expected {}",
                     endpoint.name(),
                     endpoint.format().content_type()
@@ -419,7 +419,7 @@ pub fn parse_body(
 
 /// A `/rawman` body: the TCP format without a banner, legacy `Response: Follows` included.
 /// A body that ends inside a message is an error: HTTP framing already said it was complete.
-pub fn parse_rawman(body: &[u8]) -> Result<Vec<Message>> {
+pub fn parse_rawman(body: &[u8]) -> ProtoResult<Vec<Message>> {
     let mut decoder = Decoder::new();
     decoder.set_expect_banner(false);
     decoder.feed(body);
@@ -428,7 +428,7 @@ pub fn parse_rawman(body: &[u8]) -> Result<Vec<Message>> {
         out.push(item?);
     }
     if decoder.buffered() > 0 {
-        return Err(Error::Remote(format!(
+        return Err(ProtoError::Remote(format!(
             "/rawman body ends inside a message ({} bytes unterminated)",
             decoder.buffered()
         )));
@@ -438,14 +438,14 @@ pub fn parse_rawman(body: &[u8]) -> Result<Vec<Message>> {
 
 /// An `/mxml` body: one message per element inside each `<response>`, its attributes the
 /// headers in document order.
-pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
+pub fn parse_mxml(body: &[u8]) -> ProtoResult<Vec<Message>> {
     let mut reader = quick_xml::Reader::from_reader(body);
     let mut out = Vec::new();
     let mut builder = MessageBuilder::new(true);
     loop {
         let event = reader
             .read_event()
-            .map_err(|e| Error::Remote(format!("malformed /mxml body: {e}")))?;
+            .map_err(|e| ProtoError::Remote(format!("malformed /mxml body: {e}")))?;
         let element = match &event {
             XmlEvent::Start(e) | XmlEvent::Empty(e) => e,
             XmlEvent::Eof => break,
@@ -463,7 +463,7 @@ pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
         // Asterisk counts repeats before lowercasing, so `Foo` and `foo` can both arrive.
         for attr in element.attributes().with_checks(false) {
             let attr =
-                attr.map_err(|e| Error::Remote(format!("malformed /mxml attribute: {e}")))?;
+                attr.map_err(|e| ProtoError::Remote(format!("malformed /mxml attribute: {e}")))?;
             builder.push(&unescape(attr.key.as_ref()), &unescape(&attr.value))?;
         }
     }
@@ -475,7 +475,7 @@ pub fn parse_mxml(body: &[u8]) -> Result<Vec<Message>> {
 /// `<tr><td>Key</td><td>Value</td></tr>` (both escaped, so neither holds a `<`) and ends each
 /// message with `<tr><td colspan="2"><hr></td></tr>`; the title and form rows of either
 /// layout start otherwise and are skipped.
-pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
+pub fn parse_manager_html(body: &[u8]) -> ProtoResult<Vec<Message>> {
     const ROW: &[u8] = b"<tr>";
     const CELL: &[u8] = b"<td>";
     const SEPARATOR: &[u8] = b"<td colspan=\"2\"><hr></td></tr>";
@@ -489,7 +489,7 @@ pub fn parse_manager_html(body: &[u8]) -> Result<Vec<Message>> {
         let row = pos + found + ROW.len();
         let rest = body.get(row..).unwrap_or_default();
         if let Some(cells) = rest.strip_prefix(CELL) {
-            let bad_row = || Error::Remote(format!("unexpected /manager row at byte {row}"));
+            let bad_row = || ProtoError::Remote(format!("unexpected /manager row at byte {row}"));
             let mid = memmem::find(cells, MID).ok_or_else(bad_row)?;
             let key = cells.get(..mid).unwrap_or_default();
             let after = cells.get(mid + MID.len()..).unwrap_or_default();
@@ -601,7 +601,7 @@ impl MessageBuilder {
         }
     }
 
-    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn push(&mut self, key: &[u8], value: &[u8]) -> ProtoResult<()> {
         let key = self.fold_repeat(key);
         if self.index.len() == 0
             && key.eq_ignore_ascii_case(b"response")
@@ -637,7 +637,7 @@ impl MessageBuilder {
         self.seen.clear();
     }
 
-    fn write_header(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn write_header(&mut self, key: &[u8], value: &[u8]) -> ProtoResult<()> {
         self.has_event |= key.eq_ignore_ascii_case(b"event");
         self.has_response |= key.eq_ignore_ascii_case(b"response");
         self.raw.extend(key.iter().map(|&b| line_safe(b)));
@@ -671,7 +671,7 @@ impl MessageBuilder {
         folded
     }
 
-    fn finish(mut self) -> Result<Option<Message>> {
+    fn finish(mut self) -> ProtoResult<Option<Message>> {
         let mut body = None;
         if let Some(rows) = self.legacy_rows.take() {
             match legacy_text(&rows, self.keys_rewritten) {
@@ -720,8 +720,8 @@ impl MessageBuilder {
     }
 }
 
-fn raw_pos(at: usize) -> Result<u32> {
-    u32::try_from(at).map_err(|_| Error::Remote("translated message over 4 GiB".into()))
+fn raw_pos(at: usize) -> ProtoResult<u32> {
+    u32::try_from(at).map_err(|_| ProtoError::Remote("translated message over 4 GiB".into()))
 }
 
 /// The CLI text of a legacy Command reply, back from the rows `xml_translate` made of it:
@@ -963,14 +963,16 @@ pub struct SetCookie {
 
 impl SessionCookie {
     /// Asterisk's ids are 8 hex digits; anything that needs no quoting is accepted.
-    pub fn new(id: impl Into<String>) -> Result<SessionCookie> {
+    pub fn new(id: impl Into<String>) -> ProtoResult<SessionCookie> {
         let id = id.into();
         if id.is_empty()
             || !id
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"\";\\,".contains(&b))
         {
-            return Err(Error::Usage("invalid mansession_id cookie value".into()));
+            return Err(ProtoError::Usage(
+                "invalid mansession_id cookie value".into(),
+            ));
         }
         Ok(SessionCookie { id })
     }
@@ -1067,10 +1069,10 @@ pub struct DigestChallenge {
 
 impl DigestChallenge {
     /// Parses the header value. Only MD5 with `qop=auth` is supported: all Asterisk offers.
-    pub fn parse(value: &str) -> Result<DigestChallenge> {
+    pub fn parse(value: &str) -> ProtoResult<DigestChallenge> {
         let params = DigestParams::parse(value)?;
         let get = |name: &str| params.get(name);
-        let missing = |name: &str| Error::Remote(format!("Digest challenge without {name}"));
+        let missing = |name: &str| ProtoError::Remote(format!("Digest challenge without {name}"));
         let challenge = DigestChallenge {
             realm: get("realm").ok_or_else(|| missing("realm"))?,
             nonce: get("nonce").ok_or_else(|| missing("nonce"))?,
@@ -1087,14 +1089,14 @@ impl DigestChallenge {
             ("opaque", challenge.opaque.as_ref()),
         ] {
             if value.is_some_and(|v| v.chars().any(char::is_control)) {
-                return Err(Error::Remote(format!(
+                return Err(ProtoError::Remote(format!(
                     "the server's Digest challenge has a control character in its {name}"
                 )));
             }
         }
         if let Some(alg) = &challenge.algorithm {
             if !alg.eq_ignore_ascii_case("MD5") {
-                return Err(Error::Auth(format!(
+                return Err(ProtoError::Auth(format!(
                     "Digest algorithm {alg:?} is not supported (MD5 only)"
                 )));
             }
@@ -1104,7 +1106,7 @@ impl DigestChallenge {
                 .any(|option| option.trim().eq_ignore_ascii_case("auth"))
         });
         if !offers_auth {
-            return Err(Error::Auth(format!(
+            return Err(ProtoError::Auth(format!(
                 "Digest challenge without qop=auth ({:?}) is not supported",
                 challenge.qop
             )));
@@ -1135,14 +1137,14 @@ impl DigestChallenge {
 struct DigestParams(Vec<(String, String)>);
 
 impl DigestParams {
-    fn parse(value: &str) -> Result<DigestParams> {
+    fn parse(value: &str) -> ProtoResult<DigestParams> {
         let value = value.trim_start();
         let params = value
             .get(..6)
             .filter(|scheme| scheme.eq_ignore_ascii_case("digest"))
             .and_then(|_| value.get(6..))
             .filter(|rest| rest.starts_with([' ', '\t']))
-            .ok_or_else(|| Error::Auth(format!("not a Digest header: {value:?}")))?;
+            .ok_or_else(|| ProtoError::Auth(format!("not a Digest header: {value:?}")))?;
         parse_auth_params(params).map(DigestParams)
     }
 
@@ -1170,17 +1172,17 @@ pub struct DigestAuthorization {
 }
 
 impl DigestAuthorization {
-    pub fn parse(value: &str) -> Result<DigestAuthorization> {
+    pub fn parse(value: &str) -> ProtoResult<DigestAuthorization> {
         let params = DigestParams::parse(value)?;
         let need = |name: &str| {
             params
                 .get(name)
-                .ok_or_else(|| Error::Remote(format!("Digest authorization without {name}")))
+                .ok_or_else(|| ProtoError::Remote(format!("Digest authorization without {name}")))
         };
         let nc = match params.get("nc") {
             Some(nc) => Some(
                 u32::from_str_radix(&nc, 16)
-                    .map_err(|_| Error::Remote(format!("Digest nc {nc:?} is not hex")))?,
+                    .map_err(|_| ProtoError::Remote(format!("Digest nc {nc:?} is not hex")))?,
             ),
             None => None,
         };
@@ -1220,8 +1222,8 @@ impl DigestAuthorization {
 }
 
 /// `name=token` / `name="quoted \" string"` pairs separated by commas.
-fn parse_auth_params(input: &str) -> Result<Vec<(String, String)>> {
-    let malformed = || Error::Remote(format!("malformed Digest challenge: {input:?}"));
+fn parse_auth_params(input: &str) -> ProtoResult<Vec<(String, String)>> {
+    let malformed = || ProtoError::Remote(format!("malformed Digest challenge: {input:?}"));
     let mut out = Vec::new();
     let mut rest = input;
     loop {
@@ -1289,9 +1291,9 @@ pub fn digest_response(
 }
 
 /// Refuses what would break out of a quoted-string in the Authorization header.
-fn check_quotable(what: &str, s: &str) -> Result<()> {
+fn check_quotable(what: &str, s: &str) -> ProtoResult<()> {
     if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-        return Err(Error::Usage(format!(
+        return Err(ProtoError::Usage(format!(
             "{what} cannot contain '\"', '\\' or control characters"
         )));
     }
@@ -1305,7 +1307,7 @@ fn check_quotable(what: &str, s: &str) -> Result<()> {
 /// Flow: send without `Authorization` (or with the last one), noting the
 /// [`generation`](Self::generation) it was built under; on a 401 call
 /// [`on_unauthorized`](Self::on_unauthorized) with it: `Ok` means retry with a fresh
-/// [`authorization`](Self::authorization), `Err(Error::Auth)` means the credentials were
+/// [`authorization`](Self::authorization), `Err(ProtoError::Auth)` means the credentials were
 /// refused. `nc` must strictly increase at the server, and requests sent side by side (an
 /// action beside the WaitEvent long-poll) can arrive out of order: the late one earns a
 /// `stale=true` 401 and a new nonce, which makes the other's next request late in turn. Such
@@ -1335,7 +1337,10 @@ pub enum Retry {
 }
 
 impl DigestSession {
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Result<DigestSession> {
+    pub fn new(
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> ProtoResult<DigestSession> {
         let username = username.into();
         check_quotable("a Digest username", &username)?;
         Ok(DigestSession {
@@ -1351,7 +1356,7 @@ impl DigestSession {
 
     /// Fixes the client nonce prefix (the `cnonce` is the prefix followed by `nc`), for
     /// reproducible headers.
-    pub fn with_cnonce_prefix(mut self, prefix: impl Into<String>) -> Result<DigestSession> {
+    pub fn with_cnonce_prefix(mut self, prefix: impl Into<String>) -> ProtoResult<DigestSession> {
         let prefix = prefix.into();
         check_quotable("a Digest cnonce", &prefix)?;
         self.cnonce_prefix = prefix;
@@ -1379,7 +1384,7 @@ impl DigestSession {
 
     /// The `Authorization` header value for the next request, or `None` before the first
     /// challenge. Each call counts one request.
-    pub fn authorization(&mut self, method: Method, uri: &str) -> Result<Option<String>> {
+    pub fn authorization(&mut self, method: Method, uri: &str) -> ProtoResult<Option<String>> {
         check_quotable("a Digest uri", uri)?;
         let Some(ch) = &self.challenge else {
             return Ok(None);
@@ -1414,13 +1419,13 @@ impl DigestSession {
     /// generation `sent_under` (`None`: sent without), and says how to retry: after the first
     /// challenge, a stale nonce, or for a request older than the current challenge, in the
     /// same session; after a fresh nonce in answer to a nonce the server had accepted, in a
-    /// new one. `Err(Error::Auth)`: credentials built under a nonce the server never accepted
+    /// new one. `Err(ProtoError::Auth)`: credentials built under a nonce the server never accepted
     /// were refused (Asterisk answers a wrong password with a fresh, non-stale nonce).
     pub fn on_unauthorized(
         &mut self,
         www_authenticate: &str,
         sent_under: Option<u64>,
-    ) -> Result<Retry> {
+    ) -> ProtoResult<Retry> {
         let challenge = DigestChallenge::parse(www_authenticate)?;
         if sent_under.is_some_and(|g| g != self.generation) {
             // A newer 401 already brought the nonce to retry under.
@@ -1433,7 +1438,7 @@ impl DigestSession {
         self.generation += 1;
         self.proven = false;
         if fresh && !forgotten {
-            return Err(Error::Auth(format!(
+            return Err(ProtoError::Auth(format!(
                 "HTTP Digest credentials for user {:?} were refused",
                 self.username
             )));
@@ -1493,21 +1498,22 @@ pub struct WaitEventReply {
 }
 
 /// Splits a parsed WaitEvent body into (response, events, terminator). A `Response: Error`
-/// (an expired session, say: check [`session_expired`] first) is `Error::ActionFailed`.
-pub fn split_wait_event(messages: Vec<Message>) -> Result<WaitEventReply> {
+/// (an expired session, say: check [`session_expired`] first) is `ProtoError::Remote` with
+/// Asterisk's message.
+pub fn split_wait_event(messages: Vec<Message>) -> ProtoResult<WaitEventReply> {
     let mut messages = messages.into_iter();
     let response = messages
         .next()
         .filter(Message::is_response)
-        .ok_or_else(|| Error::Remote("WaitEvent reply does not start with a response".into()))?;
+        .ok_or_else(|| {
+            ProtoError::Remote("WaitEvent reply does not start with a response".into())
+        })?;
     let mut events: Vec<Message> = messages.collect();
     if response.has_value("Response", "Error") {
-        return Err(Error::ActionFailed {
-            action: "WaitEvent".into(),
-            message: response.get("Message").unwrap_or_default().into_owned(),
-            response: Box::new(response),
-            events,
-        });
+        return Err(ProtoError::Remote(format!(
+            "WaitEvent refused: {}",
+            response.get("Message").unwrap_or_default()
+        )));
     }
     let ends_complete = events.last().is_some_and(|m| {
         m.event_name()

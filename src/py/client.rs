@@ -845,7 +845,8 @@ impl EventSubscription {
 /// (RemoteProtocolError when an HTTP encoding lost it).
 #[pyfunction]
 fn command_output(response: &Bound<'_, super::message::PyMessage>) -> PyResult<String> {
-    crate::proto::command_output(&response.get().inner).map_err(|e| to_pyerr(response.py(), e))
+    crate::proto::command_output(&response.get().inner)
+        .map_err(|e| to_pyerr(response.py(), e.into()))
 }
 
 /// Raises LocalProtocolError for an event mask Asterisk would silently treat as "off".

@@ -360,11 +360,12 @@ async fn parse_off_the_worker(
     body: Vec<u8>,
 ) -> Result<Vec<Message>> {
     if body.len() < PARSE_INLINE {
-        return parse_body(endpoint, content_type.as_deref(), &body);
+        return Ok(parse_body(endpoint, content_type.as_deref(), &body)?);
     }
     tokio::task::spawn_blocking(move || parse_body(endpoint, content_type.as_deref(), &body))
         .await
         .map_err(|e| Error::Internal(format!("parsing an HTTP body: {e}")))?
+        .map_err(Error::from)
 }
 
 /// A 3xx is refused: the error names where it pointed, and nothing is followed.
