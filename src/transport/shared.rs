@@ -115,13 +115,27 @@ impl Shared {
     /// waits for a result that cannot come.
     pub(super) fn fail_outstanding(&self, why: &str) {
         let owed: Vec<u64> = match self.completions.lock() {
-            Ok(mut c) => c.outstanding.drain().collect(),
+            Ok(c) => c.outstanding.iter().copied().collect(),
             Err(_) => return,
         };
-        let failed = owed
-            .into_iter()
-            .map(|token| (token, Err(Error::Internal(why.to_owned()))))
-            .collect();
+        self.fail_owed(owed, || Error::Internal(why.to_owned()));
+    }
+
+    /// Fails those of `tokens` still owed a result (work that was abandoned, say), leaving
+    /// alone any that got theirs meanwhile: a waiter is settled once.
+    pub(super) fn fail_owed(
+        &self,
+        tokens: impl IntoIterator<Item = u64>,
+        error: impl Fn() -> Error,
+    ) {
+        let failed = match self.completions.lock() {
+            Ok(mut c) => tokens
+                .into_iter()
+                .filter(|token| c.outstanding.remove(token))
+                .map(|token| (token, Err(error())))
+                .collect(),
+            Err(_) => return,
+        };
         if self.queue_completions(failed) {
             self.wake();
         }

@@ -244,3 +244,15 @@ async def test_legacy_command_text_over_every_endpoint(endpoint):
                     await ami.command("core show version")
             else:
                 assert (await ami.command("core show version")).rstrip() == version.rstrip()
+
+
+async def test_closing_fails_an_action_still_in_flight():
+    # Without an event poller, a WaitEvent sent as an action is held by the server: closing
+    # the client must settle its future at once, not leave it waiting forever.
+    with Simulator(http=True) as sim:
+        ami = await amiwire.connect(sim.http_url(), timeout=10, events="off")
+        held = ami.action("WaitEvent", Timeout="20", timeout=30, check=False)
+        await asyncio.sleep(0.2)
+        await ami.close()
+        with pytest.raises(amiwire.ClientClosed):
+            await asyncio.wait_for(held, 2)

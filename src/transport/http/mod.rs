@@ -205,6 +205,9 @@ impl Driver for AjamDriver {
             for handle in session.tasks.values() {
                 handle.abort();
             }
+            // An aborted task never answers its waiter: the close does.
+            let aborted = session.tasks.keys().copied();
+            self.link.shared.fail_owed(aborted, || clone_err(error));
         }
         let pending = session
             .ajam
