@@ -1,9 +1,4 @@
-"""Command line: ``python -m amiwire {events,action,command,simulate,demo} ...``.
-
-URLs look like ``tcp://user:secret@host:5038`` or ``tls://user:secret@host:5039``; the secret
-may come from the ``AMIWIRE_SECRET`` environment variable instead, to keep it out of process
-listings and shell history.
-"""
+"""Command line: ``python -m amiwire {events,action,command,simulate,demo} ...``."""
 
 from __future__ import annotations
 
@@ -13,9 +8,38 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from . import AMIError, Message, connect
+from . import ActionError, AMIError, Message, __version__, connect
+
+DESCRIPTION = "The Asterisk Manager Interface from the shell: tail events, send actions, run CLI commands."
+
+EPILOG = """\
+URL forms:
+  tcp://user:secret@host:5038          plain AMI
+  tls://user:secret@host:5039          AMI over TLS (?ca_file=/path/ca.pem&server_name=pbx)
+  http://user:secret@host:8088/rawman  AMI over HTTP (also /mxml, /manager; https://;
+                                       Digest: /arawman, /amxml, /amanager)
+Query options become connect() keywords: ?auth=md5&timeout=5&insecure=1.
+Percent-encode / ? # @ : % in the username or secret (%2F %3F %23 %40 %3A %25), or leave the
+secret out of the URL and set AMIWIRE_SECRET, which keeps it out of process listings and
+shell history."""
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """An argparse type: ``Key=Value``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        # Not echoed: it may be a secret typed as `Secret:pw`.
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, got an argument without a name and '='")
+    return key, value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage mistake in one line, as the rest of the command line does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _message_json(msg: Message) -> str:
@@ -30,7 +54,7 @@ def _connect_args(url: str, events: str = "off") -> dict[str, Any]:
 
 
 async def _events(args: argparse.Namespace) -> int:
-    filters = dict(f.split("=", 1) for f in args.where)
+    filters = dict(args.where)
     async with connect(args.url, **_connect_args(args.url, events="on")) as ami:
         stream = ami.events(*args.patterns, **filters)
         count = 0
@@ -43,9 +67,8 @@ async def _events(args: argparse.Namespace) -> int:
 
 
 async def _action(args: argparse.Namespace) -> int:
-    headers = [tuple(h.split("=", 1)) for h in args.headers]
     async with connect(args.url, **_connect_args(args.url)) as ami:
-        response = await ami.action(args.name, headers, raise_on_error=False, timeout=args.timeout, check=False)
+        response = await ami.action(args.name, args.headers, raise_on_error=False, timeout=args.timeout, check=False)
         print(_message_json(response))
         for item in response.events:
             print(_message_json(item))
@@ -56,27 +79,43 @@ async def _action(args: argparse.Namespace) -> int:
 
 async def _command(args: argparse.Namespace) -> int:
     async with connect(args.url, **_connect_args(args.url)) as ami:
-        sys.stdout.write(await ami.command(" ".join(args.command), timeout=args.timeout))
+        try:
+            sys.stdout.write(await ami.command(" ".join(args.command), timeout=args.timeout))
+        except ActionError as err:
+            if err.output is None:
+                raise
+            # Asterisk's own words ("No such command ..."), not the envelope's Message.
+            sys.stderr.write(err.output)
+            return 1
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amiwire", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="python -m amiwire",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"amiwire {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    with_url_forms: dict[str, Any] = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
 
-    p = sub.add_parser("events", help="tail events as JSON lines")
+    p = sub.add_parser("events", **with_url_forms, help="tail events as JSON lines")
     p.add_argument("url")
     p.add_argument("patterns", nargs="*", help="event names or globs (default: all)")
-    p.add_argument("--where", action="append", default=[], metavar="HEADER=VALUE", help="header filter (glob)")
+    p.add_argument(
+        "--where", action="append", default=[], type=_pair, metavar="HEADER=VALUE", help="header filter (glob)"
+    )
     p.add_argument("--count", type=int, default=0, help="stop after this many events")
 
-    p = sub.add_parser("action", help="send one action and print the response(s) as JSON lines")
+    p = sub.add_parser("action", **with_url_forms, help="send one action and print the response(s) as JSON lines")
     p.add_argument("url")
     p.add_argument("name")
-    p.add_argument("headers", nargs="*", metavar="Key=Value")
+    p.add_argument("headers", nargs="*", type=_pair, metavar="Key=Value")
     p.add_argument("--timeout", type=float, default=None)
 
-    p = sub.add_parser("command", help="run a CLI command and print its output")
+    p = sub.add_parser("command", **with_url_forms, help="run a CLI command and print its output")
     p.add_argument("url")
     p.add_argument("command", nargs="+")
     p.add_argument("--timeout", type=float, default=None)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
 from .testing import Simulator
+
+# Seconds Ctrl-C or SIGTERM waits for the simulator to stop before the process just exits.
+STOP_GRACE = 0.5
 
 FAULTS = (
     "close_during_login",
@@ -21,6 +25,13 @@ FAULTS = (
 )
 
 
+def _port(text: str) -> int:
+    """An argparse type: a port to listen on (0 = any free one)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Adds the ``simulate`` sub-command to an ``argparse`` sub-parser set."""
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -29,7 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run amiwire's embedded AMI simulator until interrupted.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=5038, help="port (default 5038; 0 = any free)")
+    p.add_argument("--port", type=_port, default=5038, help="port (default 5038; 0 = any free)")
+    p.add_argument("--http", action="store_true", help="also serve AMI over HTTP (/rawman, /mxml, /manager) on a free port")
     p.add_argument("--tls", action="store_true", help="serve TLS with a generated certificate")
     p.add_argument("--tls-cert", help="PEM certificate file (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key file (with --tls-cert)")
@@ -72,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         "firehose_repeats": args.firehose_repeats,
         "write_timeout": args.write_timeout,
     }
+    if args.http:
+        options["http"] = True
     if args.tls_cert or args.tls_key:
         options["tls_cert"] = _read(args.tls_cert)
         options["tls_key"] = _read(args.tls_key)
@@ -87,21 +101,37 @@ def run(args: argparse.Namespace) -> int:
         options["dialplan"] = _read(args.dialplan)
 
     stop = threading.Event()
-    with Simulator(**options) as sim:
-        scheme = "tls" if sim.tls_cert_pem is not None else "tcp"
-        print(f"AMI simulator listening on {scheme}://{sim.host}:{sim.port}", flush=True)
-        for name, secret in sim.users.items():
-            print(f"  user {name!r} secret {secret!r}", flush=True)
-        if sim.tls_cert_pem is not None and not args.tls_cert:
-            print("server certificate (trust it on the client):", flush=True)
-            print(sim.tls_cert_pem, end="", flush=True)
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+    # Installed before the address is printed: whoever reads it may signal at once.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sim = Simulator(**options).start()
+    try:
+        _announce(sim, args)
+        while not stop.wait(0.5):
             pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        # A session streaming to a client that stopped reading can hold the stop (and the
+        # runtime's shutdown at exit) for seconds: give it a moment, then end the process.
+        closing = threading.Thread(target=sim.close, name="amiwire-sim-close", daemon=True)
+        closing.start()
+        closing.join(STOP_GRACE)
     print("AMI simulator stopped", file=sys.stderr, flush=True)
+    if closing.is_alive():
+        sys.stdout.flush()
+        os._exit(0)
     return 0
+
+
+def _announce(sim: Simulator, args: argparse.Namespace) -> None:
+    """Where the simulator listens, its users, and the certificate to trust."""
+    scheme = "tls" if sim.tls_cert_pem is not None else "tcp"
+    print(f"AMI simulator listening on {scheme}://{sim.host}:{sim.port}", flush=True)
+    if args.http:
+        print(f"AMI over HTTP on http://{sim.host}:{sim.http_port}/rawman (also /mxml, /manager)", flush=True)
+    for name, secret in sim.users.items():
+        print(f"  user {name!r} secret {secret!r}", flush=True)
+    if sim.tls_cert_pem is not None and not args.tls_cert:
+        print("server certificate (trust it on the client):", flush=True)
+        print(sim.tls_cert_pem, end="", flush=True)

@@ -32,7 +32,7 @@ def log_records_dropped() -> int:
     """Rust log records dropped because Python's logging could not keep up."""
 
 @disjoint_base
-class Message:
+class Message(Mapping[str, str]):
     """A read-only, case-insensitive ``Mapping[str, str]`` over one decoded AMI message.
 
     ``m[key]`` and ``get`` give the first value of a repeated header; ``get_all`` gives

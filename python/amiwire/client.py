@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import _core
 from ._core import Message
+from ._ranges import check_ranges
 from ._schema import Action, HeaderValue, ListAction, Schema, for_version
 from .events import OriginateResponse, event_name
 from .exceptions import ActionError, ClientClosed, ConnectionLost, LocalProtocolError
@@ -25,6 +27,8 @@ __all__ = ["Client", "EventStream", "connect", "parse_url", "OriginateFailed"]
 
 log = logging.getLogger("amiwire")
 
+# An event callback: a function or a coroutine function taking the event.
+_Callback = TypeVar("_Callback", bound=Callable[[Message], object])
 Overflow = Literal["drop_oldest", "drop_newest", "disconnect"]
 HeaderFilter = str | re.Pattern[str] | Iterable[str | re.Pattern[str]]
 
@@ -67,43 +71,89 @@ class OriginateFailed(ActionError):
         self.reason_text = self.REASONS.get(reason, "unknown") if reason is not None else None
 
 
+# The connect() keywords a URL's query may set, by the type its text is converted to.
+URL_FLAGS = frozenset({"insecure", "reconnect", "tls", "https"})
+URL_SECONDS = frozenset({"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"})
+URL_COUNTS = frozenset({"port", "reconnect_attempts", "poll_timeout", "http_timeout", "list_limit"})
+URL_TEXTS = frozenset({"auth", "events", "ca_file", "server_name", "record"})
+URL_OPTIONS = URL_FLAGS | URL_SECONDS | URL_COUNTS | URL_TEXTS
+
+_URL_FORMS = "tcp://user:secret@host:5038, tls://…:5039 or http(s)://user:secret@host:8088/rawman"
+
+
+def _url_error(problem: str) -> LocalProtocolError:
+    # Never quote the URL itself: it may hold the secret.
+    return LocalProtocolError(f"bad AMI URL: {problem}")
+
+
 def parse_url(url: str) -> dict[str, Any]:
     """``tcp://user:secret@host:5038``, ``tls://…:5039``, or AMI over HTTP:
     ``http://user:secret@host:8088/rawman`` (also ``https://``, ``/mxml``, ``/manager`` and the
     Digest variants ``/arawman``, ``/amxml``, ``/amanager``; a path prefix such as
     ``/asterisk/rawman`` is the ``http.conf`` prefix). Query options such as
-    ``?auth=md5&events=off&insecure=1`` become connect() keywords."""
-    parts = urlsplit(url)
+    ``?auth=md5&events=off&insecure=1`` become connect() keywords.
+
+    The username and secret are percent-decoded: write ``/ ? # @ : %`` in them as ``%2F %3F
+    %23 %40 %3A %25`` (``urllib.parse.quote(secret, safe="")``). A malformed URL raises
+    :class:`~amiwire.LocalProtocolError` (a ``ValueError``) whose message never quotes the
+    credentials; an unknown query option is refused by name."""
+    if "://" not in url:
+        raise _url_error(f"expected {_URL_FORMS}")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise _url_error("the host part is malformed (an IPv6 address goes in brackets: [::1])") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise LocalProtocolError(f"unsupported URL scheme {scheme!r}: use tcp://, tls://, http:// or https://")
+        raise _url_error(f"unsupported scheme {scheme!r}: use tcp://, tls://, http:// or https://")
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        # The user info ended early at a '/', '?' or '#' that belongs to the secret.
+        raise _url_error(
+            "percent-encode '/', '?', '#' and '%' in the username or secret "
+            "(urllib.parse.quote(secret, safe=''))"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise _url_error("the port must be a number from 1 to 65535") from None
     opts: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or DEFAULT_PORTS[scheme],
+        "port": port or DEFAULT_PORTS[scheme],
     }
     if scheme in {"http", "https"}:
         prefix, _, endpoint = parts.path.rstrip("/").rpartition("/")
         if endpoint.lower() not in HTTP_ENDPOINTS:
-            raise LocalProtocolError(
-                f"an AMI HTTP URL ends in one of {sorted(HTTP_ENDPOINTS)}, not {parts.path!r}"
-            )
+            raise _url_error(f"an AMI HTTP URL's path ends in one of {', '.join(sorted(HTTP_ENDPOINTS))}")
         opts.update(http_endpoint=endpoint.lower(), http_prefix=prefix, https=scheme == "https")
     else:
+        if parts.path not in {"", "/"}:
+            raise _url_error(f"a {scheme}:// URL has no path")
         opts["tls"] = scheme == "tls"
     if parts.username is not None:
         opts["username"] = unquote(parts.username)
     if parts.password is not None:
         opts["secret"] = unquote(parts.password)
-    for key, values in parse_qs(parts.query).items():
-        value: Any = values[-1]
-        if key in {"insecure", "reconnect", "tls", "https"}:
-            value = value.lower() in {"1", "true", "yes", "on"}
-        elif key in {"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"}:
-            value = float(value)
-        elif key in {"port", "reconnect_attempts", "poll_timeout", "http_timeout", "list_limit"}:
-            value = int(value)
-        opts[key] = value
+    for key, values in parse_qs(parts.query, keep_blank_values=True).items():
+        opts[key] = _url_option(key, values[-1])
     return opts
+
+
+def _url_option(key: str, text: str) -> Any:
+    """A query option's value, converted to the type connect() takes."""
+    if key not in URL_OPTIONS:
+        raise _url_error(f"unknown option {key!r} (known: {', '.join(sorted(URL_OPTIONS))})")
+    if key in URL_FLAGS:
+        # A bare flag (``?insecure``) means yes.
+        return text.lower() in {"", "1", "true", "yes", "on"}
+    try:
+        if key in URL_SECONDS:
+            return float(text)
+        if key in URL_COUNTS:
+            return int(text)
+    except ValueError:
+        kind = "a number of seconds" if key in URL_SECONDS else "a whole number"
+        raise _url_error(f"option {key!r} must be {kind}, not {text!r}") from None
+    return text
 
 
 # Events handed over per batch by default. Larger batches cost no less CPU per event, but the
@@ -177,8 +227,12 @@ class _Bridge:
         self.waiting: dict[EventStream[Any], asyncio.Future[None]] = {}
         self.state_callbacks: list[Callable[[str, str | None], Any]] = []
         self.state_seen = 0
+        self.peer = ""
 
     def connect(self, options: dict[str, Any]) -> _core.Connection:
+        # Who and where, for log lines: never the secret.
+        user = options.get("username")
+        self.peer = f"{user + '@' if user else ''}{options['host']}:{options['port']}"
         self.conn = _core.Connection(options, self.attach, _ActionFuture)
         return self.conn
 
@@ -223,7 +277,7 @@ class _Bridge:
             # loop's wake-up still reports "reconnecting" before "connected".
             for seq, state, reason in self.conn.transitions_since(self.state_seen):
                 self.state_seen = seq
-                log.info("amiwire connection %s%s", state, f": {reason}" if reason else "")
+                log.info("amiwire %s %s%s", self.peer, state, f": {reason}" if reason else "")
                 for callback in list(self.state_callbacks):
                     try:
                         callback(state, reason)
@@ -251,12 +305,23 @@ class Client:
         self._conn = conn
         self._bridge = bridge
         self._early_stream = early_stream
-        self._submit = conn.submit
+        # Chosen once, at connect: with DEBUG off, an action costs not even a level check.
+        self._submit: Callable[..., Any] = self._submit_traced if log.isEnabledFor(logging.DEBUG) else conn.submit
         self._callbacks: list[asyncio.Task[None]] = []
         # The event mask the session has once the actions already queued have run.
         self._events = events
         # The AMI documentation for the server's version, and that version.
         self._docs: tuple[str | None, Schema] | None = None
+
+    def _submit_traced(self, name: str, *args: Any) -> Any:
+        """``Connection.submit``, plus one DEBUG line per action (never its headers: they may
+        hold a secret)."""
+        pending = self._conn.submit(name, *args)
+        trace = _ActionTrace(self._bridge.peer, name)
+        if isinstance(pending, asyncio.Future):
+            pending.add_done_callback(trace.done)
+            return pending
+        return trace.awaiting(pending)  # a deferred action (no running loop): a coroutine
 
     # -- actions -------------------------------------------------------------------------
 
@@ -378,12 +443,12 @@ class Client:
         try:
             response = await self.action("Command", Command=command, timeout=timeout)
         except ActionError as err:
-            err.output = _core.command_output(err.response)  # type: ignore[attr-defined]
+            err.output = _core.command_output(err.response)
             raise
         output = _core.command_output(response)
         if output.startswith("No such command "):
             # Asterisk <= 13 reports unknown commands as ordinary output.
-            raise ActionError(output.strip(), response=response, action_id=response.action_id)
+            raise ActionError(output.strip(), response=response, action_id=response.action_id, output=output)
         return output
 
     async def originate(
@@ -583,16 +648,23 @@ class Client:
         wanted = [*names, *(f"{name}={value!r}" for name, value in header_filters.items())]
         return EventStream(self._bridge, sub, " ".join(wanted) or "*")
 
+    @overload
     def on(
-        self, pattern: str = "*", callback: Callable[[Message], Any] | None = None, **header_filters: Any
-    ) -> Any:
+        self, pattern: str = "*", callback: None = None, **header_filters: HeaderFilter
+    ) -> Callable[[_Callback], _Callback]: ...
+    @overload
+    def on(self, pattern: str, callback: _Callback, **header_filters: HeaderFilter) -> _Callback: ...
+    def on(
+        self, pattern: str = "*", callback: _Callback | None = None, **header_filters: HeaderFilter
+    ) -> _Callback | Callable[[_Callback], _Callback]:
         """Calls ``callback(event)`` (a function or a coroutine function) for each matching
-        event, on the event loop thread; usable as a decorator (``@ami.on("Hangup")``).
-        The callbacks are consumers like any stream: a slow one loses events (``drop_oldest``)
-        rather than stalling the connection. Needs a running loop."""
+        event, on the event loop thread; usable as a decorator (``@ami.on("Hangup")``), which
+        returns the function unchanged. The callbacks are consumers like any stream: a slow
+        one loses events (``drop_oldest``) rather than stalling the connection. Needs a
+        running loop."""
 
-        def register(fn: Callable[[Message], Any]) -> Callable[[Message], Any]:
-            stream = self.events(pattern, **header_filters)
+        def register(fn: _Callback) -> _Callback:
+            stream = self.events(pattern, maxsize=None, overflow="drop_oldest", max_bytes=None, **header_filters)
             self._callbacks.append(asyncio.get_running_loop().create_task(_run_callback(stream, fn)))
             return fn
 
@@ -665,6 +737,39 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<amiwire.Client {self.state} {self.banner or ''}>"
+
+
+class _ActionTrace:
+    """The DEBUG line of one action: name, ActionID, outcome and how long it took."""
+
+    __slots__ = ("peer", "name", "started")
+
+    def __init__(self, peer: str, name: str) -> None:
+        self.peer = peer
+        self.name = name
+        self.started = time.perf_counter()
+
+    def done(self, future: asyncio.Future[Message]) -> None:
+        if future.cancelled():
+            self.log(None, "cancelled")
+        elif (err := future.exception()) is not None:
+            self.log(getattr(err, "action_id", None), type(err).__name__)
+        else:
+            response = future.result()
+            self.log(response.action_id, response.response or "answered")
+
+    async def awaiting(self, pending: Awaitable[Message]) -> Message:
+        try:
+            response = await pending
+        except Exception as err:
+            self.log(getattr(err, "action_id", None), type(err).__name__)
+            raise
+        self.log(response.action_id, response.response or "answered")
+        return response
+
+    def log(self, action_id: str | None, outcome: str) -> None:
+        elapsed = (time.perf_counter() - self.started) * 1000
+        log.debug("amiwire %s action %s ActionID=%s: %s in %.1f ms", self.peer, self.name, action_id, outcome, elapsed)
 
 
 async def _run_callback(stream: EventStream[Message], fn: Callable[[Message], Any]) -> None:
@@ -909,4 +1014,16 @@ def connect(
         "max_bodies": max_bodies,
     }.items():
         options.setdefault(key, value)
+    check_ranges(options, non_negative=_SECONDS, counts=_COUNTS, error=LocalProtocolError)
     return _Connect(options)
+
+
+# connect()'s numeric options: seconds, and whole numbers with their range.
+_SECONDS = ("timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max")
+_COUNTS = {
+    "port": range(1, 65536),
+    "reconnect_attempts": range(0, 2**32),
+    "poll_timeout": range(0, 2**32),
+    "http_timeout": range(0, 2**32),
+    "list_limit": range(1, 2**63),
+}

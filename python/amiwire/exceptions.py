@@ -11,7 +11,11 @@ crashing the interpreter.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._core import Message
 
 __all__ = [
     "AMIError",
@@ -75,21 +79,31 @@ class ActionError(AMIError):
 
     ``response`` is the response :class:`~amiwire.Message`; ``events`` what arrived with it
     (list items, or the ``OriginateResponse`` of a failed tracked originate);
-    ``action_id`` the ActionID.
+    ``action_id`` the ActionID; ``output`` the CLI text when :meth:`~amiwire.Client.command`
+    failed (``"No such command ..."``), else None.
     """
 
-    def __init__(self, message: str, *, response: Any = None, events: Any = (), action_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: Message,
+        events: Iterable[Message] = (),
+        action_id: str | None = None,
+        output: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.response = response
-        self.events = list(events)
+        self.response: Message = response
+        self.events: list[Message] = list(events)
         self.action_id = action_id
+        self.output = output
 
 
 class ActionTimeout(AMIError, TimeoutError):
     """No complete answer before the action's deadline. The pending entry is gone;
-    ``partial`` holds what had arrived (a list's first items), or ``None``."""
+    ``partial`` holds what had arrived (the response, then a list's first items), or ``None``."""
 
-    def __init__(self, message: str, *, action_id: str | None = None, partial: Any = None) -> None:
+    def __init__(self, message: str, *, action_id: str | None = None, partial: list[Message] | None = None) -> None:
         super().__init__(message)
         self.action_id = action_id
         self.partial = partial
@@ -102,7 +116,9 @@ class ListTooLong(AMIError):
     surfaces as events and the connection carries on. Items passing ``max_list_bytes`` raise it
     too: ``limit`` is then in bytes and ``partial`` is None."""
 
-    def __init__(self, message: str, *, action_id: str | None = None, limit: int = 0, partial: Any = None) -> None:
+    def __init__(
+        self, message: str, *, action_id: str | None = None, limit: int = 0, partial: list[Message] | None = None
+    ) -> None:
         super().__init__(message)
         self.action_id = action_id
         self.limit = limit

@@ -44,17 +44,63 @@ import asyncio
 import sys
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
+from urllib.parse import quote
 
 from . import _core
+from ._ranges import check_ranges
 
-__all__ = ["Simulator"]
+__all__ = ["Simulator", "SimulatorOptions"]
+
+
+class SimulatorOptions(TypedDict, total=False):
+    """The keywords :class:`Simulator` takes (see the module's documentation)."""
+
+    host: str
+    port: int
+    users: list[tuple[str, str, str, str]] | None
+    command_style: str
+    faults: list[str]
+    drip_interval: float
+    firehose_file: str | None
+    firehose_count: int | None
+    firehose_repeats: int
+    firehose_after: str | None
+    replay: str | None
+    tls: bool
+    tls_cert: str | None
+    tls_key: str | None
+    auth_fail_delay: float
+    auth_timeout: float
+    time_scale: float
+    dialplan: str | None
+    http: bool
+    http_timeout: float
+    digest_stale: float
+    write_timeout: float | None
+
+
+_NON_NEGATIVE = (
+    "drip_interval",
+    "auth_fail_delay",
+    "auth_timeout",
+    "time_scale",
+    "http_timeout",
+    "digest_stale",
+    "write_timeout",
+)
+_COUNTS = {"port": range(0, 65536), "firehose_count": range(0, 2**64), "firehose_repeats": range(0, 2**32)}
 
 
 class Simulator:
-    """An in-process AMI simulator; started by ``start()`` or a ``with`` block."""
+    """An in-process AMI simulator; started by ``start()`` or a ``with`` block. A keyword it
+    does not know raises ``TypeError`` here, not when it starts."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: Unpack[SimulatorOptions]) -> None:
+        unknown = options.keys() - SimulatorOptions.__annotations__.keys()
+        if unknown:
+            raise TypeError(f"Simulator() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        check_ranges(options, non_negative=_NON_NEGATIVE, counts=_COUNTS, error=ValueError)
         self._options = options
         self._core: Any = None
 
@@ -130,9 +176,14 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        """``tcp://user:secret@host:port`` (``tls://`` with TLS) for the first user."""
+        """``tcp://user:secret@host:port`` (``tls://`` with TLS) for the first user, the
+        credentials percent-encoded."""
         scheme = "tls" if self.tls_cert_pem is not None else "tcp"
-        return f"{scheme}://{self.username}:{self.secret}@{self.host}:{self.port}"
+        return f"{scheme}://{self._userinfo()}@{self.host}:{self.port}"
+
+    def _userinfo(self) -> str:
+        # Percent-encoded: a secret with '/', '?', '#' or '@' must not end the user info.
+        return f"{quote(self.username, safe='')}:{quote(self.secret, safe='')}"
 
     @property
     def http_port(self) -> int:
@@ -144,10 +195,7 @@ class Simulator:
 
     def http_url(self, endpoint: str = "rawman") -> str:
         """``http://user:secret@host:http_port/<endpoint>`` for the first user."""
-        return (
-            f"http://{self.username}:{self.secret}@{self.host}:{self.http_port}/"
-            f"{endpoint.lstrip('/')}"
-        )
+        return f"http://{self._userinfo()}@{self.host}:{self.http_port}/{endpoint.lstrip('/')}"
 
     @property
     def tls_cert_pem(self) -> str | None:

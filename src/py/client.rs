@@ -599,10 +599,19 @@ impl Connection {
         &self,
         names: Vec<String>,
         headers: Vec<(String, Vec<(String, String)>)>,
-        maxsize: Option<usize>,
+        maxsize: Option<i64>,
         overflow: &str,
         max_bytes: Option<usize>,
     ) -> PyResult<EventSubscription> {
+        // Taken signed so that a negative size is refused by name, not as an OverflowError.
+        let maxsize = maxsize
+            .map(|n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| usage(format!("maxsize must be a whole number >= 1, not {n}")))
+            })
+            .transpose()?;
         let names = names
             .iter()
             .map(|n| Matcher::glob(n))

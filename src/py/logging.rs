@@ -6,6 +6,9 @@
 //! worker that logs while holding a lock the Python thread also takes would deadlock. So the
 //! records go through a bounded queue to one forwarding thread, which alone talks to Python;
 //! when the queue is full a record is dropped and counted rather than waited for.
+//!
+//! Dependencies' records (reqwest, hyper, rustls) arrive as `amiwire.<crate>…`, warnings and
+//! errors only, so that configuring the `amiwire` logger covers everything amiwire emits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -34,9 +37,22 @@ struct Forwarding {
 
 static FORWARDING: OnceLock<Forwarding> = OnceLock::new();
 
+/// Whether a record comes from amiwire itself rather than from a dependency (reqwest, hyper,
+/// rustls), whose records are re-homed under the `amiwire` logger.
+fn ours(target: &str) -> bool {
+    target == "amiwire" || target.starts_with("amiwire::")
+}
+
 impl Log for Forwarding {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.max
+        // A dependency's own debug and info records describe its internals (a connection
+        // pooled, a TLS record read), never needed to use amiwire: only its warnings cross.
+        let max = if ours(metadata.target()) {
+            self.max
+        } else {
+            LevelFilter::Warn
+        };
+        metadata.level() <= max
     }
 
     fn log(&self, record: &Record) {
@@ -45,7 +61,11 @@ impl Log for Forwarding {
         }
         let owned = Owned {
             level: record.level(),
-            target: record.target().to_owned(),
+            target: if ours(record.target()) {
+                record.target().to_owned()
+            } else {
+                format!("amiwire::{}", record.target())
+            },
             message: record.args().to_string(),
             module: record.module_path().map(str::to_owned),
             file: record.file().map(str::to_owned),
@@ -83,8 +103,10 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
     if FORWARDING.get().is_some() {
         return Ok(());
     }
-    let python =
-        pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?.filter(LevelFilter::Debug);
+    // Levels are asked of Python per record, not cached: a cache would keep the levels of the
+    // first record for good, and a `logging` configured later (or caplog) would never see
+    // amiwire's records. Records are few (state changes, warnings), and only this thread pays.
+    let python = pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers)?.filter(LevelFilter::Debug);
     let (tx, rx) = sync_channel(QUEUE);
     let forwarding = Forwarding {
         tx: Mutex::new(Some(tx)),

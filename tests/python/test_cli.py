@@ -114,3 +114,91 @@ def test_secret_from_the_environment_stays_out_of_the_url():
         )
         assert env_run.returncode == 0, env_run.stderr
         assert json.loads(env_run.stdout)["Ping"] == "Pong"
+
+
+def test_version_and_help_without_markup_and_with_the_url_forms():
+    import amiwire
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout == f"amiwire {amiwire.__version__}\n"
+    for args in (["-h"], ["events", "-h"], ["action", "-h"], ["command", "-h"]):
+        shown = run(*args)
+        assert shown.returncode == 0
+        assert "``" not in shown.stdout and ":class:" not in shown.stdout
+        for form in ("tcp://user:secret@host:5038", "tls://user:secret@host:5039", "http://user:secret@host:8088/rawman"):
+            assert form in shown.stdout, (args, shown.stdout)
+
+
+def test_usage_mistakes_are_one_line_not_a_traceback():
+    mistakes = {
+        ("action", "tcp://h", "Login", "Secret:kwvzjqpx"): "argument Key=Value: expected NAME=VALUE",
+        ("events", "tcp://h", "--where", "Context"): "argument --where: expected NAME=VALUE",
+        ("simulate", "--port", "99999"): "a port is a number from 0 to 65535, not '99999'",
+        ("command", "tcp://admin:x@h:99999", "core", "show", "version"): "the port must be a number from 1 to 65535",
+        ("action", "tcp://h?tiemout=5", "Ping"): "unknown option 'tiemout'",
+    }
+    for args, text in mistakes.items():
+        done = run(*args)
+        assert done.returncode in (1, 2) and done.stdout == ""
+        assert done.stderr.count("\n") == 1 and text in done.stderr, done.stderr
+        assert "kwvzjqpx" not in done.stderr
+
+
+def test_an_unknown_cli_command_shows_asterisks_own_text():
+    for style in ("output", "legacy"):  # Asterisk 14+, and 13's Response: Follows
+        with Simulator(command_style=style) as sim:
+            done = run("command", sim.url, "core", "show", "nonsense")
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("No such command 'core show nonsense'"), (style, done.stderr)
+        assert "Command output follows" not in done.stderr
+
+
+def test_simulate_serves_http_too():
+    import asyncio
+    import re
+
+    import amiwire
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "amiwire", "simulate", "--port", "0", "--http"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        found = re.match(r"AMI over HTTP on http://127\.0\.0\.1:(\d+)/rawman", proc.stdout.readline())
+        assert found, "no HTTP address printed"
+
+        async def ping() -> str:
+            url = f"http://admin:amiwire@127.0.0.1:{found.group(1)}/rawman"
+            async with amiwire.connect(url, events="off") as ami:
+                return (await ami.ping())["Ping"]
+
+        try:
+            assert asyncio.run(ping()) == "Pong"
+        finally:
+            proc.terminate()
+
+
+def test_ctrl_c_stops_a_simulator_streaming_to_a_client_that_does_not_read():
+    import signal
+    import socket
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "amiwire", "simulate", "--port", "0", "--firehose-count", "100000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline().rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                client.sendall(b"Action: Login\r\nUsername: admin\r\nSecret: amiwire\r\n\r\n")
+                time.sleep(0.5)  # the stream fills the socket buffers; the client never reads
+                proc.send_signal(signal.SIGINT)
+                # Before, the process waited for the stream to end, which it never did.
+                assert proc.wait(timeout=10) == 0
+        finally:
+            proc.kill()

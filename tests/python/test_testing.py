@@ -123,7 +123,7 @@ def test_the_simulator_outside_pytest_does_not_import_pytest() -> None:
         "print('pytest' in sys.modules, hasattr(t, 'ami_simulator'), t.__all__)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "False False ['Simulator']", done.stderr
+    assert done.stdout.strip() == "False False ['Simulator', 'SimulatorOptions']", done.stderr
 
 
 def test_faults_and_calls_are_configurable() -> None:
