@@ -14,16 +14,18 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from ._core import Message
+from ._schema import Action, HeaderValue, ListAction
+from .client import BATCH, Client, EventStream, HeaderFilter, Overflow, connect
 from .events import OriginateResponse
 from .exceptions import ClientClosed
-from .client import BATCH, Client, EventStream, HeaderFilter, HeaderValue, Overflow, connect
 
 __all__ = ["BlockingClient", "BlockingEventStream", "connect_blocking"]
 
 T = TypeVar("T")
+_M = TypeVar("_M", bound=Message)
 P = ParamSpec("P")
 
 
@@ -209,10 +211,40 @@ class BlockingClient:
         """See :meth:`amiwire.Client.action`."""
         return self._runner.run(self._client.action, *args, **kwargs)
 
-    @_blocks_like(Client.action_list)
-    def action_list(self, *args: Any, **kwargs: Any) -> list[Message]:
+    # Overloaded like Client.action_list, whose overloads a ParamSpec cannot carry.
+    @overload
+    def action_list(
+        self,
+        name: ListAction[_M],
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        list_complete: str | None = None,
+        check: bool = True,
+        **kwargs: HeaderValue,
+    ) -> list[_M]: ...
+    @overload
+    def action_list(
+        self,
+        name: str | Action,
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        *,
+        timeout: float | None = None,
+        list_complete: str | None = None,
+        check: bool = True,
+        **kwargs: HeaderValue,
+    ) -> list[Message]: ...
+    def action_list(
+        self,
+        name: str | Action,
+        /,
+        headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] = (),
+        **kwargs: Any,
+    ) -> list[Any]:
         """See :meth:`amiwire.Client.action_list`."""
-        return self._runner.run(self._client.action_list, *args, **kwargs)
+        return self._runner.run(self._client.action_list, name, headers, **kwargs)
 
     def ping(self, *, timeout: float | None = None) -> Message:
         """See :meth:`amiwire.Client.ping`."""
@@ -297,6 +329,9 @@ class BlockingClient:
 
     def __repr__(self) -> str:
         return f"<amiwire.BlockingClient {self.state} {self.banner or ''}>"
+
+
+_borrow_signature(BlockingClient.action_list, Client.action_list)
 
 
 @_same_options_as(connect)

@@ -13,7 +13,7 @@ def mistakes(ami: amiwire.BlockingClient, message: amiwire.Message) -> int:
     Simulator(comand_style="legacy")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     ami.ping(timout=1)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     ami.action("Ping", timeout="soon")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
-    ami.action_list("CoreShowChannels", list_complete=3)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    ami.action_list("CoreShowChannels", list_complete=3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     ami.originate("Local/100@test", priority="one")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     ami.events("Hangup", maxsize="big")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     count: int = message["Channel"]  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
