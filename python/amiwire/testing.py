@@ -78,6 +78,8 @@ class SimulatorOptions(TypedDict, total=False):
     http_timeout: float
     digest_stale: float
     write_timeout: float | None
+    load_calls: int
+    call_duration: float
 
 
 _NON_NEGATIVE = (
@@ -88,8 +90,14 @@ _NON_NEGATIVE = (
     "http_timeout",
     "digest_stale",
     "write_timeout",
+    "call_duration",
 )
-_COUNTS = {"port": range(0, 65536), "firehose_count": range(0, 2**64), "firehose_repeats": range(0, 2**32)}
+_COUNTS = {
+    "port": range(0, 65536),
+    "firehose_count": range(0, 2**64),
+    "firehose_repeats": range(0, 2**32),
+    "load_calls": range(0, 2**32),
+}
 
 
 class Simulator:

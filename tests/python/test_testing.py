@@ -273,3 +273,12 @@ def test_a_client_that_stops_reading_costs_bounded_memory_and_the_drops_are_coun
         assert numbers == sorted(numbers) and numbers[0] == 0
         assert sim.events_dropped == dropped
         client.close()
+
+
+def test_simulator_options_name_every_keyword_of_the_core_simulator() -> None:
+    import inspect
+
+    from amiwire import _core
+    from amiwire.testing import SimulatorOptions
+
+    assert set(SimulatorOptions.__annotations__) == set(inspect.signature(_core.Simulator).parameters)
