@@ -6,8 +6,10 @@
 Input: ``asterisk-22-ami.json`` and ``asterisk-13-ami.json`` (``../shared/schema``, or
 ``--schema DIR``): the facts of Asterisk's own AMI documentation. Output, checked in:
 
-- ``src/py/event_classes.rs``: one Rust subclass of Message per documented event (the union of
-  both versions), so that the core makes typed events as cheaply as plain ones;
+- ``src/proto/documented_events.rs``: the documented event names (the union of both
+  versions), which the decoder matches each event against;
+- ``src/py/event_classes.rs``: one Rust subclass of Message per documented event, in the same
+  order, so that the core makes typed events as cheaply as plain ones;
 - ``python/amiwire/events.py`` and ``events.pyi``: the attributes of those classes (one
   ``HeaderField`` per documented header), ``__match_args__``, and their types;
 - ``python/amiwire/_schema/ami22.py`` and ``ami13.py``: each version's actions, for checking;
@@ -130,6 +132,22 @@ def py_type(integer: bool, values: list[str]) -> str:
     return "int" if integer else "str"
 
 
+def gen_event_names(events: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"//! {HEADER}",
+        "//!",
+        "//! Every event documented for Asterisk 13 or 22, as documented (the newest spelling). The",
+        "//! order is shared with the Python layer's class table (`src/py/event_classes.rs`): a",
+        "//! decoded message's `EventType` is a position in both.",
+        "",
+        "pub const EVENT_NAMES: &[&str] = &[",
+        *(f'    "{name}",' for name in events),
+        "];",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def gen_rust(events: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"//! {HEADER}",
@@ -156,15 +174,15 @@ def gen_rust(events: dict[str, dict[str, Any]]) -> str:
             "",
         ]
     lines += [
-        "/// Every class, under the event name the docs give (matched case-insensitively).",
+        "/// Every class, in the order of `proto::event_type`'s documented names.",
         "pub(super) const EVENT_CLASSES: &[EventClass] = &[",
     ]
     for name in events:
         cls = class_name(name)
-        entry = f'    ("{name}", make::<{cls}>, class_of::<{cls}>),'
+        entry = f"    (make::<{cls}>, class_of::<{cls}>),"
         # As rustfmt lays it out (a tuple wider than 62 gets a line per item), so that
         # `cargo fmt --check` agrees.
-        lines += [entry] if len(entry.strip().rstrip(",")) <= 62 else ["    (", f'        "{name}",', f"        make::<{cls}>,", f"        class_of::<{cls}>,", "    ),"]
+        lines += [entry] if len(entry.strip().rstrip(",")) <= 62 else ["    (", f"        make::<{cls}>,", f"        class_of::<{cls}>,", "    ),"]
     lines += ["];", ""]
     return "\n".join(lines)
 
@@ -388,6 +406,7 @@ def outputs(schema_dir: Path) -> dict[Path, str]:
     schemas = load(schema_dir)
     events = merged_events(schemas)
     files = {
+        ROOT / "src/proto/documented_events.rs": gen_event_names(events),
         ROOT / "src/py/event_classes.rs": gen_rust(events),
         ROOT / "python/amiwire/events.py": gen_events_py(events),
         ROOT / "python/amiwire/events.pyi": gen_events_pyi(events),

@@ -12,6 +12,7 @@
 use memchr::memchr;
 
 use super::error::{DecodeError, DecodeErrorKind};
+use super::event_type::EventType;
 use super::message::{Kind, LineIndex, Message, bytes_eq_ignore_case};
 
 /// Inbound limits. The defaults are far above anything Asterisk sends (its longest line in the
@@ -59,6 +60,9 @@ pub struct Decoder {
     colon: Option<usize>,
     /// What the message's header names said so far (classified while scanning).
     kind: Kind,
+    /// The documented event the message's first `Event:` line names, looked up while its
+    /// bytes are hot (so that a consumer on another thread need not read them).
+    event_type: EventType,
     index: LineIndex,
     follows: Follows,
     /// Whether the message's first line ended in CRLF (tells legacy body lines from headers).
@@ -94,6 +98,7 @@ impl Decoder {
             scan: 0,
             colon: None,
             kind: Kind::Other,
+            event_type: EventType::UNDOCUMENTED,
             index: LineIndex::default(),
             follows: Follows::No,
             first_line_crlf: true,
@@ -212,6 +217,7 @@ impl Decoder {
             scan,
             index,
             kind,
+            event_type,
             limits,
             ..
         } = self;
@@ -230,7 +236,11 @@ impl Decoder {
             if content_end - pos > limits.max_line || nl + 1 - *start > limits.max_message {
                 break;
             }
-            *kind = kind_after(*kind, buf.get(pos..colon).unwrap_or_default());
+            let before = *kind;
+            *kind = kind_after(before, buf.get(pos..colon).unwrap_or_default());
+            if *kind != before && *kind == Kind::Event {
+                *event_type = event_type_of(buf.get(colon + 1..content_end).unwrap_or_default());
+            }
             index.push(Some((colon - *start) as u32), (content_end - *start) as u32);
             pos = nl + 1;
         }
@@ -367,6 +377,7 @@ impl Decoder {
         self.follows = Follows::No;
         self.first_line_crlf = true;
         self.kind = Kind::Other;
+        self.event_type = EventType::UNDOCUMENTED;
     }
 
     /// Handles one complete line `[line_start, content_end)` whose LF is at `nl`.
@@ -460,11 +471,17 @@ impl Decoder {
         None
     }
 
-    /// Notes what the header `[line_start, colon)` says about the message's kind. A first
-    /// line of `Response: Follows` switches to the legacy Command framing.
+    /// Notes what the header `[line_start, colon)` says about the message's kind, and which
+    /// event an `Event:` line names. A first line of `Response: Follows` switches to the
+    /// legacy Command framing.
     fn classify(&mut self, line_start: usize, colon: usize, content_end: usize) {
         let name = self.buf.get(line_start..colon).unwrap_or_default();
-        self.kind = kind_after(self.kind, name);
+        let kind = kind_after(self.kind, name);
+        if kind == Kind::Event && self.kind != Kind::Event {
+            let value = self.buf.get(colon + 1..content_end).unwrap_or_default();
+            self.event_type = event_type_of(value);
+        }
+        self.kind = kind;
         if self.index.len() == 0 && bytes_eq_ignore_case(name, b"response") {
             let value = self.buf.get(colon + 1..content_end).unwrap_or_default();
             if bytes_eq_ignore_case(value.trim_ascii_start(), b"follows") {
@@ -505,6 +522,7 @@ impl Decoder {
             raw,
             &self.index,
             self.kind,
+            self.event_type,
             body,
             self.base + self.start as u64,
         );
@@ -523,6 +541,12 @@ fn kind_after(kind: Kind, name: &[u8]) -> Kind {
         8 if kind == Kind::Other && bytes_eq_ignore_case(name, b"response") => Kind::Response,
         _ => kind,
     }
+}
+
+/// The documented event an `Event:` line's value (after its colon) names.
+#[inline(always)]
+fn event_type_of(value: &[u8]) -> EventType {
+    EventType::of(value.strip_prefix(b" ").unwrap_or(value))
 }
 
 /// SWAR (8 bytes per step) line scanning: AMI lines average ~21 bytes, too short for

@@ -49,6 +49,7 @@ use quick_xml::events::Event as XmlEvent;
 use super::action::{Action, hex_lower};
 use super::decoder::Decoder;
 use super::error::{ProtoError, ProtoResult};
+use super::event_type::EventType;
 use super::message::{Kind, LineIndex, Message, is_secret_header};
 
 /// `http.conf` `httptimeout` default: a cookie's Max-Age and the idle expiry of a session.
@@ -587,6 +588,8 @@ struct MessageBuilder {
     /// `Event` wins over `Response` (OriginateResponse carries both), as in the decoder.
     has_event: bool,
     has_response: bool,
+    /// The documented event the first `Event` header names.
+    event_type: EventType,
     /// `/mxml` rewrote every key (lowercase, punctuation to `_`).
     keys_rewritten: bool,
     /// In a legacy `Response: Follows` reply: the rows past its headers, which are its CLI text.
@@ -638,13 +641,17 @@ impl MessageBuilder {
     }
 
     fn write_header(&mut self, key: &[u8], value: &[u8]) -> ProtoResult<()> {
-        self.has_event |= key.eq_ignore_ascii_case(b"event");
+        let first_event = !self.has_event && key.eq_ignore_ascii_case(b"event");
+        self.has_event |= first_event;
         self.has_response |= key.eq_ignore_ascii_case(b"response");
         self.raw.extend(key.iter().map(|&b| line_safe(b)));
         let colon = self.raw.len();
         self.raw.extend_from_slice(b": ");
         self.raw.extend(value.iter().map(|&b| line_safe(b)));
         let end = self.raw.len();
+        if first_event {
+            self.event_type = EventType::of(self.raw.get(colon + 2..end).unwrap_or_default());
+        }
         self.raw.extend_from_slice(b"\r\n");
         self.index.push(Some(raw_pos(colon)?), raw_pos(end)?);
         Ok(())
@@ -714,6 +721,7 @@ impl MessageBuilder {
             &self.raw,
             &self.index,
             kind,
+            self.event_type,
             body,
             0,
         )))

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::event_type::EventType;
+
 /// Index entries are (colon, end) pairs relative to the start of the raw bytes: 16-bit for
 /// messages under 64 KiB (almost all), 32-bit otherwise (big Command outputs).
 const NO_COLON_16: u16 = u16::MAX;
@@ -33,6 +35,9 @@ pub struct Message {
     lines: u32,
     wide: bool,
     kind: Kind,
+    /// Which documented event this is, decided once here, where the bytes are still hot,
+    /// so that a consumer on another thread types the event without reading them.
+    event_type: EventType,
     /// Legacy `Response: Follows` CLI text (between the headers and the end marker).
     body: Option<(u32, u32)>,
     offset: u64,
@@ -68,6 +73,33 @@ pub(crate) fn bytes_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
+/// as integers: plain loads, not a `memcpy` call. `const` for the documented events' table.
+pub const fn ends(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        // 4 to 7 bytes: two overlapping 4-byte loads (most event names), not a byte loop.
+        _ if bytes.len() >= 4 => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+            (Some(low), Some(high)) => {
+                let low = u32::from_le_bytes(*low) as u64;
+                let high = u32::from_le_bytes(*high) as u64;
+                let word = low | (high << ((bytes.len() - 4) * 8));
+                (word, word)
+            }
+            _ => (0, 0),
+        },
+        _ => {
+            let mut word = 0;
+            let mut rest = bytes;
+            while let Some((&last, before)) = rest.split_last() {
+                word = (word << 8) | last as u64;
+                rest = before;
+            }
+            (word, word)
+        }
+    }
+}
+
 /// A line ends at `end` (a CR or LF byte); the next line starts after its LF.
 fn next_line_start(raw: &[u8], end: usize) -> usize {
     if raw.get(end) == Some(&b'\r') && raw.get(end + 1) == Some(&b'\n') {
@@ -78,11 +110,13 @@ fn next_line_start(raw: &[u8], end: usize) -> usize {
 }
 
 impl Message {
-    /// Builds a message from its raw bytes and the line index the decoder collected.
+    /// Builds a message from its raw bytes, the line index the decoder collected and the
+    /// documented event its first `Event:` line names.
     pub(crate) fn from_parts(
         raw: &[u8],
         index: &LineIndex,
         kind: Kind,
+        event_type: EventType,
         body: Option<(u32, u32)>,
         offset: u64,
     ) -> Message {
@@ -116,6 +150,7 @@ impl Message {
             lines: index.len() as u32,
             wide,
             kind,
+            event_type,
             body,
             offset,
         }
@@ -220,7 +255,7 @@ impl Message {
             Some(head) if bytes_eq_ignore_case(head, b"event:") => {
                 let line = raw.get(6..).unwrap_or_default();
                 // Event names are short: a plain scan beats memchr's call and set-up (every
-                // event is typed by its name as it reaches Python).
+                // event's name is looked up as it is decoded).
                 let end = line
                     .iter()
                     .position(|&b| b == b'\r' || b == b'\n')
@@ -230,6 +265,11 @@ impl Message {
             }
             _ => self.get_bytes("Event"),
         }
+    }
+
+    /// Which documented event this is (decided when the message was decoded).
+    pub fn event_type(&self) -> EventType {
+        self.event_type
     }
 
     pub fn is_response(&self) -> bool {

@@ -5,7 +5,9 @@ pub mod action;
 pub mod auth;
 pub mod correlator;
 pub mod decoder;
+mod documented_events;
 pub mod error;
+pub mod event_type;
 pub mod http;
 pub mod live;
 pub mod login;
@@ -18,5 +20,6 @@ pub use correlator::{
 };
 pub use decoder::{Decoder, Limits, decode_all};
 pub use error::{DecodeError, DecodeErrorKind, ProtoError, ProtoResult};
+pub use event_type::EventType;
 pub use login::{Login, Progress, Replay, SessionInfo};
 pub use message::{Header, Kind, Message, decode_text};

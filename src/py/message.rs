@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyType};
 
+use crate::proto::message::ends;
 use crate::proto::{self, decode_text};
 
 /// What `repr` and `_repr_html_` show instead of a secret header's value (`Secret`, `Key`, …).
@@ -32,9 +33,6 @@ pub struct PyMessage {
     /// Only on an action's result: its list items and completion (or OriginateResponse).
     /// Boxed so that the many plain events pay one pointer for it.
     outcome: Option<Box<OutcomeParts>>,
-    /// For a typed event whose `Event:` value is spelled exactly as documented: its class's
-    /// number, so that `.name` needs neither the wire bytes nor the string cache (0 otherwise).
-    pub(super) documented_name: u16,
 }
 
 struct OutcomeParts {
@@ -63,23 +61,11 @@ static STRINGS: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 /// A hash equal for names that match ASCII case-insensitively: the first and last 8 bytes
 /// with bit 0x20 set (the only bit where a letter differs from its other case) and the
 /// length. Header names are short and mostly differ in length or at one end.
-pub(super) fn folded_hash(name: &[u8]) -> u64 {
+fn folded_hash(name: &[u8]) -> u64 {
     const FOLD: u64 = 0x2020_2020_2020_2020;
     let (head, tail) = ends(name);
     ((head | FOLD) ^ (tail | FOLD).rotate_left(29) ^ name.len() as u64)
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
-/// as integers: plain loads, not a `memcpy` call.
-fn ends(bytes: &[u8]) -> (u64, u64) {
-    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
-        _ => {
-            let word = bytes.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b));
-            (word, word)
-        }
-    }
 }
 
 /// Byte equality without a `memcmp` call for short strings (the cache's hot path): two
@@ -353,7 +339,7 @@ impl PyMessage {
     /// The event name (`Event:` value) for events, else None.
     #[getter]
     fn name<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
-        if let Some(name) = super::typed::documented_name(py, self.documented_name) {
+        if let Some(name) = super::typed::documented_name(py, self.inner.event_type()) {
             return Some(name);
         }
         self.inner.event_name_bytes().map(|v| cached_name(py, v))
@@ -553,7 +539,6 @@ pub fn to_py(py: Python<'_>, message: proto::Message) -> Py<PyAny> {
     let message = PyMessage {
         inner: message,
         outcome: None,
-        documented_name: 0,
     };
     match super::typed::wrap(py, message) {
         Ok(obj) => obj.unbind(),
@@ -579,7 +564,6 @@ pub fn outcome_to_py(py: Python<'_>, outcome: proto::Outcome) -> Py<PyAny> {
         PyMessage {
             inner: outcome.response,
             outcome: parts,
-            documented_name: 0,
         },
     ) {
         Ok(obj) => obj.into_any(),

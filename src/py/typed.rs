@@ -8,8 +8,6 @@
 //! the garbage collector, which measured about 100 ns more per event. Nothing is copied; an
 //! attribute reads its header from the wire bytes when it is accessed, as `m[key]` does.
 
-use std::sync::OnceLock;
-
 use pyo3::PyClass;
 use pyo3::exceptions::{PyAttributeError, PyValueError};
 use pyo3::prelude::*;
@@ -17,21 +15,18 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyType};
 
 use super::event_classes::EVENT_CLASSES;
-use super::message::{PyMessage, folded_hash};
-use crate::proto::decode_text;
-
-/// Slots of the name table: a power of two well above the ~180 documented events, so that
-/// probes are short.
-const TABLE_BITS: u32 = 9;
+use super::message::PyMessage;
+use crate::proto::event_type::EVENT_NAMES;
+use crate::proto::{EventType, decode_text};
 
 /// Makes a typed event of a message.
 pub(super) type Maker = for<'py> fn(Python<'py>, PyMessage) -> PyResult<Bound<'py, PyAny>>;
-/// An event class as generated: the event's documented name, its maker, its type object.
-pub(super) type EventClass = (
-    &'static str,
-    Maker,
-    for<'py> fn(Python<'py>) -> Bound<'py, PyType>,
-);
+/// An event class as generated: its maker and its type object, at the position of its event
+/// among `proto::EventType`'s documented names.
+pub(super) type EventClass = (Maker, for<'py> fn(Python<'py>) -> Bound<'py, PyType>);
+
+// Both tables are generated from the same list; a stale one fails the build here.
+const _: () = assert!(EVENT_CLASSES.len() == EVENT_NAMES.len());
 
 pub(super) fn make<'py, T>(py: Python<'py>, message: PyMessage) -> PyResult<Bound<'py, PyAny>>
 where
@@ -45,95 +40,34 @@ pub(super) fn class_of<T: PyClass>(py: Python<'_>) -> Bound<'_, PyType> {
     py.get_type::<T>()
 }
 
-/// Event name -> class, matched ASCII case-insensitively (the docs say `NewExten`, the wire
-/// says `Newexten`): open addressing on the message cache's case-folded hash. A slot is 8
-/// bytes (the hash's top half and the class's position + 1, 0 for empty), so the table stays
-/// in L1 and a miss (an undocumented event) rarely compares a name.
-struct Makers {
-    slots: Vec<(u32, u16)>,
-}
-
-impl Makers {
-    const MASK: usize = (1 << TABLE_BITS) - 1;
-
-    fn start(hash: u64) -> usize {
-        (hash >> (64 - TABLE_BITS)) as usize
-    }
-
-    fn tag(hash: u64) -> u32 {
-        (hash >> 32) as u32
-    }
-
-    fn build() -> Makers {
-        let mut slots = vec![(0, 0); 1 << TABLE_BITS];
-        for (position, &(name, _, _)) in (1u16..).zip(EVENT_CLASSES) {
-            let hash = folded_hash(name.as_bytes());
-            let mut i = Self::start(hash);
-            while slots.get(i).is_some_and(|&(_, p)| p != 0) {
-                i = (i + 1) & Self::MASK;
-            }
-            if let Some(slot) = slots.get_mut(i) {
-                *slot = (Self::tag(hash), position);
-            }
-        }
-        Makers { slots }
-    }
-
-    /// The maker, and the class's number when `name` is spelled exactly as documented.
-    fn get(&self, name: &[u8]) -> Option<(Maker, u16)> {
-        let hash = folded_hash(name);
-        let tag = Self::tag(hash);
-        let mut i = Self::start(hash);
-        loop {
-            let &(t, position) = self.slots.get(i)?;
-            if position == 0 {
-                return None;
-            }
-            if t == tag {
-                let &(known, maker, _) = EVENT_CLASSES.get(usize::from(position) - 1)?;
-                if known.as_bytes().eq_ignore_ascii_case(name) {
-                    let exact = if known.as_bytes() == name {
-                        position
-                    } else {
-                        0
-                    };
-                    return Some((maker, exact));
-                }
-            }
-            i = (i + 1) & Self::MASK;
-        }
-    }
-}
-
-static MAKERS: OnceLock<Makers> = OnceLock::new();
-
-/// `message` as an instance of its documented event's class, or as a plain Message.
-pub(super) fn wrap(py: Python<'_>, mut message: PyMessage) -> PyResult<Bound<'_, PyAny>> {
+/// `message` as an instance of its documented event's class, or as a plain Message. The
+/// decoder has already named the event (`proto::EventType`), so this reads no wire bytes.
+pub(super) fn wrap(py: Python<'_>, message: PyMessage) -> PyResult<Bound<'_, PyAny>> {
     let maker = message
         .inner
-        .event_name_bytes()
-        .and_then(|name| MAKERS.get_or_init(Makers::build).get(name));
+        .event_type()
+        .index()
+        .and_then(|i| EVENT_CLASSES.get(i));
     match maker {
-        Some((make, documented_name)) => {
-            message.documented_name = documented_name;
-            make(py, message)
-        }
+        Some(&(make, _)) => make(py, message),
         None => Ok(Bound::new(py, message)?.into_any()),
     }
 }
 
-/// The documented name of class number `position` (1-based; 0 is none), as one shared
-/// string: `.name` of a typed event spelled as documented.
-pub(super) fn documented_name(py: Python<'_>, position: u16) -> Option<Bound<'_, PyString>> {
+/// The documented name of an event spelled as documented, as one shared string: `.name`
+/// then needs neither the wire bytes nor the string cache.
+pub(super) fn documented_name(py: Python<'_>, event: EventType) -> Option<Bound<'_, PyString>> {
     static NAMES: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
-    let index = usize::from(position.checked_sub(1)?);
+    if !event.spelled_as_documented() {
+        return None;
+    }
     let names = NAMES.get_or_init(py, || {
-        EVENT_CLASSES
+        EVENT_NAMES
             .iter()
-            .map(|&(name, _, _)| PyString::intern(py, name).unbind())
+            .map(|name| PyString::intern(py, name).unbind())
             .collect()
     });
-    names.get(index).map(|name| name.bind(py).clone())
+    names.get(event.index()?).map(|name| name.bind(py).clone())
 }
 
 /// `{event name as documented: class}` for every typed event (`amiwire.events` adds their
@@ -141,7 +75,7 @@ pub(super) fn documented_name(py: Python<'_>, position: u16) -> Option<Bound<'_,
 #[pyfunction]
 fn event_classes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let classes = PyDict::new(py);
-    for &(name, _, class) in EVENT_CLASSES {
+    for (name, &(_, class)) in EVENT_NAMES.iter().zip(EVENT_CLASSES) {
         classes.set_item(name, class(py))?;
     }
     Ok(classes)
