@@ -347,7 +347,8 @@ class Client:
             headers, name = [*name.headers, *given], name.name
         items = _header_items(headers) + _header_items(kwargs) if headers or kwargs else []
         if check:
-            respell = self._documentation().check(name, [k for k, _ in items], keywords)
+            empty = [k for k, v in items if not v]
+            respell = self._documentation().check(name, [k for k, _ in items], keywords, empty)
             if respell:
                 items = [(respell.get(k, k), v) for k, v in items]
         return name, items

@@ -190,8 +190,8 @@ def test_the_schema_follows_the_server_version() -> None:
     assert for_version(None) is SCHEMAS["22"]
     # PreDialGoSub appeared after 13.
     with pytest.raises(amiwire.LocalProtocolError, match="PreDialGoSub"):
-        SCHEMAS["13"].check("Originate", ["Channel", "PreDialGoSub"], ())
-    assert SCHEMAS["22"].check("Originate", ["Channel", "PreDialGoSub"], ()) == {}
+        SCHEMAS["13"].check("Originate", ["Channel", "Application", "PreDialGoSub"], ())
+    assert SCHEMAS["22"].check("Originate", ["Channel", "Application", "PreDialGoSub"], ()) == {}
 
 
 def test_the_client_checks_before_sending_and_can_be_told_not_to() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Generic, NamedTuple, TypeVar
 
 from ..exceptions import LocalProtocolError
-from . import ami13, ami22
+from . import ami13, ami22, rules
 
 HeaderValue = str | int | float | bool | Iterable[str]
 
@@ -75,12 +75,16 @@ class Schema:
         """The documentation of ``action`` (any case), or None if this version has none."""
         return self._actions.get(action.lower())
 
-    def check(self, action: str, names: Iterable[str], keywords: Collection[str]) -> dict[str, str]:
-        """Checks the header ``names`` given to ``action``; returns ``{given: documented
-        spelling}`` for those to respell. Raises LocalProtocolError for an unknown parameter
-        of a documented action (with the nearest documented one, or one of the caller's own
-        ``keywords``), a missing required one, and, for an undocumented action, a name that
-        looks like a mistyped keyword (``timout``)."""
+    def check(
+        self, action: str, names: Iterable[str], keywords: Collection[str], empty: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Checks the header ``names`` given to ``action`` (``empty``: those given an empty
+        value); returns ``{given: documented spelling}`` for those to respell. Raises
+        LocalProtocolError for an unknown parameter of a documented action (with the nearest
+        documented one, or one of the caller's own ``keywords``), a missing required one, a
+        combination Asterisk refuses (:mod:`.rules`: Originate needs Application or Exten with
+        Context and Priority, ...), and, for an undocumented action, a name that looks like a
+        mistyped keyword (``timout``)."""
         names = list(names)
         facts = self.facts(action)
         if facts is None:
@@ -107,6 +111,10 @@ class Schema:
                 f"{facts.name} needs {', '.join(missing)} (Asterisk {self.asterisk}'s documentation); "
                 "pass check=False to send it anyway"
             )
+        filled = given - {_key(n) for n in empty}
+        refusal = rules.broken(facts.name, lambda param: _key(param) in filled)
+        if refusal:
+            raise LocalProtocolError(refusal)
         return respell
 
 
