@@ -13,7 +13,7 @@ use memchr::memchr;
 
 use super::error::{DecodeError, DecodeErrorKind};
 use super::event_type::EventType;
-use super::message::{Kind, LineIndex, Message, bytes_eq_ignore_case};
+use super::message::{Kind, LineIndex, Message, bytes_eq_ignore_case, next_line_start};
 
 /// Inbound limits. The defaults are far above anything Asterisk sends (its longest line in the
 /// fixtures is 3 030 bytes; `core show help` as a legacy body is 14 KB).
@@ -60,9 +60,10 @@ pub struct Decoder {
     colon: Option<usize>,
     /// What the message's header names said so far (classified while scanning).
     kind: Kind,
-    /// The documented event the message's first `Event:` line names, looked up while its
-    /// bytes are hot (so that a consumer on another thread need not read them).
-    event_type: EventType,
+    /// The documented event named by an `Event:` line met on the general path (nearly always
+    /// the first line, where the value is at hand), looked up while its bytes are hot, so
+    /// that a consumer on another thread need not read them. `None` until then.
+    event_type: Option<EventType>,
     index: LineIndex,
     follows: Follows,
     /// Whether the message's first line ended in CRLF (tells legacy body lines from headers).
@@ -98,7 +99,7 @@ impl Decoder {
             scan: 0,
             colon: None,
             kind: Kind::Other,
-            event_type: EventType::UNDOCUMENTED,
+            event_type: None,
             index: LineIndex::default(),
             follows: Follows::No,
             first_line_crlf: true,
@@ -217,7 +218,6 @@ impl Decoder {
             scan,
             index,
             kind,
-            event_type,
             limits,
             ..
         } = self;
@@ -236,11 +236,7 @@ impl Decoder {
             if content_end - pos > limits.max_line || nl + 1 - *start > limits.max_message {
                 break;
             }
-            let before = *kind;
-            *kind = kind_after(before, buf.get(pos..colon).unwrap_or_default());
-            if *kind != before && *kind == Kind::Event {
-                *event_type = event_type_of(buf.get(colon + 1..content_end).unwrap_or_default());
-            }
+            *kind = kind_after(*kind, buf.get(pos..colon).unwrap_or_default());
             index.push(Some((colon - *start) as u32), (content_end - *start) as u32);
             pos = nl + 1;
         }
@@ -377,7 +373,7 @@ impl Decoder {
         self.follows = Follows::No;
         self.first_line_crlf = true;
         self.kind = Kind::Other;
-        self.event_type = EventType::UNDOCUMENTED;
+        self.event_type = None;
     }
 
     /// Handles one complete line `[line_start, content_end)` whose LF is at `nl`.
@@ -479,7 +475,7 @@ impl Decoder {
         let kind = kind_after(self.kind, name);
         if kind == Kind::Event && self.kind != Kind::Event {
             let value = self.buf.get(colon + 1..content_end).unwrap_or_default();
-            self.event_type = event_type_of(value);
+            self.event_type = Some(EventType::of(value.strip_prefix(b" ").unwrap_or(value)));
         }
         self.kind = kind;
         if self.index.len() == 0 && bytes_eq_ignore_case(name, b"response") {
@@ -518,11 +514,20 @@ impl Decoder {
     fn finish(&mut self, nl: usize, body: Option<(u32, u32)>) -> Message {
         let end = nl + 1;
         let raw = self.buf.get(self.start..end).unwrap_or_default();
+        let event_type = match self.event_type {
+            Some(event_type) => event_type,
+            // `Event:` only on the hot loop's lines (not first): rare, so looked for here
+            // rather than tested on every line there.
+            None if self.kind == Kind::Event => {
+                first_event_value(raw, &self.index).map_or(EventType::UNDOCUMENTED, EventType::of)
+            }
+            None => EventType::UNDOCUMENTED,
+        };
         let msg = Message::from_parts(
             raw,
             &self.index,
             self.kind,
-            self.event_type,
+            event_type,
             body,
             self.base + self.start as u64,
         );
@@ -543,10 +548,20 @@ fn kind_after(kind: Kind, name: &[u8]) -> Kind {
     }
 }
 
-/// The documented event an `Event:` line's value (after its colon) names.
-#[inline(always)]
-fn event_type_of(value: &[u8]) -> EventType {
-    EventType::of(value.strip_prefix(b" ").unwrap_or(value))
+/// The value of the first `Event:` header of a message's `raw` bytes, from its line index.
+fn first_event_value<'a>(raw: &'a [u8], index: &LineIndex) -> Option<&'a [u8]> {
+    let mut start = 0;
+    for &(colon, end) in &index.entries {
+        let (colon, end) = (colon as usize, end as usize);
+        if let Some(name) = raw.get(start..colon) {
+            if bytes_eq_ignore_case(name, b"event") {
+                let value = raw.get(colon + 1..end).unwrap_or_default();
+                return Some(value.strip_prefix(b" ").unwrap_or(value));
+            }
+        }
+        start = next_line_start(raw, end);
+    }
+    None
 }
 
 /// SWAR (8 bytes per step) line scanning: AMI lines average ~21 bytes, too short for

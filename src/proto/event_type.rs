@@ -22,9 +22,10 @@ const _: () = assert!(EVENT_NAMES.len() < (1 << TABLE_BITS) / 2);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventType(u16);
 
-/// A name's first and last 8 bytes (see [`ends`]) and its length: lower-cased, equal for
-/// two names of up to 16 bytes exactly when they match ASCII case-insensitively, so most
-/// names are compared in three integer comparisons (this runs for every decoded event).
+/// A name's first and last 8 bytes (see [`ends`]) and its length: equal for two names of up
+/// to 16 bytes exactly when the names are, and, lower-cased, exactly when they match ASCII
+/// case-insensitively; so most names are compared in three integer comparisons (this runs
+/// for every decoded event).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     head: u64,
@@ -63,8 +64,12 @@ impl Key {
         }
     }
 
+    /// Where the name's probe starts: the same for every case of a name, as its bytes are
+    /// hashed with bit 0x20 set (where a letter differs from its other case), which is
+    /// cheaper than lowering them first.
     const fn start(self) -> usize {
-        let hash = (self.head ^ self.tail.rotate_left(29) ^ self.len as u64)
+        const FOLD: u64 = 0x2020_2020_2020_2020;
+        let hash = ((self.head | FOLD) ^ (self.tail | FOLD).rotate_left(29) ^ self.len as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (hash >> (64 - TABLE_BITS)) as usize
     }
@@ -82,13 +87,13 @@ static KEYS: [Key; EVENT_NAMES.len()] = {
     keys
 };
 
-/// Open addressing on the lowered key: position + 1 of each documented name, 0 for an empty
+/// Open addressing on the case-folded key: position + 1 of each documented name, 0 for an empty
 /// slot. 1 KB, so that it stays in cache beside the stream being decoded.
 static SLOTS: [u16; 1 << TABLE_BITS] = {
     let mut slots = [0; 1 << TABLE_BITS];
     let mut n = 0;
     while n < EVENT_NAMES.len() {
-        let mut i = KEYS[n].lowered().start();
+        let mut i = KEYS[n].start();
         while slots[i] != 0 {
             i = (i + 1) & MASK;
         }
@@ -105,8 +110,7 @@ impl EventType {
     /// The documented event named `name` (`Event:` value), matched ASCII case-insensitively
     /// as Asterisk does (the docs say `NewExten`, the wire says `Newexten`).
     pub fn of(name: &[u8]) -> EventType {
-        let raw = Key::of(name);
-        let wanted = raw.lowered();
+        let wanted = Key::of(name);
         let mut i = wanted.start();
         loop {
             let position = SLOTS.get(i).copied().unwrap_or_default();
@@ -114,19 +118,20 @@ impl EventType {
             let Some(&known) = index.and_then(|n| KEYS.get(n)) else {
                 return EventType::UNDOCUMENTED;
             };
-            if known.lowered() == wanted {
-                // Longer names can differ in the middle, which the key does not cover.
-                let documented = index
+            // Longer names can differ in the middle, which the key does not cover.
+            let documented = || {
+                index
                     .and_then(|n| EVENT_NAMES.get(n))
-                    .map_or(&b""[..], |n| n.as_bytes());
-                if name.len() <= 16 || bytes_eq_ignore_case(documented, name) {
-                    let spelled = if name.len() <= 16 {
-                        known == raw
-                    } else {
-                        documented == name
-                    };
-                    return EventType(position | if spelled { 0 } else { RESPELLED });
-                }
+                    .map_or(&b""[..], |n| n.as_bytes())
+            };
+            // Spelled as documented (most events), else in another case (`Newexten`).
+            if known == wanted && (name.len() <= 16 || documented() == name) {
+                return EventType(position);
+            }
+            if known.lowered() == wanted.lowered()
+                && (name.len() <= 16 || bytes_eq_ignore_case(documented(), name))
+            {
+                return EventType(position | RESPELLED);
             }
             i = (i + 1) & MASK;
         }
@@ -169,6 +174,34 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn the_decoder_names_the_first_event_line_wherever_it_is() {
+        let stream = b"Event: Newexten\r\nA: b\r\n\r\n\
+            Response: Success\r\nActionID: 1\r\nEvent: OriginateResponse\r\nEvent: Hangup\r\n\r\n\
+            Response: Success\r\n\r\n\
+            Event: MyOwn\r\n\r\n\
+            Privilege: call,all\nEvent: hangup\n\n";
+        let (_, messages) = crate::proto::decode_all(stream);
+        let types: Vec<_> = messages
+            .iter()
+            .flatten()
+            .map(|m| {
+                let t = m.event_type();
+                (t.documented_name(), t.spelled_as_documented())
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                (Some("NewExten"), false),
+                (Some("OriginateResponse"), true),
+                (None, false),
+                (None, false),
+                (Some("Hangup"), false),
+            ]
+        );
     }
 
     #[test]

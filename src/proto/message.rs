@@ -101,7 +101,7 @@ pub const fn ends(bytes: &[u8]) -> (u64, u64) {
 }
 
 /// A line ends at `end` (a CR or LF byte); the next line starts after its LF.
-fn next_line_start(raw: &[u8], end: usize) -> usize {
+pub(crate) fn next_line_start(raw: &[u8], end: usize) -> usize {
     if raw.get(end) == Some(&b'\r') && raw.get(end + 1) == Some(&b'\n') {
         end + 2
     } else {
