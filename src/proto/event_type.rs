@@ -5,7 +5,6 @@
 
 /// Every documented event name, in the order [`EventType::index`] counts.
 pub use super::documented_events::EVENT_NAMES;
-use super::message::{bytes_eq_ignore_case, ends};
 
 /// Slots of the name table: a power of two well above the ~190 documented events, so that
 /// probes are short.
@@ -31,6 +30,34 @@ struct Key {
     head: u64,
     tail: u64,
     len: usize,
+}
+
+/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
+/// as integers: plain loads, not a `memcpy` call. `const` for the documented events' table; the
+/// Python layer's string cache hashes names with it too.
+pub const fn ends(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        // 4 to 7 bytes: two overlapping 4-byte loads (most event names), not a byte loop.
+        _ if bytes.len() >= 4 => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+            (Some(low), Some(high)) => {
+                let low = u32::from_le_bytes(*low) as u64;
+                let high = u32::from_le_bytes(*high) as u64;
+                let word = low | (high << ((bytes.len() - 4) * 8));
+                (word, word)
+            }
+            _ => (0, 0),
+        },
+        _ => {
+            let mut word = 0;
+            let mut rest = bytes;
+            while let Some((&last, before)) = rest.split_last() {
+                word = (word << 8) | last as u64;
+                rest = before;
+            }
+            (word, word)
+        }
+    }
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -129,7 +156,7 @@ impl EventType {
                 return EventType(position);
             }
             if known.lowered() == wanted.lowered()
-                && (name.len() <= 16 || bytes_eq_ignore_case(documented(), name))
+                && (name.len() <= 16 || documented().eq_ignore_ascii_case(name))
             {
                 return EventType(position | RESPELLED);
             }

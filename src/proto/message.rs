@@ -73,33 +73,6 @@ pub(crate) fn bytes_eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// The first and the last 8 bytes (overlapping, or the whole zero-padded slice when shorter)
-/// as integers: plain loads, not a `memcpy` call. `const` for the documented events' table.
-pub const fn ends(bytes: &[u8]) -> (u64, u64) {
-    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
-        // 4 to 7 bytes: two overlapping 4-byte loads (most event names), not a byte loop.
-        _ if bytes.len() >= 4 => match (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
-            (Some(low), Some(high)) => {
-                let low = u32::from_le_bytes(*low) as u64;
-                let high = u32::from_le_bytes(*high) as u64;
-                let word = low | (high << ((bytes.len() - 4) * 8));
-                (word, word)
-            }
-            _ => (0, 0),
-        },
-        _ => {
-            let mut word = 0;
-            let mut rest = bytes;
-            while let Some((&last, before)) = rest.split_last() {
-                word = (word << 8) | last as u64;
-                rest = before;
-            }
-            (word, word)
-        }
-    }
-}
-
 /// A line ends at `end` (a CR or LF byte); the next line starts after its LF.
 pub(crate) fn next_line_start(raw: &[u8], end: usize) -> usize {
     if raw.get(end) == Some(&b'\r') && raw.get(end + 1) == Some(&b'\n') {

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyType};
 
-use crate::proto::message::ends;
+use crate::proto::event_type::ends;
 use crate::proto::{self, decode_text};
 
 /// What `repr` and `_repr_html_` show instead of a secret header's value (`Secret`, `Key`, …).
