@@ -10,6 +10,7 @@ import pytest
 
 import amiwire
 from amiwire._schema import SCHEMAS
+from amiwire.client import ACTION_KEYWORDS
 from amiwire._schema.rules import RULES
 from amiwire.testing import Simulator
 
@@ -84,3 +85,16 @@ def test_the_client_refuses_before_sending_and_check_false_sends() -> None:
 
     with Simulator() as sim:
         asyncio.run(scenario(sim.url))
+
+
+def test_a_remembered_verdict_is_the_verdict() -> None:
+    # Checks are remembered per shape of call: the same call gives the same answer every
+    # time, a refusal included, and a call differing only in an empty value is judged anew.
+    schema = SCHEMAS["22"]
+    for _ in range(3):
+        assert schema.check("Getvar", ["variable"], ACTION_KEYWORDS) == {"variable": "Variable"}
+        with pytest.raises(amiwire.LocalProtocolError, match="Getvar needs Variable"):
+            schema.check("Getvar", ["Channel"], ACTION_KEYWORDS)
+        assert schema.check("Originate", ["Channel", "Application"], ()) == {}
+        with pytest.raises(amiwire.LocalProtocolError, match="Application"):
+            schema.check("Originate", ["Channel", "Application"], (), empty=["Application"])

@@ -61,6 +61,8 @@ def _key(name: str) -> str:
 # ``UnitAmount(0)``; UserEvent's ``HeaderN`` stands for any header at all.
 _NUMBERED = re.compile(r"-0{6}$|\(0\)$")
 _ANY_HEADER = "HeaderN"
+# How many shapes of call Schema.check remembers before it starts again.
+_VERDICTS = 4096
 
 
 class Schema:
@@ -70,6 +72,7 @@ class Schema:
         self.asterisk = asterisk
         self._actions = {key: Facts(*fact) for key, fact in actions.items()}
         self._params = {key: {_key(p): p for p in fact.parameters} for key, fact in self._actions.items()}
+        self._verdicts: dict[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], Mapping[str, str]] = {}
 
     def facts(self, action: str) -> Facts | None:
         """The documentation of ``action`` (any case), or None if this version has none."""
@@ -77,7 +80,23 @@ class Schema:
 
     def check(
         self, action: str, names: Iterable[str], keywords: Collection[str], empty: Collection[str] = ()
-    ) -> dict[str, str]:
+    ) -> Mapping[str, str]:
+        """Checks the header ``names`` given to ``action``, as :meth:`_check` does. The verdict
+        for one shape of call (action, names, empty ones, keywords) is remembered: a pipeline
+        sends the same few shapes again and again, and a check costs more than the rest of
+        ``action()``. Refusals are not remembered (they raise, and are rare)."""
+        key = (action, tuple(names), tuple(empty), tuple(keywords))
+        respell = self._verdicts.get(key)
+        if respell is None:
+            respell = self._check(action, key[1], keywords, key[2])
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = respell
+        return respell
+
+    def _check(
+        self, action: str, names: Iterable[str], keywords: Collection[str], empty: Collection[str]
+    ) -> Mapping[str, str]:
         """Checks the header ``names`` given to ``action`` (``empty``: those given an empty
         value); returns ``{given: documented spelling}`` for those to respell. Raises
         LocalProtocolError for an unknown parameter of a documented action (with the nearest
