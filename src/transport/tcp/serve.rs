@@ -286,7 +286,9 @@ impl Tcp {
     /// Counts the bytes of a pending action's list items; past `max_list_bytes` the action is
     /// given up (the correlator drains the rest of its list) and returned to be failed.
     fn past_list_bytes(&mut self, s: &mut Session, msg: &Message) -> Option<(String, Pending)> {
-        if !msg.is_event() {
+        // Most events belong to no action: with nothing pending, skip the header scan that
+        // looking for an ActionID costs every event of a flood.
+        if !msg.is_event() || s.correlator.is_empty() {
             return None;
         }
         let id = msg.action_id()?;
