@@ -9,10 +9,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::command::{Command, Reply, Request};
 use super::events::{Filter, Overflow, QueueLimits, Subscription};
+use super::live::Live;
 use super::outcome::closed;
 use super::shared::{Info, Shared, Stats};
 use super::state::{State, Transition};
 use crate::error::Result;
+use crate::proto::live::View;
 use crate::proto::{Action, Expect, Outcome};
 
 /// A handle on one AMI connection. Cheap to clone; the connection ends with `close()` or
@@ -66,6 +68,24 @@ impl Client {
             reply: Reply::Oneshot(tx),
         })?;
         rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Sends an action and returns its outcome with the live view as of the point in the
+    /// stream where the outcome completed (see `Reply::Probe`).
+    pub async fn probe(
+        &self,
+        action: Action,
+        timeout: Option<Duration>,
+    ) -> Result<(Outcome, Option<View>)> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Request {
+            action,
+            expect: Expect::Auto,
+            timeout,
+            reply: Reply::Probe(tx),
+        })?;
+        let (outcome, view) = rx.await.unwrap_or_else(|_| (Err(closed()), None));
+        Ok((outcome?, view))
     }
 
     pub async fn action(&self, action: Action) -> Result<Outcome> {
@@ -194,6 +214,11 @@ impl Client {
             max_event_bytes: self.shared.event_budget.limit(),
             ..self.shared.stats.lock().map(|s| *s).unwrap_or_default()
         }
+    }
+
+    /// The live state, when the client keeps one (`Options::live`).
+    pub fn live(&self) -> Option<&Arc<Live>> {
+        self.shared.live.as_ref()
     }
 
     pub fn default_timeout(&self) -> Duration {

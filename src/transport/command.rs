@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::Result;
+use crate::proto::live::View;
 use crate::proto::{Action, Expect, Outcome};
 
 /// Where an action's result goes.
@@ -16,11 +17,19 @@ pub enum Reply {
     Queued(u64),
     /// The driver's own keepalive Ping.
     Keepalive,
+    /// With the live view as of the point in the stream where the answer completed (`None`
+    /// without live state, or while it is being rebuilt): over TCP the two describe the same
+    /// moment of the PBX, which is what a check of the state against its own lists needs.
+    Probe(oneshot::Sender<(Result<Outcome>, Option<View>)>),
 }
 
 impl Reply {
     pub(super) fn gone(&self) -> bool {
-        matches!(self, Reply::Oneshot(tx) if tx.is_closed())
+        match self {
+            Reply::Oneshot(tx) => tx.is_closed(),
+            Reply::Probe(tx) => tx.is_closed(),
+            Reply::Queued(_) | Reply::Keepalive => false,
+        }
     }
 }
 

@@ -13,9 +13,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use regex::Regex;
-
 use super::budget::ByteBudget;
+pub use super::filter::{Filter, Matcher};
 use crate::proto::Message;
 
 const MIB: usize = 1024 * 1024;
@@ -41,93 +40,6 @@ impl Default for QueueLimits {
 }
 
 pub const DEFAULT_QUEUE_BYTES: usize = 64 * MIB;
-
-/// Case-insensitive glob (`*`, `?`) over event names and header values.
-#[derive(Clone, Debug)]
-pub enum Matcher {
-    Exact(String),
-    Glob(Regex),
-    Regex(Regex),
-}
-
-impl Matcher {
-    /// A pattern with `*`, `?` or `[` is a glob; anything else matches exactly (ignoring case).
-    pub fn glob(pattern: &str) -> Result<Matcher, String> {
-        if !pattern.contains(['*', '?', '[']) {
-            return Ok(Matcher::Exact(pattern.to_owned()));
-        }
-        let mut re = String::from("(?is)^");
-        let mut chars = pattern.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '*' => re.push_str(".*"),
-                '?' => re.push('.'),
-                '[' => {
-                    let mut class = String::from("[");
-                    if chars.peek() == Some(&'!') {
-                        chars.next();
-                        class.push('^');
-                    }
-                    for c in chars.by_ref() {
-                        if c == ']' {
-                            break;
-                        }
-                        if c == '\\' || c == '[' {
-                            class.push('\\');
-                        }
-                        class.push(c);
-                    }
-                    class.push(']');
-                    re.push_str(&class);
-                }
-                other => re.push_str(&regex::escape(&other.to_string())),
-            }
-        }
-        re.push('$');
-        Regex::new(&re)
-            .map(Matcher::Glob)
-            .map_err(|e| format!("bad pattern {pattern:?}: {e}"))
-    }
-
-    /// A regular expression, searched (not anchored) like Python's `re.search`.
-    pub fn regex(pattern: &str) -> Result<Matcher, String> {
-        Regex::new(pattern)
-            .map(Matcher::Regex)
-            .map_err(|e| format!("bad regex {pattern:?}: {e}"))
-    }
-
-    pub fn matches(&self, value: &str) -> bool {
-        match self {
-            Matcher::Exact(s) => s.eq_ignore_ascii_case(value),
-            Matcher::Glob(re) | Matcher::Regex(re) => re.is_match(value),
-        }
-    }
-}
-
-/// Which events a subscriber wants: any of the name patterns (none = all), and for every
-/// header condition, any of its matchers.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    pub names: Vec<Matcher>,
-    pub headers: Vec<(String, Vec<Matcher>)>,
-}
-
-impl Filter {
-    pub fn matches(&self, msg: &Message) -> bool {
-        if !self.names.is_empty() {
-            let Some(name) = msg.event_name() else {
-                return false;
-            };
-            if !self.names.iter().any(|m| m.matches(&name)) {
-                return false;
-            }
-        }
-        self.headers.iter().all(|(header, matchers)| {
-            msg.get(header)
-                .is_some_and(|value| matchers.iter().any(|m| m.matches(&value)))
-        })
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -157,18 +69,41 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
-#[derive(Debug, Default)]
-struct Queue {
-    events: VecDeque<Message>,
-    bytes: usize,
+/// What a subscription can queue: events, or the live state's changes. Its size is what it
+/// holds on the heap, counted against the queue's and the client's byte limits.
+pub trait Queued: Clone + Send + Sync + 'static {
+    fn heap_size(&self) -> usize;
+}
+
+impl Queued for Message {
+    fn heap_size(&self) -> usize {
+        Message::heap_size(self)
+    }
 }
 
 #[derive(Debug)]
-pub struct Subscription {
+struct Queue<T> {
+    events: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            events: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// A bounded queue from the driver to one consumer, of events (the default) or of other
+/// [`Queued`] items.
+#[derive(Debug)]
+pub struct Subscription<T = Message> {
     pub filter: Filter,
     limits: QueueLimits,
     overflow: Overflow,
-    queue: Mutex<Queue>,
+    queue: Mutex<Queue<T>>,
     /// Shared by every subscription of the client.
     budget: Arc<ByteBudget>,
     /// The limit the queue last ran into, for errors and reprs.
@@ -197,9 +132,16 @@ pub struct SubscriptionStats {
     pub overflowed: bool,
 }
 
-impl Subscription {
-    /// A queue of at most `capacity` events (and the default bytes), on its own.
-    pub fn new(filter: Filter, capacity: usize, overflow: Overflow) -> Subscription {
+impl Subscription<Message> {
+    /// Queues the matching events; returns true when the consumer must be woken.
+    pub fn push_batch<'a>(&self, events: impl Iterator<Item = &'a Message>) -> bool {
+        self.push_owned(events.filter(|m| self.filter.matches(m)).cloned())
+    }
+}
+
+impl<T: Queued> Subscription<T> {
+    /// A queue of at most `capacity` items (and the default bytes), on its own.
+    pub fn new(filter: Filter, capacity: usize, overflow: Overflow) -> Subscription<T> {
         let limits = QueueLimits {
             max_events: capacity,
             ..QueueLimits::default()
@@ -214,7 +156,7 @@ impl Subscription {
         limits: QueueLimits,
         overflow: Overflow,
         budget: Arc<ByteBudget>,
-    ) -> Subscription {
+    ) -> Subscription<T> {
         Subscription {
             filter,
             limits: QueueLimits {
@@ -236,13 +178,8 @@ impl Subscription {
         }
     }
 
-    /// Queues the matching events; returns true when the consumer must be woken.
-    pub fn push_batch<'a>(&self, events: impl Iterator<Item = &'a Message>) -> bool {
-        self.push_owned(events.filter(|m| self.filter.matches(m)).cloned())
-    }
-
-    /// Queues events that already passed the filter (moved in: no copy).
-    pub fn push_owned(&self, events: impl Iterator<Item = Message>) -> bool {
+    /// Queues items that already passed the filter (moved in: no copy).
+    pub fn push_owned(&self, events: impl Iterator<Item = T>) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -293,7 +230,7 @@ impl Subscription {
 
     /// Which limit an event of `size` bytes would pass, if any; when none, its bytes are
     /// taken from the client's budget.
-    fn limit_for(&self, queue: &Queue, size: usize) -> Option<String> {
+    fn limit_for(&self, queue: &Queue<T>, size: usize) -> Option<String> {
         if queue.events.len() >= self.limits.max_events {
             return Some(format!("maxsize of {} events", self.limits.max_events));
         }
@@ -325,13 +262,13 @@ impl Subscription {
     }
 
     /// Up to `max` queued events, oldest first, without waiting.
-    pub fn drain(&self, max: usize) -> Vec<Message> {
+    pub fn drain(&self, max: usize) -> Vec<T> {
         let Ok(mut queue) = self.queue.lock() else {
             return Vec::new();
         };
         let n = max.min(queue.events.len());
-        let out: Vec<Message> = queue.events.drain(..n).collect();
-        let bytes: usize = out.iter().map(Message::heap_size).sum();
+        let out: Vec<T> = queue.events.drain(..n).collect();
+        let bytes: usize = out.iter().map(T::heap_size).sum();
         queue.bytes -= bytes;
         self.budget.give_back(bytes);
         self.delivered
@@ -410,7 +347,7 @@ impl Subscription {
     }
 
     /// For Rust consumers: the next batch, waiting while empty. `None` once closed and drained.
-    pub async fn next_batch(&self, max: usize) -> Option<Vec<Message>> {
+    pub async fn next_batch(&self, max: usize) -> Option<Vec<T>> {
         loop {
             let notified = self.notify.notified();
             let batch = self.drain(max);
@@ -425,7 +362,7 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
         if let Ok(queue) = self.queue.get_mut() {
             self.budget.give_back(queue.bytes);

@@ -10,7 +10,9 @@ pub mod client;
 mod command;
 mod deadline;
 pub mod events;
+mod filter;
 mod http;
+pub mod live;
 pub mod options;
 mod outcome;
 mod record;
@@ -24,9 +26,10 @@ mod tls;
 pub use client::Client;
 pub use command::{Reply, Request};
 pub use events::{
-    DEFAULT_QUEUE_BYTES, Filter, Matcher, Overflow, QueueLimits, Subscription, SubscriptionStats,
-    Wake,
+    DEFAULT_QUEUE_BYTES, Filter, Matcher, Overflow, QueueLimits, Queued, Subscription,
+    SubscriptionStats, Wake,
 };
+pub use live::{Live, LiveStatus};
 pub use options::{Auth, EventMask, Http, Options, Reconnect, Tls};
 pub use shared::{Info, Stats};
 pub use start::Start;

@@ -127,6 +127,9 @@ pub struct Options {
     /// Bytes the event queues of this client may hold together (128 MiB), on top of each
     /// queue's own `QueueLimits`.
     pub max_event_bytes: usize,
+    /// Keep the PBX's channels, bridges and calls from the events (`Client::live`), rebuilt
+    /// from its own lists on connect and after every reconnect. Needs the `call` event class.
+    pub live: Option<crate::proto::live::LiveConfig>,
 }
 
 /// AJAM: the manager over Asterisk's HTTP server (`http.conf`).
@@ -182,6 +185,7 @@ impl Default for Options {
             list_limit: crate::proto::DEFAULT_LIST_LIMIT,
             max_event_bytes: 128 * MIB,
             max_list_bytes: 64 * MIB,
+            live: None,
         }
     }
 }
@@ -205,6 +209,7 @@ impl fmt::Debug for Options {
             .field("list_limit", &self.list_limit)
             .field("max_list_bytes", &self.max_list_bytes)
             .field("max_event_bytes", &self.max_event_bytes)
+            .field("live", &self.live)
             .finish()
     }
 }

@@ -3,13 +3,19 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use super::budget::ByteBudget;
+use super::command::Command;
 use super::command::Reply;
 use super::events::{Subscription, Wake};
+use super::live::{self, Live};
 use super::outcome::closed;
 use super::state::{State, StateLog};
 use crate::error::{Error, Result};
+use crate::proto::live::LiveConfig;
 use crate::proto::{Message, Outcome};
 
 #[derive(Clone, Debug, Default)]
@@ -45,12 +51,21 @@ pub struct Shared {
     pub(super) failure: Mutex<Option<String>>,
     /// The bytes every subscription's queue holds together (`Options::max_event_bytes`).
     pub(super) event_budget: Arc<ByteBudget>,
+    /// The live state, when the client keeps one: fed every event before the streams.
+    pub(super) live: Option<Arc<Live>>,
 }
 
 impl Shared {
-    pub(super) fn new(max_event_bytes: usize) -> Shared {
+    /// `commands` is the handles' queue, for the actions the live state's rebuild sends.
+    pub(super) fn new(
+        max_event_bytes: usize,
+        live: Option<LiveConfig>,
+        commands: mpsc::WeakUnboundedSender<Command>,
+    ) -> Shared {
+        let event_budget = Arc::new(ByteBudget::new("max_event_bytes", max_event_bytes));
         Shared {
-            event_budget: Arc::new(ByteBudget::new("max_event_bytes", max_event_bytes)),
+            live: live.map(|config| Arc::new(Live::new(config, event_budget.clone(), commands))),
+            event_budget,
             completions: Mutex::new(Completions::default()),
             waker: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
@@ -58,6 +73,24 @@ impl Shared {
             state: Mutex::new(StateLog::default()),
             info: Mutex::new(Info::default()),
             stats: Mutex::new(Stats::default()),
+        }
+    }
+
+    /// A session is about to open after a gap (or for the first time): the live state, if
+    /// kept, holds the events from now on for its rebuild. Returns that rebuild.
+    pub(super) fn begin_live_rebuild(&self) -> Option<u64> {
+        self.live.as_ref().map(|live| live.begin_rebuild())
+    }
+
+    /// The session of `rebuild` is ready: asks the PBX for the lists the rebuild needs.
+    pub(super) fn rebuild_live(self: &Arc<Self>, rebuild: Option<u64>, timeout: Duration) {
+        if let (Some(live), Some(generation)) = (&self.live, rebuild) {
+            tokio::spawn(live::rebuild(
+                live.clone(),
+                self.clone(),
+                generation,
+                timeout,
+            ));
         }
     }
 
@@ -77,6 +110,10 @@ impl Shared {
                 if self.queue_completions(vec![(token, result)]) {
                     self.wake();
                 }
+            }
+            Reply::Probe(tx) => {
+                let view = self.live.as_ref().and_then(|live| live.settled_view());
+                let _ = tx.send((result, view));
             }
             Reply::Keepalive => {}
         }
@@ -162,8 +199,8 @@ impl Shared {
         if events.is_empty() {
             return false;
         }
+        let mut wake = self.live.as_ref().is_some_and(|live| live.observe(&events));
         let subs = self.subs.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut wake = false;
         if let Some((last, others)) = subs.split_last() {
             for sub in others {
                 wake |= sub.push_batch(events.iter());
@@ -193,6 +230,11 @@ impl Shared {
             *slot = Some(reason.to_owned());
         }
         self.set_state(State::Closed, Some(reason.to_owned()));
+        if let Some(live) = &self.live {
+            if live.finish(failed.then_some(reason)) {
+                self.wake();
+            }
+        }
         if failed {
             self.each_sub(|s| s.fail(reason));
         } else {

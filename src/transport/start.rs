@@ -53,7 +53,11 @@ impl Client {
     /// sees the session from its first event (FullyBooted, and whatever happens as it opens).
     pub fn prepare(options: Options, waker: Option<Arc<dyn Wake>>) -> (Client, Start) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::new(options.max_event_bytes));
+        let shared = Arc::new(Shared::new(
+            options.max_event_bytes,
+            options.live,
+            tx.downgrade(),
+        ));
         if let Ok(mut slot) = shared.waker.lock() {
             *slot = waker;
         }

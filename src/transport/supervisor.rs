@@ -85,6 +85,9 @@ pub(super) async fn supervise<D: Driver>(mut driver: D, ready: Reply) {
     let policy = driver.link().options.reconnect.clone();
     let mut backoff = Backoff::new(&policy);
     loop {
+        // Begun before the session opens: its first events (HTTP polls from the login on) are
+        // held for the rebuild, not applied to the state from before the gap.
+        let rebuild = driver.link().shared.begin_live_rebuild();
         let mut session = match driver.open().await {
             Ok(session) => session,
             Err(e) => {
@@ -125,6 +128,8 @@ pub(super) async fn supervise<D: Driver>(mut driver: D, ready: Reply) {
             let accepted = b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n";
             link.shared.deliver(ready, Ok(local_outcome(accepted)));
         }
+        link.shared
+            .rebuild_live(rebuild, link.options.action_timeout);
         let up_since = Instant::now();
         let end = driver.serve(&mut session).await;
         backoff.session_ended(up_since.elapsed());

@@ -297,8 +297,13 @@ impl Ajam {
     /// A new session replaces one the server forgot, in passing (the action that found out
     /// is then sent again): event streams learn that events may have been missed.
     async fn renew(&self, deadline: Deadline) -> Result<()> {
+        let rebuild = self.shared.begin_live_rebuild();
         let renewed = self.set_up(deadline, false).await;
         self.shared.each_sub(Subscription::note_gap);
+        if renewed.is_ok() {
+            self.shared
+                .rebuild_live(rebuild, self.options.action_timeout);
+        }
         renewed.map(|_| ())
     }
 }

@@ -218,6 +218,7 @@ impl Tcp {
         let mut messages = 0u64;
         let mut orphans = 0u64;
         let mut errors = 0u64;
+        let mut published = 0u64;
         while let Some(item) = s.next_message() {
             let msg = match item {
                 Ok(msg) => msg,
@@ -243,10 +244,12 @@ impl Tcp {
                 Routed::Event(ev) => events.push(ev),
                 Routed::Done(c) => {
                     s.list_bytes.remove(&c.action_id);
+                    published += self.publish_before_probe(&c.token.reply, &mut events);
                     self.complete(s, c.token, c.outcome, &mut done);
                 }
                 Routed::DoneAndEvent(c, ev) => {
                     s.list_bytes.remove(&c.action_id);
+                    published += self.publish_before_probe(&c.token.reply, &mut events);
                     self.complete(s, c.token, c.outcome, &mut done);
                     events.push(ev);
                 }
@@ -269,7 +272,7 @@ impl Tcp {
                 }
             }
         }
-        let n_events = events.len() as u64;
+        let n_events = published + events.len() as u64;
         let completed = self.link.shared.queue_completions(done);
         if self.link.shared.push_events(events) || completed {
             self.link.shared.wake();
@@ -281,6 +284,17 @@ impl Tcp {
             st.decode_errors += errors;
         });
         Ok(())
+    }
+
+    /// A probe's view must include the events before its answer: they are published now
+    /// rather than with the rest of the read. Returns how many were.
+    fn publish_before_probe(&self, reply: &Reply, events: &mut Vec<Message>) -> u64 {
+        if !matches!(reply, Reply::Probe(_)) {
+            return 0;
+        }
+        let n = events.len() as u64;
+        self.link.shared.publish(std::mem::take(events));
+        n
     }
 
     /// Counts the bytes of a pending action's list items; past `max_list_bytes` the action is

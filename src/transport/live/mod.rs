@@ -1,0 +1,295 @@
+//! The live state of one client (issue 12): `proto::live::LiveState` fed by the driver with every
+//! event it publishes, rebuilt from the PBX's own lists on connect and after every reconnect, and
+//! published as an O(1) [`View`] for readers and as a stream of [`Change`]s.
+//!
+//! It runs on the driver's task, never on the consumer's thread: reading the view costs a
+//! clone of a few pointers, and a consumer that stalls never delays the state.
+//!
+//! A rebuild asks for `CoreShowChannels` and `BridgeList` (then `BridgeInfo` per bridge, for the
+//! members' order) while holding back the events that arrive meanwhile; the lists are applied
+//! first, then the held events in order, and the rebuild's one change set is published. An
+//! answer describes the PBX at some moment after the hold began, so every held event is either
+//! older than the answer (the state machine tolerates such an event: the events that follow it
+//! bring the answer's values again, and a late `Hangup` gives a vanished channel its cause) or
+//! newer (applied after it, in order, as it must be). That holds over TCP and over HTTP, where an
+//! answer and the WaitEvent polls travel separately and their order on arrival says nothing.
+
+mod rebuild;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use super::budget::ByteBudget;
+use super::command::Command;
+use super::events::{Filter, Overflow, QueueLimits, Queued, Subscription};
+use crate::proto::Message;
+use crate::proto::live::{Change, LiveConfig, LiveState, LiveStats, View};
+
+pub(super) use rebuild::rebuild;
+
+/// The most bytes of events held back while a rebuild's lists are on their way. Past it the
+/// held events are dropped and the lists asked for again (they will describe the PBX after
+/// every dropped event).
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
+impl Queued for Change {
+    /// The entry a change names is shared with the view, but a queued change keeps that version
+    /// alive after the view moved on: it is counted whole.
+    fn heap_size(&self) -> usize {
+        let entry = match self {
+            Change::ChannelAdded(c)
+            | Change::ChannelChanged { channel: c, .. }
+            | Change::ChannelRemoved { channel: c, .. } => c.memory_size(),
+            Change::BridgeAdded(b)
+            | Change::BridgeChanged { bridge: b, .. }
+            | Change::BridgeRemoved(b) => std::mem::size_of_val(&**b) + b.members.capacity() * 24,
+            Change::CallAdded(c) | Change::CallChanged(c) | Change::CallRemoved(c) => {
+                std::mem::size_of_val(&**c) + c.channels.capacity() * 24
+            }
+        };
+        std::mem::size_of::<Change>() + entry
+    }
+}
+
+/// What a reader may know about the live state besides the view.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveStatus {
+    pub stats: LiveStats,
+    /// A rebuild is under way: the view is the one from before the gap (or empty).
+    pub rebuilding: bool,
+    /// Rebuilds whose held events passed the limit and whose lists were asked for again.
+    pub rebuild_retries: u64,
+    /// Why the last rebuild could not get the PBX's lists (the view then follows events only).
+    pub rebuild_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Held {
+    events: Vec<Message>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+struct Inner {
+    state: LiveState,
+    /// Present while a rebuild's lists are on their way.
+    held: Option<Held>,
+    /// Which rebuild is current: answers to an older one are ignored.
+    generation: u64,
+    status: LiveStatus,
+}
+
+/// The PBX's lists, as answered, for one rebuild.
+pub(super) struct Lists {
+    pub(super) channels: Vec<Message>,
+    pub(super) bridges: Vec<Message>,
+    /// One `BridgeInfo` answer (items and completion) per bridge.
+    pub(super) members: Vec<Vec<Message>>,
+}
+
+/// One client's live state.
+pub struct Live {
+    inner: Mutex<Inner>,
+    /// The view as of the last applied batch, for readers (cloned without touching `inner`).
+    view: Mutex<View>,
+    subs: Mutex<Vec<Arc<Subscription<Change>>>>,
+    /// The client's event budget: queued changes count against it like queued events.
+    budget: Arc<ByteBudget>,
+    /// The handles' queue, for the rebuild's actions (weak: the rebuild never keeps a client
+    /// alive whose handles are gone).
+    commands: mpsc::WeakUnboundedSender<Command>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here panics while holding a lock; a poisoned one still holds consistent data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Live {
+    pub(super) fn new(
+        config: LiveConfig,
+        budget: Arc<ByteBudget>,
+        commands: mpsc::WeakUnboundedSender<Command>,
+    ) -> Live {
+        Live {
+            inner: Mutex::new(Inner {
+                state: LiveState::new(config),
+                held: None,
+                generation: 0,
+                status: LiveStatus::default(),
+            }),
+            view: Mutex::new(View::default()),
+            subs: Mutex::new(Vec::new()),
+            budget,
+            commands,
+        }
+    }
+
+    /// A consistent copy of the state as of the last batch of events; O(1).
+    pub fn view(&self) -> View {
+        lock(&self.view).clone()
+    }
+
+    /// The view, unless a rebuild is under way (it then describes the PBX before the gap).
+    pub fn settled_view(&self) -> Option<View> {
+        let rebuilding = lock(&self.inner).held.is_some();
+        (!rebuilding).then(|| self.view())
+    }
+
+    pub fn status(&self) -> LiveStatus {
+        let inner = lock(&self.inner);
+        LiveStatus {
+            stats: inner.state.stats(),
+            rebuilding: inner.held.is_some(),
+            ..inner.status.clone()
+        }
+    }
+
+    /// A queue of the changes from now on, within `limits`.
+    pub fn subscribe(&self, limits: QueueLimits, overflow: Overflow) -> Arc<Subscription<Change>> {
+        let sub = Arc::new(Subscription::bounded(
+            Filter::default(),
+            limits,
+            overflow,
+            self.budget.clone(),
+        ));
+        let mut subs = lock(&self.subs);
+        subs.retain(|s| !s.is_closed());
+        subs.push(sub.clone());
+        sub
+    }
+
+    pub fn unsubscribe(&self, sub: &Arc<Subscription<Change>>) {
+        sub.discard();
+        lock(&self.subs).retain(|s| !Arc::ptr_eq(s, sub));
+    }
+
+    /// Applies a batch of events (or holds them during a rebuild); true when a change consumer
+    /// must be woken.
+    pub(super) fn observe(&self, events: &[Message]) -> bool {
+        let mut inner = lock(&self.inner);
+        if let Some(held) = &mut inner.held {
+            hold(held, events);
+            return false;
+        }
+        let now = SystemTime::now();
+        let mut changes = Vec::new();
+        for event in events {
+            changes.extend(inner.state.apply(event, now));
+        }
+        self.publish(&inner, changes)
+    }
+
+    /// Starts a rebuild: events are held from now until its lists are applied. Returns its
+    /// generation, which its answers must name.
+    pub(super) fn begin_rebuild(&self) -> u64 {
+        let mut inner = lock(&self.inner);
+        inner.state.begin_rebuild();
+        inner.held = Some(Held::default());
+        inner.generation += 1;
+        inner.generation
+    }
+
+    /// Whether rebuild `generation` is still the one under way.
+    pub(super) fn is_current(&self, generation: u64) -> bool {
+        let inner = lock(&self.inner);
+        inner.generation == generation && inner.held.is_some()
+    }
+
+    /// The lists of rebuild `generation` arrived: applies them, then the held events, and
+    /// publishes the one change set. False when the held events overflowed: the lists must be
+    /// asked for again (holding starts afresh now).
+    pub(super) fn finish_rebuild(&self, generation: u64, lists: &Lists) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.generation != generation || inner.held.is_none() {
+            return true;
+        }
+        if inner.held.as_ref().is_some_and(|h| h.overflowed) {
+            inner.held = Some(Held::default());
+            inner.status.rebuild_retries += 1;
+            return false;
+        }
+        let now = SystemTime::now();
+        let held = inner.held.take().unwrap_or_default();
+        let state = &mut inner.state;
+        state.rebuild_channels(&lists.channels, now);
+        state.rebuild_bridges(&lists.bridges);
+        for answer in &lists.members {
+            state.rebuild_bridge_members(answer);
+        }
+        for event in &held.events {
+            state.apply(event, now);
+        }
+        let changes = state.finish_rebuild();
+        inner.status.rebuild_error = None;
+        self.publish(&inner, changes)
+    }
+
+    /// Rebuild `generation` could not get the PBX's lists (refused, timed out): the held events
+    /// are applied and the state goes on from events alone, saying why it may be inexact.
+    pub(super) fn abandon_rebuild(&self, generation: u64, why: String) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.generation != generation {
+            return false;
+        }
+        let now = SystemTime::now();
+        let held = inner.held.take().unwrap_or_default();
+        for event in &held.events {
+            inner.state.apply(event, now);
+        }
+        let changes = inner.state.finish_rebuild();
+        inner.status.rebuild_error = Some(why);
+        self.publish(&inner, changes)
+    }
+
+    /// Publishes the state's view and `changes`; true when a consumer must be woken. The view
+    /// stays locked until the changes are queued: a reader who takes the view and then drains
+    /// a change stream has every change that view includes.
+    fn publish(&self, inner: &Inner, changes: Vec<Change>) -> bool {
+        if changes.is_empty() {
+            return false;
+        }
+        let mut view = lock(&self.view);
+        *view = inner.state.view();
+        let subs = lock(&self.subs).clone();
+        let mut wake = false;
+        if let Some((last, others)) = subs.split_last() {
+            for sub in others {
+                wake |= sub.push_owned(changes.iter().cloned());
+            }
+            wake |= last.push_owned(changes.into_iter());
+        }
+        wake
+    }
+
+    /// Ends every change stream (the client closed, or failed for good with `failure`).
+    pub(super) fn finish(&self, failure: Option<&str>) -> bool {
+        let mut wake = false;
+        for sub in lock(&self.subs).iter() {
+            wake |= match failure {
+                Some(reason) => sub.fail(reason),
+                None => sub.close(),
+            };
+        }
+        wake
+    }
+}
+
+fn hold(held: &mut Held, events: &[Message]) {
+    if held.overflowed {
+        return;
+    }
+    let bytes: usize = events.iter().map(Message::heap_size).sum();
+    if held.bytes + bytes > MAX_HELD_BYTES {
+        held.overflowed = true;
+        held.events = Vec::new();
+        held.bytes = 0;
+        return;
+    }
+    held.bytes += bytes;
+    held.events.extend_from_slice(events);
+}

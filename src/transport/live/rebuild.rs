@@ -1,0 +1,131 @@
+//! The rebuild task: asks the PBX for its channels and bridges through the client's own command
+//! queue (so the actions are ordinary actions: one deadline each, failed if the session ends)
+//! and hands the answers to the live state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::warn;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Lists, Live};
+use crate::error::{Error, Result};
+use crate::proto::{Action, Expect, Message, Outcome};
+use crate::transport::command::{Command, Reply, Request};
+use crate::transport::shared::Shared;
+
+/// Rebuilds the live state for the session that just opened (rebuild `generation`, begun
+/// before the session served its first event).
+pub(crate) async fn rebuild(
+    live: Arc<Live>,
+    shared: Arc<Shared>,
+    generation: u64,
+    timeout: Duration,
+) {
+    loop {
+        let Some(tx) = live.commands.upgrade() else {
+            return;
+        };
+        let lists = match ask_lists(&tx, timeout).await {
+            Ok(lists) => lists,
+            // The session ended: the next one begins its own rebuild.
+            Err(Error::ConnectionLost { .. } | Error::Closed { .. }) => return,
+            Err(e) => {
+                warn!("amiwire: live state not rebuilt from the PBX's lists: {e}");
+                if live.abandon_rebuild(generation, e.to_string()) {
+                    shared.wake();
+                }
+                return;
+            }
+        };
+        if live.finish_rebuild(generation, &lists) {
+            shared.wake();
+            return;
+        }
+        if !live.is_current(generation) {
+            return;
+        }
+    }
+}
+
+async fn ask_lists(tx: &mpsc::UnboundedSender<Command>, timeout: Duration) -> Result<Lists> {
+    let mut answers = ask(
+        tx,
+        vec![Action::new("CoreShowChannels"), Action::new("BridgeList")],
+        timeout,
+    )?;
+    let bridges = answers
+        .pop()
+        .ok_or_else(missing)?
+        .await
+        .map_err(|_| missing())??;
+    let channels = answers
+        .pop()
+        .ok_or_else(missing)?
+        .await
+        .map_err(|_| missing())??;
+    let infos = bridges
+        .events
+        .iter()
+        .filter_map(|item| item.get("BridgeUniqueid"))
+        .map(|id| Action::new("BridgeInfo").header("BridgeUniqueid", id.into_owned()))
+        .collect();
+    let mut members = Vec::new();
+    for answer in ask(tx, infos, timeout)? {
+        match answer.await.map_err(|_| missing())? {
+            Ok(outcome) => members.push(items(outcome)),
+            // The bridge ended between the two answers: its events say so.
+            Err(Error::ActionFailed { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Lists {
+        channels: channels.events,
+        bridges: bridges.events,
+        members,
+    })
+}
+
+/// A list's items followed by its completion event (which names a `BridgeInfo`'s bridge).
+fn items(outcome: Outcome) -> Vec<Message> {
+    let mut items = outcome.events;
+    items.extend(outcome.complete);
+    items
+}
+
+type Answer = oneshot::Receiver<Result<Outcome>>;
+
+/// Sends `actions` in one batch (one wake-up of the driver); their answers, in order.
+fn ask(
+    tx: &mpsc::UnboundedSender<Command>,
+    actions: Vec<Action>,
+    timeout: Duration,
+) -> Result<Vec<Answer>> {
+    let (requests, answers): (Vec<Request>, Vec<Answer>) = actions
+        .into_iter()
+        .map(|action| {
+            let (reply, answer) = oneshot::channel();
+            let request = Request {
+                action,
+                expect: Expect::Auto,
+                timeout: Some(timeout),
+                reply: Reply::Oneshot(reply),
+            };
+            (request, answer)
+        })
+        .unzip();
+    if requests.is_empty() {
+        return Ok(answers);
+    }
+    tx.send(Command::Actions(requests))
+        .map_err(|_| Error::Closed {
+            reason: "the client closed".into(),
+        })?;
+    Ok(answers)
+}
+
+fn missing() -> Error {
+    Error::Closed {
+        reason: "the connection ended before the PBX's lists arrived".into(),
+    }
+}

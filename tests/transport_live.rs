@@ -1,0 +1,248 @@
+//! The live state through the client (issue 12), against the simulator's load mode: at many
+//! random moments, including right after forced disconnects while calls keep changing, the
+//! client's view equals what the PBX's own CoreShowChannels, BridgeList and BridgeInfo answer at
+//! that point of the stream; a consumer of the change stream holds the same picture; and a gap
+//! reaches it as one change set in which the channels that went meanwhile are removed without a
+//! cause.
+
+#![allow(clippy::unwrap_used)]
+
+mod live_support;
+mod sim_support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use amiwire::proto::http::Endpoint;
+use amiwire::proto::live::{Change, LiveConfig, View};
+use amiwire::proto::{Action, Message, Outcome};
+use amiwire::sim::{SimConfig, SimHandle};
+use amiwire::transport::{
+    Client, Http, Live, Options, Overflow, QueueLimits, Reconnect, Subscription,
+};
+use live_support::{
+    Replica, assert_bridge_equals_info, assert_bridges_equal_list, assert_channels_equal_list,
+    assert_consistent,
+};
+use sim_support::start;
+
+fn options(sim: &SimHandle, reconnect_after: Duration) -> Options {
+    Options {
+        port: sim.port(),
+        username: "admin".into(),
+        secret: "amiwire".into(),
+        action_timeout: Duration::from_secs(10),
+        reconnect: Reconnect {
+            initial: reconnect_after,
+            max: reconnect_after,
+            ..Reconnect::default()
+        },
+        live: Some(LiveConfig::default()),
+        ..Options::default()
+    }
+}
+
+/// The view at the point where `action`'s answer completed, once no rebuild is under way.
+async fn probe(client: &Client, action: Action) -> (Outcome, View) {
+    for _ in 0..200 {
+        match client.probe(action.clone(), None).await {
+            Ok((outcome, Some(view))) => return (outcome, view),
+            // Rebuilding, or the connection is being re-established.
+            Ok((_, None)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the live state never settled");
+}
+
+/// Every list the PBX has, each against the view at the point its answer completed.
+async fn check_against_the_pbx(client: &Client) -> usize {
+    let (channels, view) = probe(client, Action::new("CoreShowChannels")).await;
+    let items: Vec<&Message> = channels.events.iter().collect();
+    assert_channels_equal_list(&view, &items, SystemTime::now());
+    assert_consistent(&view);
+    let (bridges, view) = probe(client, Action::new("BridgeList")).await;
+    let items: Vec<&Message> = bridges.events.iter().collect();
+    assert_bridges_equal_list(&view, &items);
+    for item in bridges.events.iter().take(5) {
+        let id = item.get("BridgeUniqueid").unwrap().into_owned();
+        let info = Action::new("BridgeInfo").header("BridgeUniqueid", id);
+        // The bridge may end before this answer: the view must then not have it either.
+        match client.probe(info, None).await {
+            Ok((outcome, Some(view))) => {
+                let members: Vec<&Message> = outcome.events.iter().collect();
+                let complete = outcome.complete.as_ref().unwrap();
+                assert_bridge_equals_info(&view, &members, complete, SystemTime::now());
+            }
+            Ok((_, None)) => {}
+            Err(_) => {}
+        }
+    }
+    channels.events.len()
+}
+
+fn drain(sub: &Arc<Subscription<Change>>, replica: &mut Replica) {
+    replica.apply(&sub.drain(usize::MAX));
+}
+
+/// The replica kept from the change stream equals the view: compared when no batch was
+/// published between taking the view and draining the stream (the view taken first has every
+/// change drained after it, and the same version afterwards means there was nothing more).
+fn assert_replica_follows(live: &Live, sub: &Arc<Subscription<Change>>, replica: &mut Replica) {
+    for _ in 0..10_000 {
+        let view = live.view();
+        drain(sub, replica);
+        if live.view().version() == view.version() {
+            return replica.assert_equals(&view);
+        }
+    }
+    panic!("the view never held still");
+}
+
+/// Hundreds of calls ringing, answering, bridging and hanging up; the view checked against the
+/// PBX at random moments, every third one right after a forced disconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_view_equals_the_pbx_lists_at_random_moments_and_after_disconnects() {
+    const CALLS: usize = 300;
+    let sim = start(
+        SimConfig::new()
+            .load_calls(CALLS)
+            .call_duration(Duration::from_secs(4))
+            .time_scale(0.5),
+    )
+    .await;
+    let client = Client::connect(options(&sim, Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let live = client.live().unwrap().clone();
+    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect);
+    let mut replica = Replica::default();
+    let mut most = 0;
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..700))).await;
+        if round % 3 == 2 {
+            sim.disconnect_all();
+        }
+        most = most.max(check_against_the_pbx(&client).await);
+        assert_replica_follows(&live, &changes, &mut replica);
+    }
+    assert!(
+        most > CALLS,
+        "the load was up: {most} channels listed at most"
+    );
+    let status = live.status();
+    assert!(status.stats.rebuilds >= 5, "{status:?}");
+    assert_eq!(status.rebuild_error, None);
+    assert!(!changes.stats().overflowed);
+    // Every channel a Hangup took away has its cause; those that went during a gap have none.
+    assert!(
+        replica.removed_with_cause > 1000,
+        "{}",
+        replica.removed_with_cause
+    );
+    assert_eq!(sim.events_dropped(), 0, "the client kept up");
+
+    sim.stop_load();
+    for _ in 0..300 {
+        if sim.channel_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(check_against_the_pbx(&client).await, 0);
+    drain(&changes, &mut replica);
+    assert!(live.view().is_empty());
+    assert!(replica.channels.is_empty() && replica.bridges.is_empty() && replica.calls.is_empty());
+    client.close().await;
+}
+
+/// Calls that end while the client is away are reported, when it is back, as removed without a
+/// cause, in the one change set of the rebuild; nothing is reported as a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_is_one_change_set_and_what_ended_meanwhile_is_removed_without_cause() {
+    let sim = start(
+        SimConfig::new()
+            .load_calls(40)
+            .call_duration(Duration::from_millis(600)),
+    )
+    .await;
+    let client = Client::connect(options(&sim, Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    let live = client.live().unwrap().clone();
+    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    check_against_the_pbx(&client).await;
+    let mut replica = Replica::default();
+    drain(&changes, &mut replica);
+    let before_gap = live.view();
+    assert!(!before_gap.is_empty());
+    sim.disconnect_all();
+    // Away for 1.5 s, longer than any call lasts: every channel seen before is gone by then.
+    check_against_the_pbx(&client).await;
+    let after = changes.drain(usize::MAX);
+    for (id, _) in before_gap.channels() {
+        let removed = after.iter().any(|c| {
+            matches!(c, Change::ChannelRemoved { channel, cause: None } if channel.uniqueid == *id)
+        });
+        assert!(
+            removed,
+            "{id} ended during the gap: removed without a cause"
+        );
+    }
+    replica.apply(&after);
+    replica.assert_equals(&live.view());
+    assert_eq!(live.status().rebuild_error, None);
+    client.close().await;
+}
+
+/// Over HTTP the state is rebuilt the same way (the lists asked for while the WaitEvent polls
+/// are held back), then followed from the polled events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_the_view_is_rebuilt_and_follows_the_polled_events() {
+    let sim = start(
+        SimConfig::new()
+            .http(true)
+            .load_calls(30)
+            .call_duration(Duration::from_secs(30)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = Client::connect(Options {
+        port: sim.http_addr().unwrap().port(),
+        http: Some(Http::new(Endpoint::RawMan)),
+        ..options(&sim, Duration::from_millis(50))
+    })
+    .await
+    .unwrap();
+    let live = client.live().unwrap().clone();
+    // The answers travel beside the polls: compared once the calls stopped ringing.
+    let mut agreed = false;
+    for _ in 0..100 {
+        let (outcome, view) = probe(&client, Action::new("CoreShowChannels")).await;
+        let listed: Vec<(String, String)> = outcome
+            .events
+            .iter()
+            .map(|i| {
+                (
+                    i.get("Uniqueid").unwrap().into(),
+                    i.get("ChannelState").unwrap().into(),
+                )
+            })
+            .collect();
+        let kept: Vec<(String, String)> = listed
+            .iter()
+            .filter_map(|(id, _)| view.channel(id))
+            .map(|c| (c.uniqueid.to_string(), c.state.0.to_string()))
+            .collect();
+        if kept == listed && view.channels().len() == listed.len() && listed.len() >= 100 {
+            agreed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(agreed, "the view never matched the PBX's list");
+    check_against_the_pbx(&client).await;
+    assert_eq!(live.status().stats.rebuilds, 1);
+    assert_eq!(live.status().rebuild_error, None);
+    client.close().await;
+}
