@@ -6,9 +6,23 @@ import atexit
 from collections.abc import Mapping
 
 from . import _core, events
-from ._core import Message, Parser, __version__, encode_action, parse
+from ._core import (
+    LiveBridge,
+    LiveCall,
+    LiveChange,
+    LiveChannel,
+    LiveMap,
+    LiveSnapshot,
+    Message,
+    Parser,
+    __version__,
+    encode_action,
+    parse,
+)
 from .blocking import BlockingClient, BlockingEventStream, connect_blocking
-from .client import Client, EventStream, OriginateFailed, connect, parse_url
+from .client import Client, OriginateFailed, connect, parse_url
+from .live import Call, Live
+from .streams import EventStream
 from .exceptions import (
     ActionError,
     ActionTimeout,
@@ -31,8 +45,16 @@ atexit.register(_core._shutdown)
 __all__ = [
     "BlockingClient",
     "BlockingEventStream",
+    "Call",
     "Client",
     "EventStream",
+    "Live",
+    "LiveBridge",
+    "LiveCall",
+    "LiveChange",
+    "LiveChannel",
+    "LiveMap",
+    "LiveSnapshot",
     "OriginateFailed",
     "connect",
     "connect_blocking",

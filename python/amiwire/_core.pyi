@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, ClassVar, TypeVar, final, overload
+from typing import Any, ClassVar, Generic, TypeVar, final, overload
 
 from typing_extensions import disjoint_base
 
@@ -23,6 +23,12 @@ __all__ = [
     "encode_action",
     "event_classes",
     "HeaderField",
+    "LiveBridge",
+    "LiveCall",
+    "LiveChange",
+    "LiveChannel",
+    "LiveMap",
+    "LiveSnapshot",
     "parse",
 ]
 __version__: str
@@ -221,6 +227,11 @@ class Connection:
         overflow: str = "drop_oldest",
         max_bytes: int | None = None,
     ) -> EventSubscription: ...
+    def subscribe_changes(
+        self, maxsize: int | None = None, overflow: str = "drop_oldest", max_bytes: int | None = None
+    ) -> EventSubscription: ...
+    def live_snapshot(self) -> LiveSnapshot: ...
+    def live_status(self) -> dict[str, Any]: ...
     def close(self) -> asyncio.Future[Message]: ...
     def detach(self) -> None: ...
     @property
@@ -246,9 +257,9 @@ class DeferredAction:
 
 @final
 class EventSubscription:
-    """A bounded event queue fed by the connection's driver."""
+    """A bounded queue fed by the connection's driver: of events, or of live changes."""
 
-    def drain(self, max: int = 4096) -> list[Message]: ...
+    def drain(self, max: int = 4096) -> list[Any]: ...
     def arm(self) -> bool: ...
     def close(self) -> None: ...
     @property
@@ -269,6 +280,135 @@ class EventSubscription:
     def dropped(self) -> int: ...
     @property
     def gaps(self) -> int: ...
+
+_V_co = TypeVar("_V_co", covariant=True)
+
+@final
+class LiveChannel:
+    """One live channel, as of the snapshot or change it came from (immutable)."""
+
+    @property
+    def uniqueid(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def linkedid(self) -> str: ...
+    @property
+    def state(self) -> int:
+        """Asterisk's channel state number (4 Ring, 5 Ringing, 6 Up, ...)."""
+    @property
+    def state_desc(self) -> str: ...
+    @property
+    def caller_id_num(self) -> str: ...
+    @property
+    def caller_id_name(self) -> str: ...
+    @property
+    def connected_line_num(self) -> str: ...
+    @property
+    def connected_line_name(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def account_code(self) -> str: ...
+    @property
+    def context(self) -> str: ...
+    @property
+    def exten(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def bridge(self) -> str | None:
+        """The id of the bridge the channel is in."""
+    @property
+    def local_peer(self) -> str | None:
+        """For a Local channel, the Uniqueid of its other half."""
+    @property
+    def created_at(self) -> float:
+        """Seconds since the epoch."""
+    @property
+    def variables(self) -> dict[str, str]:
+        """Channel variables (empty unless ``live_variables=True``)."""
+
+@final
+class LiveBridge:
+    """One live bridge (immutable)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def bridge_type(self) -> str: ...
+    @property
+    def technology(self) -> str: ...
+    @property
+    def creator(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def video_source_mode(self) -> str: ...
+    @property
+    def members(self) -> list[str]:
+        """Uniqueids of its channels, in the order they entered."""
+
+@final
+class LiveCall:
+    """One call: the live channels sharing a Linkedid (immutable)."""
+
+    @property
+    def linkedid(self) -> str: ...
+    @property
+    def channels(self) -> list[str]: ...
+
+@final
+class LiveMap(Generic[_V_co]):
+    """A read-only mapping of live entries by Uniqueid, bridge id or Linkedid."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: str, /) -> _V_co: ...
+    def __contains__(self, key: str, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    @overload
+    def get(self, key: str, default: None = None) -> _V_co | None: ...
+    @overload
+    def get(self, key: str, default: _T) -> _V_co | _T: ...
+    def keys(self) -> list[str]: ...
+    def values(self) -> list[_V_co]: ...
+    def items(self) -> list[tuple[str, _V_co]]: ...
+
+@final
+class LiveSnapshot:
+    """The live state at one moment: channels, bridges and calls consistent with each other."""
+
+    @property
+    def channels(self) -> LiveMap[LiveChannel]: ...
+    @property
+    def bridges(self) -> LiveMap[LiveBridge]: ...
+    @property
+    def calls(self) -> LiveMap[LiveCall]: ...
+    @property
+    def version(self) -> int: ...
+
+@final
+class LiveChange:
+    """One change of the live state."""
+
+    @property
+    def kind(self) -> str:
+        """``channel_added``, ``channel_changed``, ``channel_removed``, and the same for
+        ``bridge`` and ``call``."""
+    @property
+    def channel(self) -> LiveChannel | None: ...
+    @property
+    def bridge(self) -> LiveBridge | None: ...
+    @property
+    def call(self) -> LiveCall | None: ...
+    @property
+    def fields(self) -> list[str]:
+        """What a ``*_changed`` changed."""
+    @property
+    def cause(self) -> int | None:
+        """A removed channel's hangup cause; None when it went during a gap."""
+    @property
+    def cause_text(self) -> str | None: ...
 
 @final
 class Simulator:

@@ -11,17 +11,19 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import _core
-from ._core import Message
+from ._core import LiveBridge, LiveCall, LiveChannel, LiveMap, Message
 from ._ranges import check_ranges
 from ._schema import Action, HeaderValue, ListAction, Schema, for_version
 from .events import OriginateResponse, event_name
 from .exceptions import ActionError, ClientClosed, ConnectionLost, LocalProtocolError
+from .live import Call, Live, new_channel_ids
+from .streams import BATCH, EventStream
 
 __all__ = ["Client", "EventStream", "connect", "parse_url", "OriginateFailed"]
 
@@ -154,12 +156,6 @@ def _url_option(key: str, text: str) -> Any:
         kind = "a number of seconds" if key in URL_SECONDS else "a whole number"
         raise _url_error(f"option {key!r} must be {kind}, not {text!r}") from None
     return text
-
-
-# Events handed over per batch by default. Larger batches cost no less CPU per event, but the
-# events of a batch and those queued meanwhile are alive together: at 4,096 a consumer that
-# falls behind under a flood peaked at 44 MB, at 1,024 at 36 MB (benches/README.md).
-BATCH = 1024
 
 
 def _sends_call_events(mask: str) -> bool:
@@ -312,6 +308,7 @@ class Client:
         self._events = events
         # The AMI documentation for the server's version, and that version.
         self._docs: tuple[str | None, Schema] | None = None
+        self._live = Live(conn, bridge)
 
     def _submit_traced(self, name: str, *args: Any) -> Any:
         """``Connection.submit``, plus one DEBUG line per action (never its headers: they may
@@ -519,6 +516,69 @@ class Client:
         complete = response.complete
         assert isinstance(complete, OriginateResponse)  # a tracked originate ends in its OriginateResponse
         return complete
+
+    async def call(
+        self,
+        channel: str,
+        *,
+        exten: str | None = None,
+        context: str | None = None,
+        priority: int | None = 1,
+        application: str | None = None,
+        data: str | None = None,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        ring_timeout: float | None = None,
+    ) -> Call:
+        """Places a call like :meth:`originate` and returns at once a :class:`~amiwire.Call`
+        that follows it through the live state (``connect(live=True)``): ``await
+        call.answered()``, ``await call.ended()``, ``call.events()``, ``await call.hangup()``,
+        ``await call.redirect(...)``. The call's first channel gets a Uniqueid chosen here
+        (Originate's ``ChannelId``), so nothing of it is missed."""
+        live = self.live  # raises unless the connection keeps the live state
+        uniqueid, other = new_channel_ids()
+        placed = asyncio.ensure_future(
+            self.originate(
+                channel,
+                exten=exten,
+                context=context,
+                priority=priority,
+                application=application,
+                data=data,
+                caller_id=caller_id,
+                variables=variables,
+                timeout=timeout,
+                ring_timeout=ring_timeout,
+                ChannelId=uniqueid,
+                OtherChannelId=other,
+            )
+        )
+        # A failure nobody awaits is still reported by the call's methods, not as a warning.
+        placed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return Call(self, live, uniqueid, placed)
+
+    @property
+    def live(self) -> Live:
+        """The PBX's live channels, bridges and calls (``connect(live=True)``); raises
+        :class:`~amiwire.LocalProtocolError` on a connection that keeps none."""
+        self._conn.live_status()  # raises when there is no live state
+        return self._live
+
+    @property
+    def channels(self) -> LiveMap[LiveChannel]:
+        """Live channels by Uniqueid, as of now (a read-only snapshot; see :attr:`live`)."""
+        return self.live.snapshot().channels
+
+    @property
+    def bridges(self) -> LiveMap[LiveBridge]:
+        """Live bridges by id, as of now (a read-only snapshot)."""
+        return self.live.snapshot().bridges
+
+    @property
+    def calls(self) -> LiveMap[LiveCall]:
+        """Calls in progress by Linkedid (the channels of each), as of now."""
+        return self.live.snapshot().calls
 
     def set_event_mask(self, mask: str, *, timeout: float | None = None) -> asyncio.Future[Message]:
         """``Action: Events``. The mask is checked client-side (Asterisk silently turns events
@@ -788,112 +848,6 @@ async def _run_callback(stream: EventStream[Message], fn: Callable[[Message], An
             log.warning("amiwire: callbacks for %r stopped: %s", fn, lost)
 
 
-class EventStream(Generic[_M]):
-    """Events from one subscription; see :meth:`Client.events`. Typed as the classes it was
-    asked for (``EventStream[Hangup | DialEnd]``), else ``EventStream[Message]``."""
-
-    def __init__(self, bridge: _Bridge, sub: _core.EventSubscription, wanted: str = "*") -> None:
-        self._bridge = bridge
-        self._sub = sub
-        self._wanted = wanted
-        self._buffer: list[_M] = []
-        self._index = 0
-
-    async def next_batch(self, max: int = BATCH) -> list[_M]:
-        """Waits for events and returns every queued one (up to ``max``) at once: the fastest
-        way to consume a flood. Raises StopAsyncIteration when the stream has ended."""
-        sub = self._sub
-        while True:
-            batch = sub.drain(max)
-            if batch:
-                return cast("list[_M]", batch)  # the subscription matches _M's events only
-            if sub.closed:
-                if sub.overflowed:
-                    raise ClientClosed(
-                        f"event stream closed: its queue reached the {sub.limit_hit} (overflow='disconnect')"
-                    )
-                if sub.failure is not None:
-                    raise ConnectionLost(f"event stream ended: {sub.failure}")
-                raise StopAsyncIteration
-            if sub.arm():
-                fut = self._bridge.running_loop().create_future()
-                self._bridge.waiting[self] = fut
-                try:
-                    await fut
-                finally:
-                    self._bridge.waiting.pop(self, None)
-
-    def __aiter__(self) -> AsyncIterator[_M]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[_M]:
-        while True:
-            try:
-                batch = await self.next_batch(BATCH)
-            except StopAsyncIteration:
-                return
-            for event in batch:
-                yield event
-
-    async def __anext__(self) -> _M:
-        if self._index >= len(self._buffer):
-            self._buffer = await self.next_batch(BATCH)
-            self._index = 0
-        event = self._buffer[self._index]
-        self._index += 1
-        return event
-
-    def close(self) -> None:
-        """Stops this stream; queued events are discarded."""
-        self._sub.close()
-
-    async def __aenter__(self) -> EventStream[_M]:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def dropped(self) -> int:
-        """Events lost because this stream's queue was full."""
-        return self._sub.dropped
-
-    @property
-    def delivered(self) -> int:
-        return self._sub.delivered
-
-    @property
-    def queued_bytes(self) -> int:
-        """Bytes of the events waiting in this stream's queue."""
-        return self._sub.queued_bytes
-
-    @property
-    def limit_hit(self) -> str | None:
-        """The limit this stream's queue last ran into (``"max_bytes limit of … bytes"``)."""
-        return self._sub.limit_hit
-
-    @property
-    def queued(self) -> int:
-        return self._sub.queued
-
-    @property
-    def gaps(self) -> int:
-        """Reconnects this stream lived through (events may be missing around each)."""
-        return self._sub.gaps
-
-    @property
-    def closed(self) -> bool:
-        return self._sub.closed
-
-    def _summary(self) -> str:
-        """What the stream matches and its counters, for this repr and the blocking one."""
-        counters = f"{self.queued} queued, {self.delivered} delivered, {self.dropped} dropped, {self.gaps} gaps"
-        return f"{self._wanted}: {counters}{', closed' if self.closed else ''}"
-
-    def __repr__(self) -> str:
-        return f"<amiwire.EventStream {self._summary()}>"
-
-
 class _Connect:
     """What :func:`connect` returns: await it, or use it as ``async with``."""
 
@@ -958,6 +912,8 @@ def connect(
     early_stream: bool = False,
     max_body: int | None = None,
     max_bodies: int | None = None,
+    live: bool = False,
+    live_variables: bool = False,
 ) -> _Connect:
     """Connects and logs in to an AMI server; ``await`` it or use ``async with``.
 
@@ -980,6 +936,9 @@ def connect(
     the login: :attr:`Client.early_stream` then sees the session from its first event. Over
     HTTP, ``max_body`` bounds one response body (32 MiB) and ``max_bodies`` the bodies read
     at once (64 MiB); a bigger one fails the action with an error naming the limit.
+    ``live=True`` keeps the PBX's channels, bridges and calls (:attr:`Client.live`,
+    :attr:`Client.channels`, :meth:`Client.call`), rebuilt from its own lists after every gap;
+    it needs the ``call`` event class. ``live_variables`` also keeps channel variables.
     """
     options: dict[str, Any] = parse_url(url) if url else {}
     given = {
@@ -1013,8 +972,15 @@ def connect(
         "early_stream": early_stream,
         "max_body": max_body,
         "max_bodies": max_bodies,
+        "live": live,
+        "live_variables": live_variables,
     }.items():
         options.setdefault(key, value)
+    if options["live"] and not _sends_call_events(options["events"]):
+        raise LocalProtocolError(
+            f"live=True follows the call events, which this connection's mask {options['events']!r} "
+            "does not have: connect with events on, or a mask with 'call'"
+        )
     check_ranges(options, non_negative=_SECONDS, counts=_COUNTS, error=LocalProtocolError)
     return _Connect(options)
 

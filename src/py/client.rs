@@ -22,12 +22,14 @@ use pyo3::types::{PyDict, PyList};
 use pyo3::{PyTraverseError, PyVisit, intern};
 
 use super::errors::to_pyerr;
+use super::live::{LiveSnapshot, changes_to_py_list};
 use super::message::{outcome_to_py, to_py_list};
 use crate::error::Error;
+use crate::proto::live::{Change, LiveConfig};
 use crate::proto::{Action, Expect, Outcome};
 use crate::transport::{
-    Auth, Client, EventMask, Filter, Http, Matcher, Options, Overflow, QueueLimits, Reconnect,
-    Reply, Request, Subscription, Tls, Wake,
+    Auth, Client, EventMask, Filter, Http, Live, Matcher, Options, Overflow, QueueLimits, Queued,
+    Reconnect, Reply, Request, Subscription, SubscriptionStats, Tls, Wake,
 };
 use serde::Deserialize;
 
@@ -86,6 +88,9 @@ struct ConnectOptions {
     max_bodies: Option<usize>,
     /// Subscribe one stream of every event before the login (`Connection.take_early_stream`).
     early_stream: Option<bool>,
+    /// Keep the live state (channels, bridges, calls), with channel variables if asked.
+    live: Option<bool>,
+    live_variables: Option<bool>,
 }
 
 impl ConnectOptions {
@@ -140,6 +145,11 @@ impl ConnectOptions {
         o.list_limit = self.list_limit.unwrap_or(o.list_limit);
         o.max_list_bytes = self.max_list_bytes.unwrap_or(o.max_list_bytes);
         o.max_event_bytes = self.max_event_bytes.unwrap_or(o.max_event_bytes);
+        if self.live.unwrap_or(false) {
+            o.live = Some(LiveConfig {
+                variables: self.live_variables.unwrap_or(false),
+            });
+        }
         if let Some(endpoint) = &self.http_endpoint {
             let endpoint = crate::proto::http::Endpoint::ALL
                 .into_iter()
@@ -228,6 +238,12 @@ impl Connection {
             ));
         }
         Ok(())
+    }
+
+    fn live(&self) -> PyResult<&Arc<Live>> {
+        self.client
+            .live()
+            .ok_or_else(|| usage("this connection keeps no live state: connect with live=True"))
     }
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
@@ -381,13 +397,13 @@ impl Connection {
         wake_rx.set_nonblocking(true)?;
         let (client, start) = Client::prepare(options, Some(Arc::new(SocketWaker(wake_tx))));
         // Subscribed before the driver starts: it sees the session's very first event.
-        let early = early_stream.then(|| EventSubscription {
-            client: client.clone(),
-            sub: client.subscribe_with(
+        let early = early_stream.then(|| {
+            let sub = client.subscribe_with(
                 Filter::default(),
                 QueueLimits::default(),
                 Overflow::DropOldest,
-            ),
+            );
+            EventSubscription::of_events(client.clone(), sub)
         });
         start.start(Reply::Queued(LOGIN), &runtime);
         Ok(Connection {
@@ -603,15 +619,6 @@ impl Connection {
         overflow: &str,
         max_bytes: Option<usize>,
     ) -> PyResult<EventSubscription> {
-        // Taken signed so that a negative size is refused by name, not as an OverflowError.
-        let maxsize = maxsize
-            .map(|n| {
-                usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| usage(format!("maxsize must be a whole number >= 1, not {n}")))
-            })
-            .transpose()?;
         let names = names
             .iter()
             .map(|n| Matcher::glob(n))
@@ -635,18 +642,44 @@ impl Connection {
             .collect::<Result<Vec<_>, String>>()
             .map_err(usage)?;
         let overflow = Overflow::parse(overflow).map_err(usage)?;
-        let defaults = QueueLimits::default();
-        let limits = QueueLimits {
-            max_events: maxsize.unwrap_or(defaults.max_events),
-            max_bytes: max_bytes.unwrap_or(defaults.max_bytes),
-        };
+        let limits = queue_limits(maxsize, max_bytes)?;
         let sub = self
             .client
             .subscribe_with(Filter { names, headers }, limits, overflow);
-        Ok(EventSubscription {
-            client: self.client.clone(),
-            sub,
-        })
+        Ok(EventSubscription::of_events(self.client.clone(), sub))
+    }
+
+    /// A queue of the live state's changes (same limits and policies as `subscribe`).
+    #[pyo3(signature = (maxsize=None, overflow="drop_oldest", max_bytes=None))]
+    fn subscribe_changes(
+        &self,
+        maxsize: Option<i64>,
+        overflow: &str,
+        max_bytes: Option<usize>,
+    ) -> PyResult<EventSubscription> {
+        let live = self.live()?;
+        let limits = queue_limits(maxsize, max_bytes)?;
+        let overflow = Overflow::parse(overflow).map_err(usage)?;
+        let sub = live.subscribe(limits, overflow);
+        Ok(EventSubscription::of_changes(live.clone(), sub))
+    }
+
+    /// The live state as of now: O(1), consistent, never changed afterwards.
+    fn live_snapshot(&self) -> PyResult<LiveSnapshot> {
+        Ok(LiveSnapshot(self.live()?.view()))
+    }
+
+    /// Whether a rebuild is under way, why the last one failed, and the state's counters.
+    fn live_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let status = self.live()?.status();
+        let dict = PyDict::new(py);
+        dict.set_item("rebuilding", status.rebuilding)?;
+        dict.set_item("rebuild_error", status.rebuild_error)?;
+        dict.set_item("rebuilds", status.stats.rebuilds)?;
+        dict.set_item("rebuild_retries", status.rebuild_retries)?;
+        dict.set_item("events", status.stats.events)?;
+        dict.set_item("orphan_events", status.stats.orphan_events)?;
+        Ok(dict)
     }
 
     /// Logs off and closes; the returned future completes when the socket is closed. Later
@@ -769,17 +802,92 @@ impl Connection {
     }
 }
 
-/// A bounded event queue fed by the driver.
-#[pyclass(module = "amiwire._core", frozen)]
-pub struct EventSubscription {
-    client: Client,
-    sub: Arc<Subscription>,
+/// `maxsize` and `max_bytes` as given to a stream, checked.
+fn queue_limits(maxsize: Option<i64>, max_bytes: Option<usize>) -> PyResult<QueueLimits> {
+    // Taken signed so that a negative size is refused by name, not as an OverflowError.
+    let maxsize = maxsize
+        .map(|n| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| usage(format!("maxsize must be a whole number >= 1, not {n}")))
+        })
+        .transpose()?;
+    let defaults = QueueLimits::default();
+    Ok(QueueLimits {
+        max_events: maxsize.unwrap_or(defaults.max_events),
+        max_bytes: max_bytes.unwrap_or(defaults.max_bytes),
+    })
 }
 
-/// A stream the user dropped without closing stops collecting events.
+/// What `EventSubscription` needs of its queue, whatever it holds.
+trait Queue: Send + Sync {
+    fn drain<'py>(&self, py: Python<'py>, max: usize) -> Bound<'py, PyList>;
+    fn arm(&self) -> bool;
+    fn close(&self);
+    fn is_closed(&self) -> bool;
+    fn failure(&self) -> Option<String>;
+    fn limit_hit(&self) -> Option<String>;
+    fn stats(&self) -> SubscriptionStats;
+}
+
+/// A subscription, the way it is left, and how its items become Python objects.
+struct Stream<T> {
+    sub: Arc<Subscription<T>>,
+    leave: Box<dyn Fn(&Arc<Subscription<T>>) + Send + Sync>,
+    to_py: for<'py> fn(Python<'py>, Vec<T>) -> Bound<'py, PyList>,
+}
+
+impl<T: Queued> Queue for Stream<T> {
+    fn drain<'py>(&self, py: Python<'py>, max: usize) -> Bound<'py, PyList> {
+        (self.to_py)(py, self.sub.drain(max))
+    }
+    fn arm(&self) -> bool {
+        self.sub.arm()
+    }
+    fn close(&self) {
+        (self.leave)(&self.sub)
+    }
+    fn is_closed(&self) -> bool {
+        self.sub.is_closed()
+    }
+    fn failure(&self) -> Option<String> {
+        self.sub.failure()
+    }
+    fn limit_hit(&self) -> Option<String> {
+        self.sub.limit_hit()
+    }
+    fn stats(&self) -> SubscriptionStats {
+        self.sub.stats()
+    }
+}
+
+/// A bounded queue fed by the driver: of events, or of the live state's changes.
+#[pyclass(module = "amiwire._core", frozen)]
+pub struct EventSubscription(Box<dyn Queue>);
+
+impl EventSubscription {
+    fn of_events(client: Client, sub: Arc<Subscription>) -> EventSubscription {
+        EventSubscription(Box::new(Stream {
+            sub,
+            leave: Box::new(move |sub| client.unsubscribe(sub)),
+            to_py: to_py_list,
+        }))
+    }
+
+    fn of_changes(live: Arc<Live>, sub: Arc<Subscription<Change>>) -> EventSubscription {
+        EventSubscription(Box::new(Stream {
+            sub,
+            leave: Box::new(move |sub| live.unsubscribe(sub)),
+            to_py: changes_to_py_list,
+        }))
+    }
+}
+
+/// A stream the user dropped without closing stops collecting.
 impl Drop for EventSubscription {
     fn drop(&mut self) {
-        self.client.unsubscribe(&self.sub);
+        self.0.close();
     }
 }
 
@@ -788,65 +896,65 @@ impl EventSubscription {
     /// Up to `max` queued events, oldest first, without waiting.
     #[pyo3(signature = (max=4096))]
     fn drain<'py>(&self, py: Python<'py>, max: usize) -> Bound<'py, PyList> {
-        to_py_list(py, self.sub.drain(max))
+        self.0.drain(py, max)
     }
 
     /// Declares that the consumer will wait. False means: do not wait, take events (or the
     /// subscription ended).
     fn arm(&self) -> bool {
-        self.sub.arm()
+        self.0.arm()
     }
 
     fn close(&self) {
-        self.client.unsubscribe(&self.sub);
+        self.0.close();
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.sub.is_closed()
+        self.0.is_closed()
     }
 
     #[getter]
     fn overflowed(&self) -> bool {
-        self.sub.stats().overflowed
+        self.0.stats().overflowed
     }
 
     /// Why the connection failed for good, when that ended the subscription.
     #[getter]
     fn failure(&self) -> Option<String> {
-        self.sub.failure()
+        self.0.failure()
     }
 
     #[getter]
     fn queued(&self) -> usize {
-        self.sub.stats().queued
+        self.0.stats().queued
     }
 
     /// Bytes of the queued events.
     #[getter]
     fn queued_bytes(&self) -> usize {
-        self.sub.stats().queued_bytes
+        self.0.stats().queued_bytes
     }
 
     /// The limit the queue last ran into ("max_bytes limit of 67108864 bytes"), if any.
     #[getter]
     fn limit_hit(&self) -> Option<String> {
-        self.sub.limit_hit()
+        self.0.limit_hit()
     }
 
     #[getter]
     fn delivered(&self) -> u64 {
-        self.sub.stats().delivered
+        self.0.stats().delivered
     }
 
     #[getter]
     fn dropped(&self) -> u64 {
-        self.sub.stats().dropped
+        self.0.stats().dropped
     }
 
     #[getter]
     fn gaps(&self) -> u64 {
-        self.sub.stats().gaps
+        self.0.stats().gaps
     }
 }
 

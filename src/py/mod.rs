@@ -3,6 +3,7 @@
 pub mod client;
 pub mod errors;
 pub mod event_classes;
+pub mod live;
 pub mod logging;
 pub mod message;
 pub mod parser;
@@ -31,6 +32,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     message::register(m)?;
     parser::register(m)?;
     client::register(m)?;
+    live::register(m)?;
     sim::register(m)?;
     typed::register(m)?;
     Ok(())

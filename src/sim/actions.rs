@@ -356,6 +356,7 @@ impl Session {
             timeout: self.core.scaled(timeout_ms as f64 / 1000.0),
             action_id: id.map(str::to_string),
             token: None,
+            uniqueids: [header(m, "ChannelId"), header(m, "OtherChannelId")],
         };
         let is_async = header(m, "Async").is_some_and(|a| {
             ["true", "yes", "1", "on"]

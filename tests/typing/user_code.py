@@ -53,6 +53,20 @@ async def watch(url: str) -> str:
         return ",".join(names + seen)
 
 
+async def live(url: str) -> str:
+    async with amiwire.connect(url, live=True) as ami:
+        call: amiwire.Call = await ami.call("Local/100@test", application="Wait", data="0.2")
+        await call.answered()
+        channel: amiwire.LiveChannel | None = ami.channels.get(call.uniqueid)
+        members: list[str] = [m for b in ami.bridges.values() for m in b.members]
+        ended: amiwire.LiveChange = await call.ended()
+        changes: amiwire.EventStream[amiwire.LiveChange] = ami.live.changes(maxsize=100)
+        changes.close()
+        snapshot: amiwire.LiveSnapshot = ami.live.snapshot()
+        state = channel.state_desc if channel is not None else "gone"
+        return f"{state} {len(members)} {ended.cause} {len(snapshot.calls)}"
+
+
 def blocking(url: str) -> str:
     with amiwire.connect_blocking(url, timeout=5.0, reconnect=False) as ami:
         stream = ami.events("UserEvent", maxsize=100)
@@ -65,7 +79,7 @@ def blocking(url: str) -> str:
 
 def main() -> None:
     with Simulator(auth_fail_delay=0.05, time_scale=0.1, users=[("ops", "pw", "all", "all")]) as sim:
-        print(asyncio.run(watch(sim.url)), blocking(sim.url))
+        print(asyncio.run(watch(sim.url)), blocking(sim.url), asyncio.run(live(sim.url)))
     try:
         amiwire.parse_url("tcp://h?tiemout=5")
     except amiwire.AMIError as err:

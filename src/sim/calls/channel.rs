@@ -28,13 +28,16 @@ pub(crate) fn create_pair(
     context: &str,
     linkedid: Option<String>,
     caller: Option<ChanId>,
+    uniqueids: [Option<String>; 2],
 ) -> Option<Pair> {
     core.cfg.dialplan.extension(context, exten)?;
     let (tx_a, rx_a) = mpsc::unbounded_channel();
     let (tx_b, rx_b) = mpsc::unbounded_channel();
     let (hook_tx, answered) = oneshot::channel();
-    let uid_a = core.uniqueid();
-    let uid_b = core.uniqueid();
+    // Originate's ChannelId / OtherChannelId name the halves; otherwise the PBX numbers them.
+    let [given_a, given_b] = uniqueids;
+    let uid_a = given_a.unwrap_or_else(|| core.uniqueid());
+    let uid_b = given_b.unwrap_or_else(|| core.uniqueid());
     let mut calls = lock(&core.calls);
     let n = calls.new_local_number();
     let a = calls.new_id();

@@ -29,6 +29,8 @@ pub(crate) struct OriginateReq {
     pub(crate) action_id: Option<String>,
     /// Given to the call's channels ([`super::model::Channel::token`]).
     pub(crate) token: Option<CallToken>,
+    /// `ChannelId` and `OtherChannelId`: the Uniqueids the caller chose for the two channels.
+    pub(crate) uniqueids: [Option<String>; 2],
 }
 
 /// How an Originate ended.
@@ -64,7 +66,7 @@ pub(crate) async fn originate(core: &Arc<Core>, req: OriginateReq) -> OriginateR
     let Some((exten, context)) = parse_local(&req.channel) else {
         return result;
     };
-    let Some(pair) = create_pair(core, &exten, &context, None, None) else {
+    let Some(pair) = create_pair(core, &exten, &context, None, None, req.uniqueids.clone()) else {
         return result;
     };
     core.calls_processed.fetch_add(1, Ordering::Relaxed);

@@ -340,7 +340,14 @@ impl Runner {
         }
         let dial_started = Instant::now();
         let pair = parse_local(target).and_then(|(exten, context)| {
-            create_pair(&core, &exten, &context, linkedid, Some(self.id))
+            create_pair(
+                &core,
+                &exten,
+                &context,
+                linkedid,
+                Some(self.id),
+                [None, None],
+            )
         });
         let Some(Pair {
             a,

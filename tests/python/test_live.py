@@ -1,0 +1,96 @@
+"""The live state through the asyncio client, against the simulator: the read-only maps, the
+change stream, a rebuild after a forced disconnect, and calls placed with ``Client.call``.
+(The oracle under load, the PBX's own lists at random moments, is tests/transport_live.rs.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import amiwire
+from amiwire.testing import Simulator
+
+
+async def wait_until(condition: object, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def test_live_needs_the_option_and_the_call_events() -> None:
+    with Simulator() as sim:
+        with pytest.raises(amiwire.LocalProtocolError, match="'call'"):
+            amiwire.connect(sim.url, live=True, events="user")
+        async with amiwire.connect(sim.url) as ami:
+            with pytest.raises(amiwire.LocalProtocolError, match="live=True"):
+                ami.channels
+
+
+async def test_the_maps_follow_the_calls_and_a_gap_is_rebuilt() -> None:
+    with Simulator(load_calls=10, call_duration=0.5) as sim:
+        async with amiwire.connect(sim.url, live=True, reconnect_initial=1.5, reconnect_max=1.5) as ami:
+            changes = ami.live.changes()
+            await wait_until(lambda: len(ami.channels) >= 20, "the calls come up")
+            snapshot = ami.live.snapshot()
+            for uniqueid, channel in snapshot.channels.items():
+                assert channel.uniqueid == uniqueid
+                assert uniqueid in snapshot.calls[channel.linkedid].channels
+                if channel.bridge is not None:
+                    assert uniqueid in snapshot.bridges[channel.bridge].members
+            assert snapshot.version >= 1
+            assert repr(snapshot).startswith("<LiveSnapshot")
+            first = await changes.next_batch()
+            assert {c.kind for c in first} <= {"channel_added", "call_added", "bridge_added", "channel_changed",
+                                                "call_changed", "bridge_changed", "channel_removed",
+                                                "call_removed", "bridge_removed"}
+            seen_before = set(ami.channels)
+            sim.disconnect_all()
+            await wait_until(lambda: ami.live.status["rebuilds"] >= 2 and not ami.live.rebuilding, "rebuilt")
+            # Away for 1.5 s at least (jitter only lengthens it), longer than a call of 0.25-0.75 s
+            # talk time lasts: every channel seen before the gap ended during it.
+            await asyncio.sleep(0.5)
+            removed_without_cause = set()
+            while changes.queued:
+                for change in await changes.next_batch():
+                    if change.kind == "channel_removed" and change.cause is None:
+                        assert change.channel is not None
+                        removed_without_cause.add(change.channel.uniqueid)
+            assert not (seen_before & set(ami.channels))
+            assert seen_before <= removed_without_cause, "what ended during the gap is removed without a cause"
+            assert ami.live.status["rebuild_error"] is None
+
+
+async def test_a_placed_call_is_followed_to_its_end() -> None:
+    with Simulator() as sim:
+        async with amiwire.connect(sim.url, live=True) as ami:
+            call = await ami.call("Local/100@test", application="Wait", data="1")
+            answered = await call.answered()
+            assert answered["Response"] == "Success"
+            assert call.uniqueid.startswith("amiwire-")
+            channel = ami.channels[call.uniqueid]
+            assert channel.linkedid == call.linkedid
+            assert call.linkedid in ami.calls
+            ended = await asyncio.wait_for(call.ended(), 10)
+            assert ended.kind == "channel_removed"
+            assert ended.cause == 16, ended.cause_text
+            assert call.uniqueid not in ami.channels and call.linkedid not in ami.calls
+            events = await call.events().next_batch()
+            names = [event.name for event in events]
+            assert "Newchannel" in names and "Hangup" in names
+            assert all(event["Linkedid"] == call.linkedid for event in events)
+
+
+async def test_a_call_can_be_hung_up_and_a_failed_one_says_why() -> None:
+    with Simulator() as sim:
+        async with amiwire.connect(sim.url, live=True) as ami:
+            call = await ami.call("Local/100@test", application="Wait", data="60")
+            await call.answered()
+            await call.hangup()
+            ended = await asyncio.wait_for(call.ended(), 10)
+            assert ended.cause is not None
+            failed = await ami.call("Local/999@test", application="Wait", data="1")
+            with pytest.raises(amiwire.OriginateFailed):
+                await asyncio.wait_for(failed.ended(), 10)
