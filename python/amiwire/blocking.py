@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-from ._core import Message
+from ._core import LiveBridge, LiveCall, LiveChannel, LiveMap, LiveSnapshot, Message
 from ._schema import Action, HeaderValue, ListAction
 from .client import BATCH, Client, EventStream, HeaderFilter, Overflow, connect
 from .events import OriginateResponse
@@ -306,6 +306,27 @@ class BlockingClient:
     def stats(self) -> dict[str, int]:
         """See :meth:`amiwire.Client.stats`."""
         return self._client.stats()
+
+    # The live state is read without the loop thread: a snapshot is taken in Rust, at once.
+
+    def live_snapshot(self) -> LiveSnapshot:
+        """See :meth:`amiwire.Live.snapshot` (``connect_blocking(..., live=True)``)."""
+        return self._client.live.snapshot()
+
+    @property
+    def channels(self) -> LiveMap[LiveChannel]:
+        """See :attr:`amiwire.Client.channels`."""
+        return self._client.channels
+
+    @property
+    def bridges(self) -> LiveMap[LiveBridge]:
+        """See :attr:`amiwire.Client.bridges`."""
+        return self._client.bridges
+
+    @property
+    def calls(self) -> LiveMap[LiveCall]:
+        """See :attr:`amiwire.Client.calls`."""
+        return self._client.calls
 
     @property
     def state(self) -> str:

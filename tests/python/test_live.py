@@ -94,3 +94,19 @@ async def test_a_call_can_be_hung_up_and_a_failed_one_says_why() -> None:
             failed = await ami.call("Local/999@test", application="Wait", data="1")
             with pytest.raises(amiwire.OriginateFailed):
                 await asyncio.wait_for(failed.ended(), 10)
+
+
+def test_the_blocking_client_reads_the_live_state() -> None:
+    with Simulator(load_calls=5, call_duration=5.0) as sim:
+        with amiwire.connect_blocking(sim.url, live=True) as ami:
+            deadline = time.monotonic() + 10
+            while len(ami.channels) < 10:
+                assert time.monotonic() < deadline, "the calls come up"
+                time.sleep(0.02)
+            snapshot = ami.live_snapshot()
+            listed = ami.action_list("CoreShowChannels")
+            assert len(listed) >= 10
+            assert all(channel.linkedid in snapshot.calls for channel in snapshot.channels.values())
+            assert len(ami.calls) >= 5
+            for bridge in snapshot.bridges.values():
+                assert all(snapshot.channels[member].bridge == bridge.id for member in bridge.members)
