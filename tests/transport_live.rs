@@ -102,11 +102,23 @@ fn assert_replica_follows(live: &Live, sub: &Arc<Subscription<Change>>, replica:
 /// PBX at random moments, every third one right after a forced disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_view_equals_the_pbx_lists_at_random_moments_and_after_disconnects() {
-    const CALLS: usize = 300;
+    follow_the_load(300, Duration::from_secs(4), 12).await;
+}
+
+/// The size: 10,000 concurrent calls (40,000 channels). A benchmark more than a test (it
+/// takes minutes on two cores): `cargo test --release --no-default-features --test
+/// transport_live -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ten_thousand_concurrent_calls_are_followed_exactly() {
+    follow_the_load(10_000, Duration::from_secs(60), 6).await;
+}
+
+async fn follow_the_load(calls: usize, duration: Duration, rounds: usize) {
     let sim = start(
         SimConfig::new()
-            .load_calls(CALLS)
-            .call_duration(Duration::from_secs(4))
+            .load_calls(calls)
+            .call_duration(duration)
             .time_scale(0.5),
     )
     .await;
@@ -117,39 +129,46 @@ async fn the_view_equals_the_pbx_lists_at_random_moments_and_after_disconnects()
     let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect);
     let mut replica = Replica::default();
     let mut most = 0;
-    for round in 0..12 {
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(100..700))).await;
         if round % 3 == 2 {
             sim.disconnect_all();
         }
-        most = most.max(check_against_the_pbx(&client).await);
+        let listed = check_against_the_pbx(&client).await;
+        most = most.max(listed);
         assert_replica_follows(&live, &changes, &mut replica);
+        println!(
+            "round {round} at {:.1} s: {listed} channels listed and equal, {} events read",
+            started.elapsed().as_secs_f64(),
+            live.status().stats.events
+        );
     }
     assert!(
-        most > CALLS,
+        most > calls,
         "the load was up: {most} channels listed at most"
     );
     let status = live.status();
-    assert!(status.stats.rebuilds >= 5, "{status:?}");
+    assert!(status.stats.rebuilds as usize > rounds / 3, "{status:?}");
     assert_eq!(status.rebuild_error, None);
     assert!(!changes.stats().overflowed);
     // Every channel a Hangup took away has its cause; those that went during a gap have none.
     assert!(
-        replica.removed_with_cause > 1000,
+        replica.removed_with_cause > calls,
         "{}",
         replica.removed_with_cause
     );
     assert_eq!(sim.events_dropped(), 0, "the client kept up");
 
     sim.stop_load();
-    for _ in 0..300 {
+    for _ in 0..6000 {
         if sim.channel_count() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(check_against_the_pbx(&client).await, 0);
-    drain(&changes, &mut replica);
+    assert_replica_follows(&live, &changes, &mut replica);
     assert!(live.view().is_empty());
     assert!(replica.channels.is_empty() && replica.bridges.is_empty() && replica.calls.is_empty());
     client.close().await;
@@ -180,15 +199,22 @@ async fn a_gap_is_one_change_set_and_what_ended_meanwhile_is_removed_without_cau
     // Away for 1.5 s, longer than any call lasts: every channel seen before is gone by then.
     check_against_the_pbx(&client).await;
     let after = changes.drain(usize::MAX);
+    // A Hangup the server wrote in the moment between taking the view and the disconnect still
+    // arrives with its cause; every other channel ended unseen, during the gap.
+    let mut unseen = 0;
     for (id, _) in before_gap.channels() {
-        let removed = after.iter().any(|c| {
-            matches!(c, Change::ChannelRemoved { channel, cause: None } if channel.uniqueid == *id)
+        let cause = after.iter().find_map(|c| match c {
+            Change::ChannelRemoved { channel, cause } if channel.uniqueid == *id => Some(cause),
+            _ => None,
         });
-        assert!(
-            removed,
-            "{id} ended during the gap: removed without a cause"
-        );
+        let cause = cause.unwrap_or_else(|| panic!("{id} ended during the gap: not removed"));
+        unseen += usize::from(cause.is_none());
     }
+    let total = before_gap.channels().len();
+    assert!(
+        unseen * 10 >= total * 9,
+        "{unseen} of {total} removed without a cause"
+    );
     replica.apply(&after);
     replica.assert_equals(&live.view());
     assert_eq!(live.status().rebuild_error, None);
