@@ -26,8 +26,8 @@ cookie Max-Age and idle expiry, 60 like ``http.conf``), ``digest_stale`` (second
 Digest nonce is answered with ``stale=true``), ``write_timeout`` (seconds, like Asterisk's
 ``writetimeout``, whose default is 0.1: a session that stops reading for that long is
 disconnected; None, the default here, keeps up to 10,000 events per session and then drops
-the newer ones, counted in ``events_dropped``), ``load_calls`` (keep that many calls going
-from the start: each rings, answers, is bridged and hangs up like a real Local-channel call,
+the newer ones, counted in ``events_dropped``), ``load_calls`` (keep that many calls going,
+the first ones placed evenly over one ``call_duration``: each rings, answers, is bridged and hangs up like a real Local-channel call,
 then another takes its place; counted in ``load_calls_started`` / ``load_calls_ended``) and
 ``call_duration`` (seconds of PBX time a load call lasts on average, 10; ``time_scale``
 applies).
@@ -253,8 +253,9 @@ class Simulator:
         return int(self._running().load_calls_ended())
 
     def disconnect_all(self) -> None:
-        """Closes every AMI connection at once, as a network failure would; calls go on and
-        new connections are served (a client's reconnect and state rebuild can be tested)."""
+        """Closes every AMI connection at once, as a network failure would, and forgets every
+        HTTP session; calls go on and new connections are served (a client's reconnect and
+        state rebuild can be tested)."""
         self._running().disconnect_all()
 
     def __repr__(self) -> str:

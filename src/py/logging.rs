@@ -85,16 +85,23 @@ impl Log for Forwarding {
 
 fn forward(rx: Receiver<Owned>, python: pyo3_log::Logger) {
     while let Ok(r) = rx.recv() {
-        python.log(
-            &Record::builder()
-                .level(r.level)
-                .target(&r.target)
-                .args(format_args!("{}", r.message))
-                .module_path(r.module.as_deref())
-                .file(r.file.as_deref())
-                .line(r.line)
-                .build(),
-        );
+        let log = || {
+            python.log(
+                &Record::builder()
+                    .level(r.level)
+                    .target(&r.target)
+                    .args(format_args!("{}", r.message))
+                    .module_path(r.module.as_deref())
+                    .file(r.file.as_deref())
+                    .line(r.line)
+                    .build(),
+            )
+        };
+        // A record queued before `stop()` may be taken after the interpreter finalized:
+        // attaching then would panic on this thread. Such a record, and the rest, are dropped.
+        if Python::try_attach(|_| log()).is_none() {
+            return;
+        }
     }
 }
 

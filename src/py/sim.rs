@@ -259,7 +259,8 @@ impl PySimulator {
         self.observe(SimHandle::load_calls_ended)
     }
 
-    /// Closes every AMI connection now; calls go on (a no-op once closed).
+    /// Closes every AMI connection and forgets every HTTP session now; calls go on (a no-op
+    /// once closed).
     fn disconnect_all(&self) {
         self.observe(SimHandle::disconnect_all)
     }

@@ -320,7 +320,8 @@ impl SimConfig {
         self
     }
 
-    /// Load mode: keep this many calls in progress from the start (0, the default, is off).
+    /// Load mode: keep this many calls in progress (0, the default, is off), the first ones
+    /// placed evenly over one call duration.
     /// Each is a Local pair that rings a second pair, which answers and is bridged to it;
     /// it hangs up after its talk time and a new call takes its place
     /// ([`super::SimHandle::load_calls_started`]).

@@ -321,10 +321,14 @@ pub(crate) async fn serve(listener: TcpListener, core: Arc<Core>) {
     let mut stop = core.shutdown.clone();
     let mut tasks = JoinSet::new();
     let mut sweep = tokio::time::interval(Duration::from_millis(500));
+    let mut disconnects = core.disconnects.subscribe();
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
             _ = sweep.tick() => http.sweep(),
+            // `disconnect_all`: as after a restart of the manager, every session is forgotten
+            // (its events with it); the next request of each client finds out.
+            Ok(()) = disconnects.changed() => http.forget_sessions(),
             accepted = listener.accept() => {
                 let Ok((sock, remote)) = accepted else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -510,6 +514,11 @@ async fn time_out(sock: &mut TcpStream, deadlines: &Deadlines) {
 impl Http {
     fn http_timeout(&self) -> Duration {
         self.core.cfg.http_timeout
+    }
+
+    fn forget_sessions(&self) {
+        lock(&self.cookies).clear();
+        lock(&self.digest).clear();
     }
 
     /// Drops expired sessions and nonces, which unregisters their event queues.

@@ -218,7 +218,8 @@ impl SimHandle {
     }
 
     /// Closes every AMI connection (TCP and TLS) now, as a network failure would, with the
-    /// events still queued for them; calls go on and new connections are served as usual.
+    /// events still queued for them, and forgets every HTTP session (as a restart of the
+    /// manager would); calls go on and new connections and logins are served as usual.
     pub fn disconnect_all(&self) {
         self.core.disconnects.send_modify(|n| *n += 1);
     }

@@ -83,14 +83,21 @@ async def test_a_placed_call_is_followed_to_its_end() -> None:
             assert all(event["Linkedid"] == call.linkedid for event in events)
 
 
-async def test_a_call_can_be_hung_up_and_a_failed_one_says_why() -> None:
+async def test_a_call_can_be_redirected_and_hung_up_and_a_failed_one_says_why() -> None:
     with Simulator() as sim:
         async with amiwire.connect(sim.url, live=True) as ami:
-            call = await ami.call("Local/100@test", application="Wait", data="60")
+            # 500@test waits 300 s: the call lasts until it is hung up.
+            call = await ami.call("Local/500@test", application="Wait", data="300")
             await call.answered()
-            await call.hangup()
+            await call.redirect("test", "500", priority=1)
+            await wait_until(lambda: ami.channels[call.uniqueid].exten == "500", "redirected")
+            assert ami.channels[call.uniqueid].context == "test"
+            started = time.monotonic()
+            await call.hangup(cause=17)
             ended = await asyncio.wait_for(call.ended(), 10)
-            assert ended.cause is not None
+            assert time.monotonic() - started < 5
+            assert ended.cause == 17, ended.cause_text
+            assert call.linkedid not in ami.calls
             failed = await ami.call("Local/999@test", application="Wait", data="1")
             with pytest.raises(amiwire.OriginateFailed):
                 await asyncio.wait_for(failed.ended(), 10)

@@ -91,3 +91,31 @@ def test_logging_configured_after_the_first_records_still_gets_rusts_records():
     done = subprocess.run([sys.executable, "-c", LATE_CONFIG], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "amiwire.sim" in done.stdout, done.stdout
+
+
+# Rust records still queued when the interpreter exits: a client losing its server retries
+# every millisecond, each failed attempt a warning, and the script ends without closing it.
+EXIT_WHILE_LOGGING = """
+import asyncio, logging, sys
+import amiwire
+from amiwire.testing import Simulator
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)
+
+async def main():
+    with Simulator() as sim:
+        ami = await amiwire.connect(sim.url, reconnect_initial=0.001, reconnect_max=0.001)
+    await asyncio.sleep(0.05)  # the server is gone: attempts fail and log, and go on
+
+asyncio.run(main())
+"""
+
+
+def test_records_in_flight_at_exit_are_dropped_not_a_panic():
+    import subprocess
+    import sys
+
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-c", EXIT_WHILE_LOGGING], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "reconnect attempt" in done.stdout
+        assert "panicked" not in done.stderr, done.stderr

@@ -7,6 +7,8 @@
 //! dialed pair behind it. The load dialplan context is added to the configured one. The calls
 //! in progress are bounded by a semaphore whose permit every channel of a call shares (its
 //! [`CallToken`]): the permit, and a new call, come back when the call's last channel is gone.
+//! The first N calls are placed evenly over one call duration, as a PBX fills up: N placed at
+//! once would be a burst no PBX sends (10,000 calls are some 220,000 events in a second).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,7 +120,18 @@ async fn run(
 ) {
     let places = Arc::new(Semaphore::new(calls));
     let mut shutdown = core.shutdown.clone();
+    let ramp =
+        core.scaled(duration.as_secs_f64()) / u32::try_from(calls.max(1)).unwrap_or(u32::MAX);
+    let mut ramping = calls;
     loop {
+        if ramping > 0 {
+            ramping -= 1;
+            tokio::select! {
+                _ = tokio::time::sleep(ramp) => {}
+                _ = stopped(&mut stop) => return,
+                _ = stopped(&mut shutdown) => return,
+            }
+        }
         let permit = tokio::select! {
             p = places.clone().acquire_owned() => p,
             _ = stopped(&mut stop) => return,
