@@ -117,3 +117,20 @@ def test_the_blocking_client_reads_the_live_state() -> None:
             assert len(ami.calls) >= 5
             for bridge in snapshot.bridges.values():
                 assert all(snapshot.channels[member].bridge == bridge.id for member in bridge.members)
+
+
+async def test_channel_variables_are_kept_only_when_asked() -> None:
+    with Simulator() as sim:
+        for keep in (False, True):
+            async with amiwire.connect(sim.url, live=True, live_variables=keep) as ami:
+                call = await ami.call("Local/500@test", application="Wait", data="300")
+                await call.answered()
+                changes = ami.live.changes()
+                channel = ami.channels[call.uniqueid]
+                await ami.action("Setvar", Channel=channel.name, Variable="foo", Value="bar")
+                await ami.ping()  # the VarSet event came before this answer
+                assert ami.channels[call.uniqueid].variables == ({"foo": "bar"} if keep else {})
+                fields = {f for change in await changes.next_batch() for f in change.fields} if keep else set()
+                assert ("variables" in fields) == keep
+                await call.hangup()
+                await call.ended()
