@@ -99,6 +99,35 @@ async fn a_flood_never_delays_an_action_or_its_deadline() {
     assert!(client.stats().events > 0, "no flood was read");
 }
 
+/// On a quiet session the driver's one timer waits for the long default deadline; an action
+/// with a shorter timeout must move it earlier, and again after it fired, or the action
+/// would wait for the default (10 s here) instead of its own 200 ms.
+#[tokio::test]
+async fn a_short_deadline_after_a_long_idle_wait_fires_on_time() {
+    // Answers nothing after the login: every action runs into its deadline.
+    let port = tcp_server(|_peer, _action| async {}).await;
+    let o = Options {
+        action_timeout: Duration::from_secs(10),
+        ..options(port)
+    };
+    let client = Client::connect(o).await.unwrap();
+    let deadline = Duration::from_millis(200);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(100)).await; // the timer is armed far out
+        let submitted = Instant::now();
+        let result = client
+            .action_with(Action::new("Ping"), Expect::Auto, Some(deadline))
+            .await;
+        let resolved = submitted.elapsed();
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+        assert!(
+            resolved < deadline + MARGIN,
+            "the deadline fired after {resolved:?}"
+        );
+    }
+    client.close().await;
+}
+
 /// A server that accepts every login and then drops the session at once does not get a
 /// login storm: the backoff grows across such sessions and resets only after a session
 /// stayed up.
