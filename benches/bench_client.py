@@ -86,6 +86,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def threads_cpu(pid: int | str = "self", name: str | None = None) -> float:
+    """CPU seconds of a process's threads (only those named `name` if given), from each
+    thread's /proc schedstat (nanoseconds; utime/stime count 10 ms ticks). `name="amiwire"` is
+    the client's driver: tokio's worker, which reads, decodes and queues."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if name is not None:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    if f.read().strip() != name:
+                        continue
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
 class Quiet:
     """Measures a stream from its first to its last event; the stream is over when no event
     came for `idle` seconds."""
@@ -119,14 +137,16 @@ async def _idle_wait(q: Quiet, limit: float = 120.0) -> None:
 # -- events ---------------------------------------------------------------------------------
 
 
-def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float]:
+def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float, float, float]:
     """Events from the firehose to user code reading each one's name. The peak RSS is the
     process's (`isolated` adds it), so nothing here samples memory inside the loop. Both forms
     keep up with the simulator on most runs, so their rates are the wire's; the loop thread's
-    CPU time per event (from the first event to the last) tells what each costs."""
+    CPU time per event (from the first event to the last) tells what each costs, and so do the
+    driver's and the simulator's (from the trigger to the end of the stream): on two cores the
+    three threads share the machine, so a rate can fall by the driver's CPU alone."""
     with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
 
-        async def run() -> tuple[Quiet, int, float]:
+        async def run() -> tuple[Quiet, int, float, float, float]:
             async with amiwire.connect(sim.url, keepalive=None) as ami:
                 # The default queue bound: a consumer slower than the wire loses the oldest
                 # events (counted) instead of growing memory.
@@ -157,13 +177,17 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float]
                                 hit(1024)
 
                 task = asyncio.ensure_future(consume())
+                driver, simulator = threads_cpu(name="amiwire"), threads_cpu(sim.proc.pid)
                 await ami.action("UserEvent", UserEvent="firehose")  # starts the stream
                 await _idle_wait(q)
+                driver = threads_cpu(name="amiwire") - driver
+                simulator = threads_cpu(sim.proc.pid) - simulator
                 task.cancel()
-                return q, stream.dropped, (cpu[1] - cpu[0]) / max(q.count, 1) * 1e6
+                per_event = 1e6 / max(q.count, 1)
+                return q, stream.dropped, (cpu[1] - cpu[0]) * per_event, driver * per_event, simulator * per_event
 
-        q, dropped, cpu_per_event = asyncio.run(run())
-    return q.rate(), q.count, dropped, cpu_per_event
+        q, dropped, loop_cpu, driver_cpu, sim_cpu = asyncio.run(run())
+    return q.rate(), q.count, dropped, loop_cpu, driver_cpu, sim_cpu
 
 
 def events_panoramisk(repeats: int) -> tuple[float, int]:
@@ -262,17 +286,19 @@ async def _gathered(send: Any, total: int, window: int) -> None:
         await asyncio.gather(*(send() for _ in range(window)))
 
 
-def pings_amiwire(total: int, window: int) -> tuple[float, float]:
+def pings_amiwire(total: int, window: int) -> tuple[float, float, float, float]:
+    """Pings/s in a sliding window and in gathered batches, and the driver's CPU per Ping."""
     with Simulator() as sim:
 
-        async def run() -> tuple[float, float]:
+        async def run() -> tuple[float, float, float, float]:
             async with amiwire.connect(sim.url, events="off", keepalive=None) as ami:
-                rates = []
+                rates, driver = [], []
                 for pattern in (_window, _gathered):
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), threads_cpu(name="amiwire")
                     await pattern(ami.ping, total, window)
                     rates.append(total / (time.perf_counter() - start))
-                return rates[0], rates[1]
+                    driver.append((threads_cpu(name="amiwire") - cpu) / total * 1e6)
+                return rates[0], rates[1], driver[0], driver[1]
 
         return asyncio.run(run())
 
@@ -509,18 +535,19 @@ def main() -> int:
     rows.append((f"{conns} connections", f"{per_conn:.0f} KB each (RSS growth), {got} events delivered ({5 * conns} sent), peak RSS {rss:.1f} MB"))
     raw, raw_n, _ = isolated("events_raw_socket", repeats)
     rows.append(("raw socket read (count only)", f"{raw:,.0f} events/s ({raw_n:,})"))
-    it, it_n, dropped, it_cpu, peak = isolated("events_amiwire", repeats, False)
-    rows.append(("amiwire async for", f"{it:,.0f} events/s ({it_n:,}, {dropped:,} dropped), loop CPU {it_cpu:.2f} us/event, peak RSS {peak:.1f} MB"))
-    bt, bt_n, dropped_b, bt_cpu, peak_b = isolated("events_amiwire", repeats, True)
-    rows.append(("amiwire next_batch", f"{bt:,.0f} events/s ({bt_n:,}, {dropped_b:,} dropped), loop CPU {bt_cpu:.2f} us/event, peak RSS {peak_b:.1f} MB"))
+    for label, batches in (("amiwire async for", False), ("amiwire next_batch", True)):
+        rate, n, dropped, loop_cpu, driver_cpu, sim_cpu, peak = isolated("events_amiwire", repeats, batches)
+        if not batches:
+            it = rate
+        rows.append((label, f"{rate:,.0f} events/s ({n:,}, {dropped:,} dropped), CPU us/event: loop {loop_cpu:.2f}, driver {driver_cpu:.2f}, simulator {sim_cpu:.2f}; peak RSS {peak:.1f} MB"))
     if peers:
         pa, pa_n, _ = isolated("events_panoramisk", repeats)
         rows.append(("panoramisk callbacks", f"{pa:,.0f} events/s ({pa_n:,}); amiwire is {it / pa:.1f}x"))
         aa, aa_n, _ = isolated("events_asterisk_ami", repeats)
         rows.append(("asterisk-ami listeners", f"{aa:,.0f} events/s ({aa_n:,}); amiwire is {it / aa:.1f}x"))
 
-    window, gathered, _ = isolated("pings_amiwire", pings, 100)
-    rows.append(("amiwire Ping, up to 100 in flight", f"{window:,.0f}/s (sliding window); {gathered:,.0f}/s (gather of 100)"))
+    window, gathered, window_cpu, gathered_cpu, _ = isolated("pings_amiwire", pings, 100)
+    rows.append(("amiwire Ping, up to 100 in flight", f"{window:,.0f}/s (sliding window); {gathered:,.0f}/s (gather of 100); driver CPU {window_cpu:.2f} / {gathered_cpu:.2f} us per Ping"))
     if peers:
         p_window, p_gathered, _ = isolated("pings_panoramisk", pings // 4, 100)
         rows.append(("panoramisk Ping, up to 100 in flight", f"{p_window:,.0f}/s (window), {p_gathered:,.0f}/s (gather); amiwire is {window / p_window:.1f}x / {gathered / p_gathered:.1f}x"))
