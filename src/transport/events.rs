@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::budget::ByteBudget;
+use super::budget::{ByteBudget, Reserve};
 pub use super::filter::{Filter, Matcher};
 use crate::proto::Message;
 
@@ -188,10 +188,11 @@ impl<T: Queued> Subscription<T> {
             let Ok(mut queue) = self.queue.lock() else {
                 return false;
             };
+            let mut reserve = Reserve::new(&self.budget);
             'events: for msg in events {
                 let size = msg.heap_size();
                 loop {
-                    let Some(limit) = self.limit_for(&queue, size) else {
+                    let Some(limit) = self.limit_for(&queue, size, &mut reserve) else {
                         queue.bytes += size;
                         queue.events.push_back(msg);
                         added = true;
@@ -206,7 +207,7 @@ impl<T: Queued> Subscription<T> {
                             self.dropped.fetch_add(1, Ordering::Relaxed);
                             if let Some(old) = queue.events.pop_front() {
                                 queue.bytes -= old.heap_size();
-                                self.budget.give_back(old.heap_size());
+                                reserve.put_back(old.heap_size());
                             }
                         }
                         // Nothing left to make room with: this one goes.
@@ -229,8 +230,13 @@ impl<T: Queued> Subscription<T> {
     }
 
     /// Which limit an event of `size` bytes would pass, if any; when none, its bytes are
-    /// taken from the client's budget.
-    fn limit_for(&self, queue: &Queue<T>, size: usize) -> Option<String> {
+    /// taken from the client's budget (through the batch's `reserve`).
+    fn limit_for(
+        &self,
+        queue: &Queue<T>,
+        size: usize,
+        reserve: &mut Reserve<'_>,
+    ) -> Option<String> {
         if queue.events.len() >= self.limits.max_events {
             return Some(format!("maxsize of {} events", self.limits.max_events));
         }
@@ -240,7 +246,7 @@ impl<T: Queued> Subscription<T> {
                 self.limits.max_bytes
             ));
         }
-        (!self.budget.try_take(size)).then(|| self.budget.describe())
+        (!reserve.take(size)).then(|| self.budget.describe())
     }
 
     fn note_limit(&self, limit: String) {
