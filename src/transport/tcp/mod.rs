@@ -45,6 +45,15 @@ pub(super) struct Session {
 }
 
 impl Session {
+    /// The action's list (if it had one) no longer counts against `max_list_bytes`. Most
+    /// actions have none: an empty map is not hashed into (SipHash of the ActionID, for every
+    /// completion of a Ping flood).
+    fn forget_list_bytes(&mut self, action_id: &str) {
+        if !self.list_bytes.is_empty() {
+            self.list_bytes.remove(action_id);
+        }
+    }
+
     fn next_message(&mut self) -> Option<std::result::Result<Message, DecodeError>> {
         self.backlog
             .pop_front()

@@ -191,7 +191,7 @@ impl Tcp {
         let now = Instant::now();
         s.correlator.cancel_where(|p| p.reply.gone());
         for expired in s.correlator.expire(now.into_std()) {
-            s.list_bytes.remove(&expired.action_id);
+            s.forget_list_bytes(&expired.action_id);
             let pending = expired.token;
             if matches!(pending.reply, Reply::Keepalive) {
                 return Some("keepalive Ping unanswered: the connection is half-open".into());
@@ -262,12 +262,12 @@ impl Tcp {
             match s.correlator.route(msg) {
                 Routed::Event(ev) => events.push(ev),
                 Routed::Done(c) => {
-                    s.list_bytes.remove(&c.action_id);
+                    s.forget_list_bytes(&c.action_id);
                     published += self.publish_before_probe(&c.token.reply, &mut events);
                     self.complete(s, c.token, c.outcome, &mut done);
                 }
                 Routed::DoneAndEvent(c, ev) => {
-                    s.list_bytes.remove(&c.action_id);
+                    s.forget_list_bytes(&c.action_id);
                     published += self.publish_before_probe(&c.token.reply, &mut events);
                     self.complete(s, c.token, c.outcome, &mut done);
                     events.push(ev);
@@ -279,7 +279,7 @@ impl Tcp {
                 }
                 Routed::TooLong(given_up) => {
                     let pending = given_up.token;
-                    s.list_bytes.remove(&given_up.action_id);
+                    s.forget_list_bytes(&given_up.action_id);
                     let error = Error::ListTooLong {
                         action: pending.action,
                         action_id: given_up.action_id,
