@@ -137,19 +137,20 @@ async def _idle_wait(q: Quiet, limit: float = 120.0) -> None:
 # -- events ---------------------------------------------------------------------------------
 
 
-def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float, float, float]:
+def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float, float, float, float]:
     """Events from the firehose to user code reading each one's name. The peak RSS is the
     process's (`isolated` adds it), so nothing here samples memory inside the loop. Both forms
     keep up with the simulator on most runs, so their rates are the wire's; the loop thread's
     CPU time per event (from the first event to the last) tells what each costs, and so do the
     driver's and the simulator's (from the trigger to the end of the stream): on two cores the
-    three threads share the machine, so a rate can fall by the driver's CPU alone."""
+    three threads share the machine, so a rate can fall by the driver's CPU alone. The RSS once
+    connected, before the stream starts, tells the peak's share that streaming adds."""
     with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
 
-        async def run() -> tuple[Quiet, int, float, float, float]:
+        async def run() -> tuple[Quiet, int, float, float, float, float]:
             async with amiwire.connect(sim.url, keepalive=None) as ami:
-                # The default queue bound: a consumer slower than the wire loses the oldest
-                # events (counted) instead of growing memory.
+                # The default stream: a consumer slower than the wire is kept up to 64 MiB of
+                # queued events; past that the oldest go (counted).
                 stream = ami.events()
                 q = Quiet()
                 cpu = [0.0, 0.0]  # the loop thread's CPU time at the first and the last event
@@ -177,6 +178,7 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float,
                                 hit(1024)
 
                 task = asyncio.ensure_future(consume())
+                connected = rss_mb()
                 driver, simulator = threads_cpu(name="amiwire"), threads_cpu(sim.proc.pid)
                 await ami.action("UserEvent", UserEvent="firehose")  # starts the stream
                 await _idle_wait(q)
@@ -184,10 +186,10 @@ def events_amiwire(repeats: int, batches: bool) -> tuple[float, int, int, float,
                 simulator = threads_cpu(sim.proc.pid) - simulator
                 task.cancel()
                 per_event = 1e6 / max(q.count, 1)
-                return q, stream.dropped, (cpu[1] - cpu[0]) * per_event, driver * per_event, simulator * per_event
+                return q, stream.dropped, (cpu[1] - cpu[0]) * per_event, driver * per_event, simulator * per_event, connected
 
-        q, dropped, loop_cpu, driver_cpu, sim_cpu = asyncio.run(run())
-    return q.rate(), q.count, dropped, loop_cpu, driver_cpu, sim_cpu
+        q, dropped, loop_cpu, driver_cpu, sim_cpu, connected = asyncio.run(run())
+    return q.rate(), q.count, dropped, loop_cpu, driver_cpu, sim_cpu, connected
 
 
 def events_panoramisk(repeats: int) -> tuple[float, int]:
@@ -536,10 +538,10 @@ def main() -> int:
     raw, raw_n, _ = isolated("events_raw_socket", repeats)
     rows.append(("raw socket read (count only)", f"{raw:,.0f} events/s ({raw_n:,})"))
     for label, batches in (("amiwire async for", False), ("amiwire next_batch", True)):
-        rate, n, dropped, loop_cpu, driver_cpu, sim_cpu, peak = isolated("events_amiwire", repeats, batches)
+        rate, n, dropped, loop_cpu, driver_cpu, sim_cpu, connected, peak = isolated("events_amiwire", repeats, batches)
         if not batches:
             it = rate
-        rows.append((label, f"{rate:,.0f} events/s ({n:,}, {dropped:,} dropped), CPU us/event: loop {loop_cpu:.2f}, driver {driver_cpu:.2f}, simulator {sim_cpu:.2f}; peak RSS {peak:.1f} MB"))
+        rows.append((label, f"{rate:,.0f} events/s ({n:,}, {dropped:,} dropped), CPU us/event: loop {loop_cpu:.2f}, driver {driver_cpu:.2f}, simulator {sim_cpu:.2f}; peak RSS {peak:.1f} MB ({connected:.1f} once connected)"))
     if peers:
         pa, pa_n, _ = isolated("events_panoramisk", repeats)
         rows.append(("panoramisk callbacks", f"{pa:,.0f} events/s ({pa_n:,}); amiwire is {it / pa:.1f}x"))
