@@ -33,6 +33,22 @@ fn options(port: u16) -> Options {
     }
 }
 
+/// Submits a Ping that its server never answers: it must fail with a timeout within `MARGIN`
+/// of `deadline`. Returns when it was submitted.
+async fn ping_times_out_on_time(client: &Client, deadline: Duration) -> Instant {
+    let submitted = Instant::now();
+    let result = client
+        .action_with(Action::new("Ping"), Expect::Auto, Some(deadline))
+        .await;
+    let resolved = submitted.elapsed();
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    assert!(
+        resolved < deadline + MARGIN,
+        "the deadline fired after {resolved:?}"
+    );
+    submitted
+}
+
 /// 64 KiB of events, written again and again.
 fn flood_chunk() -> Vec<u8> {
     let event = b"Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/100-00000001\r\nContext: default\r\nExtension: 600\r\nApplication: Wait\r\nAppData: 10\r\n\r\n";
@@ -76,17 +92,7 @@ async fn a_flood_never_delays_an_action_or_its_deadline() {
     .await;
     let client = Client::connect(options(port)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // the flood is on
-    let deadline = Duration::from_millis(300);
-    let submitted = Instant::now();
-    let result = client
-        .action_with(Action::new("Ping"), Expect::Auto, Some(deadline))
-        .await;
-    let resolved = submitted.elapsed();
-    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
-    assert!(
-        resolved < deadline + MARGIN,
-        "the deadline fired after {resolved:?}"
-    );
+    let submitted = ping_times_out_on_time(&client, Duration::from_millis(300)).await;
     let written = tokio::time::timeout(Duration::from_secs(2), arrived.recv())
         .await
         .expect("the Ping never reached the server during the flood")
@@ -111,19 +117,9 @@ async fn a_short_deadline_after_a_long_idle_wait_fires_on_time() {
         ..options(port)
     };
     let client = Client::connect(o).await.unwrap();
-    let deadline = Duration::from_millis(200);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(100)).await; // the timer is armed far out
-        let submitted = Instant::now();
-        let result = client
-            .action_with(Action::new("Ping"), Expect::Auto, Some(deadline))
-            .await;
-        let resolved = submitted.elapsed();
-        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
-        assert!(
-            resolved < deadline + MARGIN,
-            "the deadline fired after {resolved:?}"
-        );
+        ping_times_out_on_time(&client, Duration::from_millis(200)).await;
     }
     client.close().await;
 }
