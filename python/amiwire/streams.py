@@ -3,6 +3,7 @@ state's changes (:meth:`Live.changes`), from a bounded queue the connection's dr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
@@ -39,7 +40,11 @@ class EventStream(Generic[_T]):
         while True:
             batch = sub.drain(max)
             if batch:
-                return cast("list[_T]", batch)  # the subscription matches _M's events only
+                # One turn of the loop per batch: a queue that never runs dry (a flood faster
+                # than the consumer) must not keep every other task, a Ping's reply among them,
+                # waiting until the flood ends.
+                await asyncio.sleep(0)
+                return cast("list[_T]", batch)  # the subscription matches _T's items only
             if sub.closed:
                 if sub.overflowed:
                     raise ClientClosed(

@@ -347,3 +347,34 @@ async def test_a_list_past_max_list_bytes_raises_list_too_long_naming_the_limit(
             await ami.action("ShowDialPlan", Context="test")
         assert info.value.limit == 1_000 and info.value.partial is None
         assert (await ami.ping())["Ping"] == "Pong"
+
+
+async def test_a_stream_that_never_runs_dry_still_lets_other_tasks_run():
+    # The firehose queues events faster than this consumer takes them, so its queue never
+    # empties: without a turn of the loop per batch, `async for` would hold the loop for the
+    # whole flood, and no other task (a Ping's reply, a callback, a heartbeat) would run.
+    from conftest import LOAD_CAPTURE
+
+    with Simulator(firehose_file=str(LOAD_CAPTURE), firehose_repeats=3, firehose_after="UserEvent") as sim:
+        async with amiwire.connect(sim.url, keepalive=None) as ami:
+            stream = ami.events()
+            await ami.action("UserEvent", UserEvent="go")
+            while stream.queued < 4096:
+                await asyncio.sleep(0.001)
+            turns = 0
+
+            async def heartbeat() -> None:
+                nonlocal turns
+                while True:
+                    turns += 1
+                    await asyncio.sleep(0)
+
+            beating = asyncio.ensure_future(heartbeat())
+            await asyncio.sleep(0)
+            turns_at_start, seen = turns, 0
+            async for _ in stream:
+                seen += 1
+                if seen == 4096:
+                    break
+            beating.cancel()
+            assert turns > turns_at_start + 1, "the consumer held the loop"

@@ -104,7 +104,7 @@ async def test_a_call_can_be_redirected_and_hung_up_and_a_failed_one_says_why() 
 
 
 def test_the_blocking_client_reads_the_live_state() -> None:
-    with Simulator(load_calls=5, call_duration=5.0) as sim:
+    with Simulator(load_calls=5, call_duration=2.0) as sim:
         with amiwire.connect_blocking(sim.url, live=True) as ami:
             deadline = time.monotonic() + 10
             while len(ami.channels) < 10:
@@ -114,7 +114,7 @@ def test_the_blocking_client_reads_the_live_state() -> None:
             listed = ami.action_list("CoreShowChannels")
             assert len(listed) >= 10
             assert all(channel.linkedid in snapshot.calls for channel in snapshot.channels.values())
-            assert len(ami.calls) >= 5
+            assert len(ami.calls) >= 3  # ten channels: at least three calls of up to four each
             for bridge in snapshot.bridges.values():
                 assert all(snapshot.channels[member].bridge == bridge.id for member in bridge.members)
 
