@@ -61,13 +61,19 @@ async fn check_against_the_pbx(client: &Client, sim: &SimHandle) -> usize {
     let no_drops = || assert_eq!(sim.events_dropped(), 0, "the simulator dropped events");
     let (channels, view) = probe(client, Action::new("CoreShowChannels")).await;
     no_drops();
-    let items: Vec<&Message> = channels.events.iter().collect();
-    assert_channels_equal_list(&view, &items, SystemTime::now());
-    assert_consistent(&view);
+    // Comparing tens of thousands of channels takes a while: the client's driver, on this
+    // runtime too, must go on reading meanwhile (else the simulator's queue for it overflows).
+    tokio::task::block_in_place(|| {
+        let items: Vec<&Message> = channels.events.iter().collect();
+        assert_channels_equal_list(&view, &items, SystemTime::now());
+        assert_consistent(&view);
+    });
     let (bridges, view) = probe(client, Action::new("BridgeList")).await;
     no_drops();
-    let items: Vec<&Message> = bridges.events.iter().collect();
-    assert_bridges_equal_list(&view, &items);
+    tokio::task::block_in_place(|| {
+        let items: Vec<&Message> = bridges.events.iter().collect();
+        assert_bridges_equal_list(&view, &items);
+    });
     for item in bridges.events.iter().take(5) {
         let id = item.get("BridgeUniqueid").unwrap().into_owned();
         let info = Action::new("BridgeInfo").header("BridgeUniqueid", id);
@@ -108,7 +114,7 @@ fn assert_replica_follows(live: &Live, sub: &Arc<Subscription<Change>>, replica:
 /// PBX at random moments, every third one right after a forced disconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_view_equals_the_pbx_lists_at_random_moments_and_after_disconnects() {
-    follow_the_load(300, Duration::from_secs(4), 12).await;
+    follow_the_load(300, Duration::from_secs(4), 12, 100..700).await;
 }
 
 /// The size: 10,000 concurrent calls (40,000 channels). A benchmark more than a test (it
@@ -117,21 +123,31 @@ async fn the_view_equals_the_pbx_lists_at_random_moments_and_after_disconnects()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn ten_thousand_concurrent_calls_are_followed_exactly() {
-    follow_the_load(10_000, Duration::from_secs(60), 6).await;
+    follow_the_load(10_000, Duration::from_secs(60), 6, 2000..4000).await;
 }
 
-async fn follow_the_load(calls: usize, duration: Duration, rounds: usize) {
+/// `pause`: milliseconds between two checks (each lists every channel: at 40,000 channels a
+/// list is 30 MB the simulator formats under its lock).
+async fn follow_the_load(
+    calls: usize,
+    duration: Duration,
+    rounds: usize,
+    pause: std::ops::Range<u64>,
+) {
     // The simulator on threads of its own, as a PBX would be: the test's comparisons of tens of
     // thousands of channels must not hold up the server's writers (which then drop events).
     let pbx = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    // While the simulator writes a list of N channels, the calls' events wait in its queue for
+    // this session: room for a hundred events per call, not its default 10,000.
     let config = SimConfig::new()
         .load_calls(calls)
         .call_duration(duration)
-        .time_scale(0.5);
+        .time_scale(0.5)
+        .session_event_queue(calls * 100);
     let sim = pbx.spawn(start(config)).await.unwrap();
     let client = Client::connect(options(&sim, Duration::from_millis(50)))
         .await
@@ -145,13 +161,13 @@ async fn follow_the_load(calls: usize, duration: Duration, rounds: usize) {
     let mut round = 0;
     while round < rounds || sim.load_calls_started() < calls as u64 {
         round += 1;
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..700))).await;
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(pause.clone()))).await;
         if round % 3 == 2 {
             sim.disconnect_all();
         }
         let listed = check_against_the_pbx(&client, &sim).await;
         most = most.max(listed);
-        assert_replica_follows(&live, &changes, &mut replica);
+        tokio::task::block_in_place(|| assert_replica_follows(&live, &changes, &mut replica));
         println!(
             "round {round} at {:.1} s: {listed} channels listed and equal, {} events read",
             started.elapsed().as_secs_f64(),
@@ -166,11 +182,12 @@ async fn follow_the_load(calls: usize, duration: Duration, rounds: usize) {
     assert!(status.stats.rebuilds as usize > round / 3, "{status:?}");
     assert_eq!(status.rebuild_error, None);
     assert!(!changes.stats().overflowed);
-    // Every channel a Hangup took away has its cause; those that went during a gap have none.
+    // Channels a Hangup took away, with its cause, and channels that went during a gap, without.
     assert!(
-        replica.removed_with_cause > calls,
-        "{}",
-        replica.removed_with_cause
+        replica.removed_with_cause > 0 && replica.removed_without_cause > 0,
+        "{} removed with a cause, {} without",
+        replica.removed_with_cause,
+        replica.removed_without_cause
     );
     assert_eq!(sim.events_dropped(), 0, "the client kept up");
 

@@ -133,6 +133,7 @@ pub struct SimConfig {
     pub(crate) digest_stale: Duration,
     pub(crate) load_calls: usize,
     pub(crate) call_duration: Duration,
+    pub(crate) session_event_queue: usize,
 }
 
 impl Default for SimConfig {
@@ -159,6 +160,7 @@ impl Default for SimConfig {
             digest_stale: Duration::from_secs(62),
             load_calls: 0,
             call_duration: Duration::from_secs(10),
+            session_event_queue: super::core::DEFAULT_SESSION_EVENT_QUEUE,
         }
     }
 }
@@ -262,7 +264,7 @@ impl SimConfig {
 
     /// Asterisk's `writetimeout` (its default is 100 ms): a session whose write cannot make
     /// progress for that long is disconnected, as Asterisk drops a client that stops reading.
-    /// None (the default here) queues up to `SESSION_EVENT_QUEUE` events for a slow reader
+    /// None (the default here) queues up to `session_event_queue` events for a slow reader
     /// and then drops the newer ones (`SimHandle::events_dropped`).
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
@@ -334,6 +336,14 @@ impl SimConfig {
     /// for a fifth of it, then talks for between half and one and a half times it.
     pub fn call_duration(mut self, duration: Duration) -> Self {
         self.call_duration = duration;
+        self
+    }
+
+    /// Events queued per session for a reader that is behind (10,000 by default, at least 1);
+    /// past it the newer ones are dropped and counted (`SimHandle::events_dropped`). A large
+    /// load with its lists of tens of thousands of channels needs more.
+    pub fn session_event_queue(mut self, events: usize) -> Self {
+        self.session_event_queue = events.max(1);
         self
     }
 

@@ -18,7 +18,7 @@ use super::wire::Event;
 /// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
 /// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
 /// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
-pub(crate) const SESSION_EVENT_QUEUE: usize = 10_000;
+pub(crate) const DEFAULT_SESSION_EVENT_QUEUE: usize = 10_000;
 
 /// State shared by every connection and call of one simulator.
 pub(crate) struct Core {
@@ -93,7 +93,7 @@ impl Core {
 
     pub(crate) fn register(&self) -> (u64, mpsc::Receiver<Event>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(SESSION_EVENT_QUEUE);
+        let (tx, rx) = mpsc::channel(self.cfg.session_event_queue);
         lock(&self.sessions).push((id, tx));
         (id, rx)
     }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::config::{SimConfig, User};
-use super::core::{Core, SESSION_EVENT_QUEUE, epoch_secs, lock, stopped};
+use super::core::{Core, epoch_secs, lock, stopped};
 use super::input::MAX_LINES;
 use super::session::{Flow, Session};
 use super::time::Stamp;
@@ -80,9 +80,9 @@ struct Queue {
 }
 
 impl Queue {
-    /// Keeps what WaitEvent has not taken yet; beyond `SESSION_EVENT_QUEUE`, the oldest go.
-    fn push(&mut self, ev: Event) {
-        if self.queued.len() >= SESSION_EVENT_QUEUE {
+    /// Keeps what WaitEvent has not taken yet; beyond `limit`, the oldest go.
+    fn push(&mut self, ev: Event, limit: usize) {
+        if self.queued.len() >= limit {
             self.queued.pop_front();
         }
         self.queued.push_back(ev);
@@ -736,6 +736,7 @@ impl Http {
         session.kick.notify_waiters();
         let mut q = session.events.lock().await;
         let mut events = Vec::new();
+        let limit = self.core.cfg.session_event_queue;
         loop {
             let kicked = session.kick.notified();
             tokio::pin!(kicked);
@@ -744,7 +745,7 @@ impl Http {
                 break;
             }
             while let Some(ev) = q.rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
-                q.push(ev);
+                q.push(ev, limit);
             }
             let wanted: Vec<Event> = {
                 let st = session.state.lock().await;
@@ -757,7 +758,7 @@ impl Http {
             let Some(rx) = q.rx.as_mut() else { break };
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some(ev) => q.push(ev),
+                    Some(ev) => q.push(ev, limit),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline) => break,

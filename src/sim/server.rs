@@ -189,7 +189,7 @@ impl SimHandle {
         self.core.session_count()
     }
 
-    /// Events a session did not get because it was more than `SESSION_EVENT_QUEUE` (10,000)
+    /// Events a session did not get because it was more than `SimConfig::session_event_queue` (10,000)
     /// events behind, over the simulator's life.
     pub fn events_dropped(&self) -> u64 {
         self.core.events_dropped()

@@ -224,18 +224,15 @@ pub fn assert_channel_listed(item: &Message, channel: &Channel, now: SystemTime)
 }
 
 /// The Local peer a channel list implies: the listed channel with the same name and the other
-/// half (`;1` ↔ `;2`).
-pub fn listed_local_peer(items: &[&Message], name: &str) -> Option<String> {
+/// half (`;1` ↔ `;2`). `by_name` maps the listed names to their Uniqueids.
+pub fn listed_local_peer(by_name: &HashMap<String, String>, name: &str) -> Option<String> {
     let (base, half) = name.strip_prefix("Local/").and(name.rsplit_once(';'))?;
     let other = match half {
         "1" => format!("{base};2"),
         "2" => format!("{base};1"),
         _ => return None,
     };
-    items
-        .iter()
-        .find(|i| i.get("Channel").as_deref() == Some(&*other))
-        .map(|i| header(i, "Uniqueid"))
+    by_name.get(&other).cloned()
 }
 
 /// The view equals a complete channel list (`CoreShowChannel` or `Status` items).
@@ -243,10 +240,14 @@ pub fn assert_channels_equal_list(view: &View, items: &[&Message], now: SystemTi
     let listed: HashSet<String> = items.iter().map(|i| header(i, "Uniqueid")).collect();
     let kept: HashSet<String> = view.channels().keys().map(|k| k.to_string()).collect();
     assert_eq!(kept, listed, "channels kept vs listed");
+    let by_name: HashMap<String, String> = items
+        .iter()
+        .map(|i| (header(i, "Channel"), header(i, "Uniqueid")))
+        .collect();
     for item in items {
         let channel = view.channel(&header(item, "Uniqueid")).unwrap();
         assert!(assert_channel_listed(item, channel, now) >= 14);
-        let peer = listed_local_peer(items, &channel.name);
+        let peer = listed_local_peer(&by_name, &channel.name);
         assert_eq!(
             channel.local_peer.as_deref(),
             peer.as_deref(),
