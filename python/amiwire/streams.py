@@ -37,13 +37,15 @@ class EventStream(Generic[_T]):
         """Waits for events and returns every queued one (up to ``max``) at once: the fastest
         way to consume a flood. Raises StopAsyncIteration when the stream has ended."""
         sub = self._sub
+        waited = False
         while True:
             batch = sub.drain(max)
             if batch:
-                # One turn of the loop per batch: a queue that never runs dry (a flood faster
-                # than the consumer) must not keep every other task, a Ping's reply among them,
-                # waiting until the flood ends.
-                await asyncio.sleep(0)
+                # At least one turn of the loop per batch: a queue that never runs dry (a flood
+                # faster than the consumer) must not keep every other task, a Ping's reply
+                # among them, waiting until the flood ends. A batch waited for had its turn.
+                if not waited:
+                    await asyncio.sleep(0)
                 return cast("list[_T]", batch)  # the subscription matches _T's items only
             if sub.closed:
                 if sub.overflowed:
@@ -60,6 +62,7 @@ class EventStream(Generic[_T]):
                     await fut
                 finally:
                     self._bridge.waiting.pop(self, None)
+                waited = True
 
     def __aiter__(self) -> AsyncIterator[_T]:
         return self._iterate()
