@@ -217,7 +217,7 @@ async fn a_gap_is_one_change_set_and_what_ended_meanwhile_is_removed_without_cau
             .call_duration(Duration::from_millis(600)),
     )
     .await;
-    let client = Client::connect(options(&sim, Duration::from_millis(1500)))
+    let client = Client::connect(options(&sim, Duration::from_millis(3000)))
         .await
         .unwrap();
     let live = client.live().unwrap().clone();
@@ -229,7 +229,8 @@ async fn a_gap_is_one_change_set_and_what_ended_meanwhile_is_removed_without_cau
     let before_gap = live.view();
     assert!(!before_gap.is_empty());
     sim.disconnect_all();
-    // Away for 1.5 s, longer than any call lasts: every channel seen before is gone by then.
+    // Away for 1.5 s at least (the backoff waits 50-100 % of its 3 s), longer than any call
+    // lasts (at most 1 s): every channel seen before is gone by then.
     check_against_the_pbx(&client, &sim).await;
     let after = changes.drain(usize::MAX);
     // A Hangup the server wrote in the moment between taking the view and the disconnect still

@@ -31,7 +31,7 @@ async def test_live_needs_the_option_and_the_call_events() -> None:
 
 async def test_the_maps_follow_the_calls_and_a_gap_is_rebuilt() -> None:
     with Simulator(load_calls=10, call_duration=0.5) as sim:
-        async with amiwire.connect(sim.url, live=True, reconnect_initial=1.5, reconnect_max=1.5) as ami:
+        async with amiwire.connect(sim.url, live=True, reconnect_initial=3.0, reconnect_max=3.0) as ami:
             changes = ami.live.changes()
             await wait_until(lambda: len(ami.channels) >= 20, "the calls come up")
             snapshot = ami.live.snapshot()
@@ -49,8 +49,8 @@ async def test_the_maps_follow_the_calls_and_a_gap_is_rebuilt() -> None:
             seen_before = set(ami.channels)
             sim.disconnect_all()
             await wait_until(lambda: ami.live.status["rebuilds"] >= 2 and not ami.live.rebuilding, "rebuilt")
-            # Away for 1.5 s at least (jitter only lengthens it), longer than a call of 0.25-0.75 s
-            # talk time lasts: every channel seen before the gap ended during it.
+            # Away for 1.5 s at least (the backoff waits 50-100 % of its 3 s), longer than a call
+            # lasts (at most 0.85 s): every channel seen before the gap ended during it.
             await asyncio.sleep(0.5)
             removed_without_cause = set()
             while changes.queued:
