@@ -74,7 +74,7 @@ class OriginateFailed(ActionError):
 
 
 # The connect() keywords a URL's query may set, by the type its text is converted to.
-URL_FLAGS = frozenset({"insecure", "reconnect", "tls", "https"})
+URL_FLAGS = frozenset({"insecure", "reconnect", "tls", "https", "live", "live_variables"})
 URL_SECONDS = frozenset({"timeout", "connect_timeout", "keepalive", "reconnect_initial", "reconnect_max"})
 URL_COUNTS = frozenset({"port", "reconnect_attempts", "poll_timeout", "http_timeout", "list_limit"})
 URL_TEXTS = frozenset({"auth", "events", "ca_file", "server_name", "record"})

@@ -132,3 +132,9 @@ async def test_a_negative_maxsize_is_refused_by_name():
 def test_the_simulator_refuses_out_of_range_numbers_by_name(keyword: str, value: float):
     with pytest.raises(ValueError, match=f"^{keyword} must be"):
         Simulator(**{keyword: value})
+
+
+def test_the_live_state_can_be_asked_for_in_the_url():
+    assert parse_url("tcp://a:b@h?live")["live"] is True
+    assert parse_url("tcp://a:b@h?live=1&live_variables=yes")["live_variables"] is True
+    assert parse_url("tcp://a:b@h?live=0")["live"] is False
