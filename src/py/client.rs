@@ -831,10 +831,13 @@ trait Queue: Send + Sync {
     fn stats(&self) -> SubscriptionStats;
 }
 
+/// How a stream leaves what it subscribed to (the client's events, or the live changes).
+type Leave<T> = Box<dyn Fn(&Arc<Subscription<T>>) + Send + Sync>;
+
 /// A subscription, the way it is left, and how its items become Python objects.
 struct Stream<T> {
     sub: Arc<Subscription<T>>,
-    leave: Box<dyn Fn(&Arc<Subscription<T>>) + Send + Sync>,
+    leave: Leave<T>,
     to_py: for<'py> fn(Python<'py>, Vec<T>) -> Bound<'py, PyList>,
 }
 

@@ -8,6 +8,12 @@ use std::time::Duration;
 use super::dialplan::Dialplan;
 use super::wire::class;
 
+/// Events waiting for one session (its socket or its next WaitEvent). A session further behind
+/// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
+/// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
+/// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
+const DEFAULT_SESSION_EVENT_QUEUE: usize = 10_000;
+
 /// One `manager.conf` user.
 #[derive(Clone)]
 pub struct User {
@@ -160,7 +166,7 @@ impl Default for SimConfig {
             digest_stale: Duration::from_secs(62),
             load_calls: 0,
             call_duration: Duration::from_secs(10),
-            session_event_queue: super::core::DEFAULT_SESSION_EVENT_QUEUE,
+            session_event_queue: DEFAULT_SESSION_EVENT_QUEUE,
         }
     }
 }

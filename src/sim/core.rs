@@ -14,12 +14,6 @@ use super::calls::model::Calls;
 use super::config::{SimConfig, User};
 use super::wire::Event;
 
-/// Events waiting for one session (its socket or its next WaitEvent). A session further behind
-/// than this loses the newer events, counted in `SimHandle::events_dropped`: a client that stops
-/// reading must not make the simulator's memory grow without end. (Asterisk bounds the same by
-/// dropping the session after `writetimeout`; see `SimConfig::write_timeout`.)
-pub(crate) const DEFAULT_SESSION_EVENT_QUEUE: usize = 10_000;
-
 /// State shared by every connection and call of one simulator.
 pub(crate) struct Core {
     pub(crate) cfg: SimConfig,
