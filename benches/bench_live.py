@@ -1,12 +1,17 @@
 """What keeping the live state costs the client (issue 12), side by side in one run.
 
-The firehose (the real load capture, repeated) goes to a stream on a connection with
-``live=True`` and on one without, alternately, each in a fresh process, against the simulator
-in its own process (``bench_client.Simulator``). Reported per event: the loop thread's CPU (the
-issue's target: at most 10 % more with the state) and the CPU of the client's other threads
-(the tokio driver, where the state is kept). Speed is never asserted; run it and read it::
+The real load capture goes to a stream on a connection with ``live=True`` and on one without,
+alternately, each in a fresh process, the server in its own process, two ways:
 
-    .venv/bin/python benches/bench_live.py [--rounds 3] [--repeats 10]
+- ``firehose``: the simulator's firehose (the capture, repeated) as fast as the client reads;
+- ``paced``: the capture's events at a fixed rate (``--rate``, events/s), as a busy PBX sends
+  them, by a small server here that answers the login and the rebuild's lists.
+
+Reported per event: the loop thread's CPU (the issue's target: at most 10 % more with the state),
+the CPU of the client's other threads (the tokio driver, where the state is kept), and how many
+events each wake-up of the loop took. Speed is never asserted; run it and read it::
+
+    .venv/bin/python benches/bench_live.py [--rounds 3] [--repeats 10] [--rate 200000]
 """
 
 from __future__ import annotations
@@ -31,8 +36,82 @@ def process_cpu() -> float:
     return times.user + times.system
 
 
-def measure(live: bool, repeats: int) -> dict[str, float]:
-    with Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent") as sim:
+PACED_SERVER = r"""
+import socket, sys, threading, time
+capture, repeats, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+raw = open(capture, "rb").read()
+messages = [m + b"\r\n\r\n" for m in raw.split(b"\r\n\r\n") if m.startswith(b"Event:")]
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+conn.sendall(b"Asterisk Call Manager/11.0.0\r\n")
+lock = threading.Lock()
+
+def stream():
+    # Whole messages, a millisecond's worth at a time, so that a reply never splits one.
+    per_ms = max(1, int(rate / 1000))
+    start = time.monotonic()
+    sent = 0
+    for _ in range(repeats):
+        for at in range(0, len(messages), per_ms):
+            chunk = b"".join(messages[at:at + per_ms])
+            with lock:
+                conn.sendall(chunk)
+            sent += per_ms
+            lag = start + sent / rate - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+
+LISTS = {b"CoreShowChannels": b"CoreShowChannelsComplete", b"BridgeList": b"BridgeListComplete"}
+buf = b""
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    buf += data
+    while b"\r\n\r\n" in buf:
+        block, buf = buf.split(b"\r\n\r\n", 1)
+        lines = dict(l.split(b": ", 1) for l in block.split(b"\r\n") if b": " in l)
+        action, aid = lines.get(b"Action", b""), lines.get(b"ActionID", b"")
+        reply = b"Response: Success\r\nActionID: " + aid + b"\r\n"
+        if action in LISTS:
+            reply += (b"EventList: start\r\n\r\nEvent: " + LISTS[action] + b"\r\nActionID: " + aid
+                      + b"\r\nEventList: Complete\r\nListItems: 0\r\n")
+        with lock:
+            conn.sendall(reply + b"\r\n")
+        if action == b"UserEvent":
+            threading.Thread(target=stream, daemon=True).start()
+        if action == b"Logoff":
+            sys.exit(0)
+"""
+
+
+class PacedServer:
+    """The capture at `rate` events/s, from its own process."""
+
+    def __init__(self, repeats: int, rate: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PACED_SERVER, str(CAPTURE), str(repeats), str(rate)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = f"tcp://admin:amiwire@127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def __enter__(self) -> PacedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def measure(live: bool, repeats: int, rate: float | None) -> dict[str, float]:
+    server = (
+        PacedServer(repeats, rate)
+        if rate
+        else Simulator(firehose_file=str(CAPTURE), firehose_repeats=repeats, firehose_after="UserEvent")
+    )
+    with server as sim:
 
         async def run() -> dict[str, float]:
             async with amiwire.connect(sim.url, keepalive=None, live=live) as ami:
@@ -79,23 +158,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=200_000.0, help="events/s of the paced source")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--paced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure is not None:
-        print(json.dumps(measure(args.measure == "live", args.repeats)))
+        print(json.dumps(measure(args.measure == "live", args.repeats, args.rate if args.paced else None)))
         return
-    for _ in range(args.rounds):
-        for arm in ("events", "live"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--measure", arm, "--repeats", str(args.repeats)],
-                check=True, capture_output=True, text=True,
-            ).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            print(
-                f"{arm:6} {r['events_per_s'] / 1e6:5.2f} M events/s  loop {r['loop_us']:.3f} us/event  "
-                f"driver {r['others_us']:.3f} us/event  {r['per_batch']:.0f} events/batch  "
-                f"dropped {r['dropped']}  channels left {r['channels_left']}"
-            )
+    for source in ("firehose", "paced"):
+        for _ in range(args.rounds):
+            for arm in ("events", "live"):
+                command = [sys.executable, __file__, "--measure", arm, "--repeats", str(args.repeats)]
+                if source == "paced":
+                    command += ["--paced", "--rate", str(args.rate)]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                print(
+                    f"{source:8} {arm:6} {r['events_per_s'] / 1e6:5.2f} M events/s  loop {r['loop_us']:.3f} us/event  "
+                    f"driver {r['others_us']:.3f} us/event  {r['per_batch']:.0f} events/batch  "
+                    f"dropped {r['dropped']}  channels left {r['channels_left']}"
+                )
 
 
 if __name__ == "__main__":
