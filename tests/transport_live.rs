@@ -9,6 +9,7 @@
 
 mod live_support;
 mod sim_support;
+mod transport_support;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,7 @@ use live_support::{
     assert_consistent,
 };
 use sim_support::start;
+use transport_support::{success, tcp_server};
 
 fn options(sim: &SimHandle, reconnect_after: Duration) -> Options {
     Options {
@@ -311,3 +313,62 @@ async fn over_http_the_view_is_rebuilt_and_follows_the_polled_events() {
     assert_eq!(live.status().rebuild_error, None);
     client.close().await;
 }
+
+/// A PBX that refuses the lists (a user without the `reporting` read class, say): the state
+/// follows the events alone, and says why it may be inexact.
+#[tokio::test]
+async fn lists_refused_leave_a_state_kept_from_events_with_the_reason() {
+    let port = tcp_server(|peer, action| async move {
+        let Some(action) = action else { return };
+        let name = action.get("Action").unwrap_or_default().to_lowercase();
+        match name.as_str() {
+            "coreshowchannels" | "bridgelist" => {
+                let id = action.action_id().unwrap_or_default().into_owned();
+                peer.send(&format!(
+                    "Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n"
+                ))
+                .await;
+                peer.send(NEWCHANNEL).await;
+            }
+            _ => peer.send(&success(&action, "")).await,
+        }
+    })
+    .await;
+    let client = Client::connect(Options {
+        port,
+        username: "u".into(),
+        secret: "s".into(),
+        live: Some(LiveConfig::default()),
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let live = client.live().unwrap().clone();
+    for _ in 0..100 {
+        if live.view().channel("1700000000.1").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = live.status();
+    assert!(!status.rebuilding);
+    assert!(
+        status
+            .rebuild_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Permission denied")),
+        "{status:?}"
+    );
+    assert_eq!(
+        live.view()
+            .channel("1700000000.1")
+            .map(|c| c.name.to_string()),
+        Some("PJSIP/100-00000001".into())
+    );
+    client.close().await;
+}
+
+const NEWCHANNEL: &str = "Event: Newchannel\r\nChannel: PJSIP/100-00000001\r\nChannelState: 4\r\n\
+ChannelStateDesc: Ring\r\nCallerIDNum: 100\r\nCallerIDName: Alice\r\nConnectedLineNum: <unknown>\r\n\
+ConnectedLineName: <unknown>\r\nLanguage: en\r\nAccountCode: \r\nContext: default\r\nExten: 200\r\n\
+Priority: 1\r\nUniqueid: 1700000000.1\r\nLinkedid: 1700000000.1\r\n\r\n";

@@ -81,6 +81,17 @@ struct Inner {
     status: LiveStatus,
 }
 
+/// What became of a rebuild's lists.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Finished {
+    /// Applied and published; `wake`: a change consumer must be woken.
+    Done { wake: bool },
+    /// The held events overflowed: the lists must be asked for again (holding starts afresh).
+    AskAgain,
+    /// A newer rebuild began (a new session): these lists describe nothing current.
+    Stale,
+}
+
 /// The PBX's lists, as answered, for one rebuild.
 pub(super) struct Lists {
     pub(super) channels: Vec<Message>,
@@ -175,7 +186,7 @@ impl Live {
     pub(super) fn observe(&self, events: &[Message]) -> bool {
         let mut inner = lock(&self.inner);
         if let Some(held) = &mut inner.held {
-            hold(held, events);
+            hold(held, events, MAX_HELD_BYTES);
             return false;
         }
         let now = SystemTime::now();
@@ -196,24 +207,17 @@ impl Live {
         inner.generation
     }
 
-    /// Whether rebuild `generation` is still the one under way.
-    pub(super) fn is_current(&self, generation: u64) -> bool {
-        let inner = lock(&self.inner);
-        inner.generation == generation && inner.held.is_some()
-    }
-
     /// The lists of rebuild `generation` arrived: applies them, then the held events, and
-    /// publishes the one change set. False when the held events overflowed: the lists must be
-    /// asked for again (holding starts afresh now).
-    pub(super) fn finish_rebuild(&self, generation: u64, lists: &Lists) -> bool {
+    /// publishes the one change set.
+    pub(super) fn finish_rebuild(&self, generation: u64, lists: &Lists) -> Finished {
         let mut inner = lock(&self.inner);
         if inner.generation != generation || inner.held.is_none() {
-            return true;
+            return Finished::Stale;
         }
         if inner.held.as_ref().is_some_and(|h| h.overflowed) {
             inner.held = Some(Held::default());
             inner.status.rebuild_retries += 1;
-            return false;
+            return Finished::AskAgain;
         }
         let now = SystemTime::now();
         let held = inner.held.take().unwrap_or_default();
@@ -228,7 +232,9 @@ impl Live {
         }
         let changes = state.finish_rebuild();
         inner.status.rebuild_error = None;
-        self.publish(&inner, changes)
+        Finished::Done {
+            wake: self.publish(&inner, changes),
+        }
     }
 
     /// Rebuild `generation` could not get the PBX's lists (refused, timed out): the held events
@@ -279,12 +285,14 @@ impl Live {
     }
 }
 
-fn hold(held: &mut Held, events: &[Message]) {
+/// Holds `events` for the rebuild, unless the held ones would pass `limit` bytes: then every
+/// held event is dropped and the rebuild marked to ask for the lists again.
+fn hold(held: &mut Held, events: &[Message], limit: usize) {
     if held.overflowed {
         return;
     }
     let bytes: usize = events.iter().map(Message::heap_size).sum();
-    if held.bytes + bytes > MAX_HELD_BYTES {
+    if held.bytes + bytes > limit {
         held.overflowed = true;
         held.events = Vec::new();
         held.bytes = 0;
@@ -292,4 +300,75 @@ fn hold(held: &mut Held, events: &[Message]) {
     }
     held.bytes += bytes;
     held.events.extend_from_slice(events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live() -> Live {
+        let (tx, _) = mpsc::unbounded_channel();
+        let budget = Arc::new(ByteBudget::new("max_event_bytes", usize::MAX));
+        Live::new(LiveConfig::default(), budget, tx.downgrade())
+    }
+
+    fn newchannel(uniqueid: &str) -> Message {
+        let text = format!(
+            "Event: Newchannel\r\nChannel: PJSIP/{uniqueid}\r\nChannelState: 4\r\n\
+             Uniqueid: {uniqueid}\r\nLinkedid: {uniqueid}\r\n\r\n"
+        );
+        Message::parse_one(text.as_bytes()).unwrap_or_else(|| panic!("{text}"))
+    }
+
+    fn no_lists() -> Lists {
+        Lists {
+            channels: Vec::new(),
+            bridges: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn held_events_past_the_limit_are_dropped_and_the_lists_asked_for_again() {
+        let mut held = Held::default();
+        hold(&mut held, &[newchannel("1")], 10_000);
+        assert_eq!(held.events.len(), 1);
+        hold(&mut held, &[newchannel("2"), newchannel("3")], 300);
+        assert!(held.overflowed);
+        assert!(held.events.is_empty() && held.bytes == 0);
+        hold(&mut held, &[newchannel("4")], 10_000);
+        assert!(held.events.is_empty(), "nothing is held once overflowed");
+
+        let live = live();
+        let generation = live.begin_rebuild();
+        if let Some(held) = &mut lock(&live.inner).held {
+            held.overflowed = true;
+        }
+        let finished = live.finish_rebuild(generation, &no_lists());
+        assert_eq!(finished, Finished::AskAgain);
+        assert_eq!(live.status().rebuild_retries, 1);
+        assert!(live.status().rebuilding, "still rebuilding, holding afresh");
+        live.observe(&[newchannel("5")]);
+        assert!(live.view().channel("5").is_none(), "held, not applied");
+        let finished = live.finish_rebuild(generation, &no_lists());
+        assert_eq!(finished, Finished::Done { wake: false });
+        assert!(
+            live.view().channel("5").is_some(),
+            "applied after the lists"
+        );
+        assert!(!live.status().rebuilding);
+    }
+
+    #[test]
+    fn answers_to_an_older_rebuild_are_ignored() {
+        let live = live();
+        let old = live.begin_rebuild();
+        let current = live.begin_rebuild();
+        live.observe(&[newchannel("1")]);
+        assert_eq!(live.finish_rebuild(old, &no_lists()), Finished::Stale);
+        assert!(live.status().rebuilding, "the old answer changed nothing");
+        let finished = live.finish_rebuild(current, &no_lists());
+        assert_eq!(finished, Finished::Done { wake: false });
+        assert!(live.view().channel("1").is_some());
+    }
 }

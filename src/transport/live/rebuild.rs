@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::warn;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Lists, Live};
+use super::{Finished, Lists, Live};
 use crate::error::{Error, Result};
 use crate::proto::{Action, Expect, Message, Outcome};
 use crate::transport::command::{Command, Reply, Request};
@@ -38,12 +38,15 @@ pub(crate) async fn rebuild(
                 return;
             }
         };
-        if live.finish_rebuild(generation, &lists) {
-            shared.wake();
-            return;
-        }
-        if !live.is_current(generation) {
-            return;
+        match live.finish_rebuild(generation, &lists) {
+            Finished::Done { wake } => {
+                if wake {
+                    shared.wake();
+                }
+                return;
+            }
+            Finished::Stale => return,
+            Finished::AskAgain => {}
         }
     }
 }
