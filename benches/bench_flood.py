@@ -25,55 +25,14 @@ import amiwire  # noqa: E402
 from bench_client import CAPTURE, Simulator, peak_rss_mb  # noqa: E402
 
 
-FLOOD_SERVER = r"""
-import socket, sys, threading, time
-seconds = float(sys.argv[1])
-srv = socket.create_server(("127.0.0.1", 0))
-print(srv.getsockname()[1], flush=True)
-conn, _ = srv.accept()
-conn.sendall(b"Asterisk Call Manager/11.0.0\r\n")
-event = (b"Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/100-00000001\r\n"
-         b"Context: default\r\nExtension: 600\r\nApplication: Wait\r\nAppData: 10\r\n\r\n")
-chunk = event * 8000
-lock = threading.Lock()
-arrivals = []
-
-def flood():
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        with lock:
-            conn.sendall(chunk)
-
-buf = b""
-while True:
-    data = conn.recv(65536)
-    if not data:
-        break
-    buf += data
-    while b"\r\n\r\n" in buf:
-        block, buf = buf.split(b"\r\n\r\n", 1)
-        lines = dict(l.split(b": ", 1) for l in block.split(b"\r\n") if b": " in l)
-        action, aid = lines.get(b"Action", b""), lines.get(b"ActionID", b"")
-        reply = b"Response: Success\r\nActionID: " + aid + b"\r\n"
-        if action == b"Ping":
-            arrivals.append((aid.decode(), time.monotonic()))
-            reply += b"Ping: Pong\r\n"
-        with lock:
-            conn.sendall(reply + b"\r\n")
-        if action == b"CoreSettings":
-            threading.Thread(target=flood, daemon=True).start()
-        if action == b"Logoff":
-            for aid, at in arrivals:
-                print(aid, at, flush=True)
-            sys.exit(0)
-"""
 
 
 async def flood_with_actions(seconds: float = 5.0) -> str:
     """A server that floods events without pause for `seconds` and answers each Ping at once
     (behind the flood it already queued): how long a Ping submitted mid-flood takes to reach
     the server, and to come back."""
-    proc = subprocess.Popen([sys.executable, "-c", FLOOD_SERVER, str(seconds)], stdout=subprocess.PIPE, text=True)
+    server = Path(__file__).resolve().parent / "scripted_server.py"
+    proc = subprocess.Popen([sys.executable, str(server), "flood", str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     submitted: dict[str, float] = {}

@@ -5,7 +5,7 @@ alternately, each in a fresh process, the server in its own process, two ways:
 
 - ``firehose``: the simulator's firehose (the capture, repeated) as fast as the client reads;
 - ``paced``: the capture's events at a fixed rate (``--rate``, events/s), as a busy PBX sends
-  them, by a small server here that answers the login and the rebuild's lists.
+  them, by ``scripted_server.py`` (which answers the login and the rebuild's lists).
 
 Reported per event: the loop thread's CPU (the issue's target: at most 10 % more with the state),
 the CPU of the client's other threads (the tokio driver, where the state is kept), and how many
@@ -36,62 +36,15 @@ def process_cpu() -> float:
     return times.user + times.system
 
 
-PACED_SERVER = r"""
-import socket, sys, threading, time
-capture, repeats, rate = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-raw = open(capture, "rb").read()
-messages = [m + b"\r\n\r\n" for m in raw.split(b"\r\n\r\n") if m.startswith(b"Event:")]
-srv = socket.create_server(("127.0.0.1", 0))
-print(srv.getsockname()[1], flush=True)
-conn, _ = srv.accept()
-conn.sendall(b"Asterisk Call Manager/11.0.0\r\n")
-lock = threading.Lock()
-
-def stream():
-    # Whole messages, a millisecond's worth at a time, so that a reply never splits one.
-    per_ms = max(1, int(rate / 1000))
-    start = time.monotonic()
-    sent = 0
-    for _ in range(repeats):
-        for at in range(0, len(messages), per_ms):
-            chunk = b"".join(messages[at:at + per_ms])
-            with lock:
-                conn.sendall(chunk)
-            sent += per_ms
-            lag = start + sent / rate - time.monotonic()
-            if lag > 0:
-                time.sleep(lag)
-
-LISTS = {b"CoreShowChannels": b"CoreShowChannelsComplete", b"BridgeList": b"BridgeListComplete"}
-buf = b""
-while True:
-    data = conn.recv(65536)
-    if not data:
-        break
-    buf += data
-    while b"\r\n\r\n" in buf:
-        block, buf = buf.split(b"\r\n\r\n", 1)
-        lines = dict(l.split(b": ", 1) for l in block.split(b"\r\n") if b": " in l)
-        action, aid = lines.get(b"Action", b""), lines.get(b"ActionID", b"")
-        reply = b"Response: Success\r\nActionID: " + aid + b"\r\n"
-        if action in LISTS:
-            reply += (b"EventList: start\r\n\r\nEvent: " + LISTS[action] + b"\r\nActionID: " + aid
-                      + b"\r\nEventList: Complete\r\nListItems: 0\r\n")
-        with lock:
-            conn.sendall(reply + b"\r\n")
-        if action == b"UserEvent":
-            threading.Thread(target=stream, daemon=True).start()
-        if action == b"Logoff":
-            sys.exit(0)
-"""
 
 
 class PacedServer:
-    """The capture at `rate` events/s, from its own process."""
+    """The capture at `rate` events/s, from its own process (`scripted_server.py paced`)."""
 
     def __init__(self, repeats: int, rate: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", PACED_SERVER, str(CAPTURE), str(repeats), str(rate)],
+            [sys.executable, str(Path(__file__).resolve().parent / "scripted_server.py"), "paced",
+             str(CAPTURE), str(repeats), str(rate)],
             stdout=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout is not None
