@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.deps-stamp
 # Release build: the demo and the benchmarks measure it; debug Rust tests are built by cargo test.
 MATURIN_FLAGS ?= --release
 
-.PHONY: demo test test-rust test-python test-typing develop dist dist-check docs bench bench-rust bench-python bench-client bench-peers clean venv
+.PHONY: demo test test-rust test-python test-typing develop dist dist-check docs bench bench-rust bench-python bench-client bench-flood bench-live bench-peers clean venv
 
 venv: $(STAMP)
 
@@ -84,10 +84,10 @@ dist-check: dist
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-bench: bench-rust bench-python bench-client
+bench: bench-rust bench-python bench-client bench-flood bench-live
 
 bench-rust:
-	cargo bench --no-default-features --bench decode
+	cargo bench --no-default-features --bench decode --bench live
 
 bench-peers: $(STAMP)
 	$(PY) -m pip install --quiet panoramisk asterisk-ami
@@ -97,6 +97,12 @@ bench-python: develop bench-peers
 
 bench-client: develop bench-peers
 	$(PY) benches/bench_client.py
+
+bench-flood: develop
+	$(PY) benches/bench_flood.py
+
+bench-live: develop
+	$(PY) benches/bench_live.py
 
 clean:
 	cargo clean
