@@ -155,7 +155,7 @@ async fn follow_the_load(
         .await
         .unwrap();
     let live = client.live().unwrap().clone();
-    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect);
+    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect, None);
     let mut replica = Replica::default();
     let mut most = 0;
     let started = std::time::Instant::now();
@@ -223,7 +223,7 @@ async fn a_gap_is_one_change_set_and_what_ended_meanwhile_is_removed_without_cau
         .await
         .unwrap();
     let live = client.live().unwrap().clone();
-    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect);
+    let changes = live.subscribe(QueueLimits::default(), Overflow::Disconnect, None);
     tokio::time::sleep(Duration::from_millis(500)).await;
     check_against_the_pbx(&client, &sim).await;
     let mut replica = Replica::default();

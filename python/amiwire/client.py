@@ -296,7 +296,12 @@ class Client:
     """
 
     def __init__(
-        self, conn: _core.Connection, bridge: _Bridge, events: str = "on", early_stream: EventStream[Message] | None = None
+        self,
+        conn: _core.Connection,
+        bridge: _Bridge,
+        events: str = "on",
+        early_stream: EventStream[Message] | None = None,
+        live: bool = False,
     ) -> None:
         self._conn = conn
         self._bridge = bridge
@@ -308,7 +313,8 @@ class Client:
         self._events = events
         # The AMI documentation for the server's version, and that version.
         self._docs: tuple[str | None, Schema] | None = None
-        self._live = Live(conn, bridge)
+        # Decided at connect: reading `ami.channels` asks Rust for nothing but the snapshot.
+        self._live = Live(conn, bridge) if live else None
 
     def _submit_traced(self, name: str, *args: Any) -> Any:
         """``Connection.submit``, plus one DEBUG line per action (never its headers: they may
@@ -562,7 +568,8 @@ class Client:
     def live(self) -> Live:
         """The PBX's live channels, bridges and calls (``connect(live=True)``); raises
         :class:`~amiwire.LocalProtocolError` on a connection that keeps none."""
-        self._conn.live_status()  # raises when there is no live state
+        if self._live is None:
+            raise LocalProtocolError("this connection keeps no live state: connect with live=True")
         return self._live
 
     @property
@@ -869,7 +876,9 @@ class _Connect:
                 conn.close()  # cancelled while connecting: stop retrying in the background
             bridge.detach()
             raise
-        self._client = Client(conn, bridge, self._options.get("events", "on"), early_stream)
+        self._client = Client(
+            conn, bridge, self._options.get("events", "on"), early_stream, bool(self._options.get("live"))
+        )
         return self._client
 
     def __await__(self) -> Generator[Any, None, Client]:

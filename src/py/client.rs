@@ -649,18 +649,20 @@ impl Connection {
         Ok(EventSubscription::of_events(self.client.clone(), sub))
     }
 
-    /// A queue of the live state's changes (same limits and policies as `subscribe`).
-    #[pyo3(signature = (maxsize=None, overflow="drop_oldest", max_bytes=None))]
+    /// A queue of the live state's changes (same limits and policies as `subscribe`); with
+    /// `linkedid`, only that call's.
+    #[pyo3(signature = (maxsize=None, overflow="drop_oldest", max_bytes=None, linkedid=None))]
     fn subscribe_changes(
         &self,
         maxsize: Option<i64>,
         overflow: &str,
         max_bytes: Option<usize>,
+        linkedid: Option<&str>,
     ) -> PyResult<EventSubscription> {
         let live = self.live()?;
         let limits = queue_limits(maxsize, max_bytes)?;
         let overflow = Overflow::parse(overflow).map_err(usage)?;
-        let sub = live.subscribe(limits, overflow);
+        let sub = live.subscribe(limits, overflow, linkedid);
         Ok(EventSubscription::of_changes(live.clone(), sub))
     }
 

@@ -287,6 +287,24 @@ pub enum Change {
     CallRemoved(Arc<Call>),
 }
 
+impl Change {
+    /// The call a change belongs to: its channel's or its own Linkedid (a bridge belongs to
+    /// none: its members may come from several calls).
+    pub fn linkedid(&self) -> Option<&str> {
+        match self {
+            Change::ChannelAdded(c)
+            | Change::ChannelChanged { channel: c, .. }
+            | Change::ChannelRemoved { channel: c, .. } => Some(&c.linkedid),
+            Change::CallAdded(c) | Change::CallChanged(c) | Change::CallRemoved(c) => {
+                Some(&c.linkedid)
+            }
+            Change::BridgeAdded(_) | Change::BridgeChanged { .. } | Change::BridgeRemoved(_) => {
+                None
+            }
+        }
+    }
+}
+
 /// A consistent, read-only copy of the live state. Cloning is O(1) (persistent maps that share
 /// structure with the state machine's own), and later events never change a view already taken.
 #[derive(Clone, Debug, Default)]

@@ -16,6 +16,7 @@
 
 mod rebuild;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -25,7 +26,7 @@ use super::budget::ByteBudget;
 use super::command::Command;
 use super::events::{Filter, Overflow, QueueLimits, Queued, Subscription};
 use crate::proto::Message;
-use crate::proto::live::{Change, LiveConfig, LiveState, LiveStats, View};
+use crate::proto::live::{Change, LiveConfig, LiveState, LiveStats, Text, View};
 
 pub(super) use rebuild::rebuild;
 
@@ -81,6 +82,27 @@ struct Inner {
     status: LiveStatus,
 }
 
+/// The change queues: those of every change, and those of one call's, by its Linkedid.
+#[derive(Default)]
+struct Subscribers {
+    all: Vec<Arc<Subscription<Change>>>,
+    by_call: HashMap<Text, Vec<Arc<Subscription<Change>>>>,
+}
+
+impl Subscribers {
+    fn retain(&mut self, keep: impl Fn(&Arc<Subscription<Change>>) -> bool) {
+        self.all.retain(&keep);
+        self.by_call.retain(|_, subs| {
+            subs.retain(&keep);
+            !subs.is_empty()
+        });
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Subscription<Change>>> {
+        self.all.iter().chain(self.by_call.values().flatten())
+    }
+}
+
 /// What became of a rebuild's lists.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Finished {
@@ -103,7 +125,7 @@ pub(super) struct Lists {
 /// One client's live state.
 pub struct Live {
     inner: Mutex<Inner>,
-    subs: Mutex<Vec<Arc<Subscription<Change>>>>,
+    subs: Mutex<Subscribers>,
     /// The client's event budget: queued changes count against it like queued events.
     budget: Arc<ByteBudget>,
     /// The handles' queue, for the rebuild's actions (weak: the rebuild never keeps a client
@@ -131,7 +153,7 @@ impl Live {
                 generation: 0,
                 status: LiveStatus::default(),
             }),
-            subs: Mutex::new(Vec::new()),
+            subs: Mutex::new(Subscribers::default()),
             budget,
             commands,
         }
@@ -163,7 +185,15 @@ impl Live {
     }
 
     /// A queue of the changes from now on, within `limits`.
-    pub fn subscribe(&self, limits: QueueLimits, overflow: Overflow) -> Arc<Subscription<Change>> {
+    /// A queue of the changes from now on, within `limits`; with `linkedid`, only that call's
+    /// (its channels and the call itself), found by key rather than by testing every change
+    /// against every call's queue: a dialer follows thousands of calls at once.
+    pub fn subscribe(
+        &self,
+        limits: QueueLimits,
+        overflow: Overflow,
+        linkedid: Option<&str>,
+    ) -> Arc<Subscription<Change>> {
         let sub = Arc::new(Subscription::bounded(
             Filter::default(),
             limits,
@@ -172,7 +202,10 @@ impl Live {
         ));
         let mut subs = lock(&self.subs);
         subs.retain(|s| !s.is_closed());
-        subs.push(sub.clone());
+        match linkedid {
+            Some(id) => subs.by_call.entry(id.into()).or_default().push(sub.clone()),
+            None => subs.all.push(sub.clone()),
+        }
         sub
     }
 
@@ -261,13 +294,26 @@ impl Live {
         if changes.is_empty() {
             return false;
         }
-        let subs = lock(&self.subs).clone();
+        let subs = lock(&self.subs);
         let mut wake = false;
-        if let Some((last, others)) = subs.split_last() {
-            for sub in others {
-                wake |= sub.push_owned(changes.iter().cloned());
+        if !subs.by_call.is_empty() {
+            let mut of_call: HashMap<&str, Vec<Change>> = HashMap::new();
+            for change in &changes {
+                if let Some(id) = change
+                    .linkedid()
+                    .filter(|id| subs.by_call.contains_key(*id))
+                {
+                    of_call.entry(id).or_default().push(change.clone());
+                }
             }
-            wake |= last.push_owned(changes.into_iter());
+            for (id, changes) in of_call {
+                for sub in subs.by_call.get(id).into_iter().flatten() {
+                    wake |= sub.push_owned(changes.iter().cloned());
+                }
+            }
+        }
+        for sub in &subs.all {
+            wake |= sub.push_owned(changes.iter().cloned());
         }
         wake
     }
@@ -370,5 +416,27 @@ mod tests {
         let finished = live.finish_rebuild(current, &no_lists());
         assert_eq!(finished, Finished::Done { wake: false });
         assert!(live.view().channel("1").is_some());
+    }
+
+    #[test]
+    fn a_call_s_queue_gets_that_call_s_changes_only() {
+        let live = live();
+        let every = live.subscribe(QueueLimits::default(), Overflow::DropOldest, None);
+        let one = live.subscribe(QueueLimits::default(), Overflow::DropOldest, Some("A"));
+        live.observe(&[newchannel("A"), newchannel("B")]);
+        let linkedids = |changes: Vec<Change>| -> Vec<String> {
+            let ids = changes
+                .iter()
+                .filter_map(|c| c.linkedid().map(str::to_owned));
+            ids.collect()
+        };
+        assert_eq!(
+            linkedids(one.drain(100)),
+            ["A", "A"],
+            "its channel and its call"
+        );
+        assert_eq!(linkedids(every.drain(100)).len(), 4);
+        live.unsubscribe(&one);
+        assert_eq!(lock(&live.subs).by_call.len(), 0);
     }
 }
