@@ -140,6 +140,15 @@ impl HttpConn {
         let req = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n");
         self.send(req.as_bytes()).await
     }
+
+    /// A form POST to /rawman (`extra`: more header lines, such as the cookie).
+    async fn post(&mut self, extra: &str, body: &str) -> Reply {
+        let req = format!(
+            "POST /rawman HTTP/1.1\r\nHost: x\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.send(req.as_bytes()).await
+    }
 }
 
 async fn start(cfg: SimConfig) -> SimHandle {
@@ -709,12 +718,7 @@ async fn parameters_are_case_insensitive_and_post_works() {
     let mut c = HttpConn::open(&sim).await;
     let id = login(&mut c).await;
     let body = "ACTION=Setvar&variable=X&VALUE=a+b%26c&actionid=p1";
-    let req = format!(
-        "POST /rawman HTTP/1.1\r\nHost: x\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        cookie(&id),
-        body.len()
-    );
-    let r = c.send(req.as_bytes()).await;
+    let r = c.post(&cookie(&id), body).await;
     assert_eq!(
         r.messages(Endpoint::RawMan)[0].get("ActionID").as_deref(),
         Some("p1")
@@ -749,12 +753,7 @@ async fn parameters_beyond_128_are_dropped_and_long_values_pass() {
 
     let long = "y".repeat(3000);
     let body = format!("action=Setvar&variable=LONG&value={long}&actionid=s");
-    let req = format!(
-        "POST /rawman HTTP/1.1\r\nHost: x\r\n{}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        cookie(&id),
-        body.len()
-    );
-    let r = c.send(req.as_bytes()).await;
+    let r = c.post(&cookie(&id), &body).await;
     assert_eq!(
         r.messages(Endpoint::RawMan)[0].get("Message").as_deref(),
         Some("Variable Set")
