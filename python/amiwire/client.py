@@ -257,7 +257,9 @@ class _Bridge:
         self.loop = None
 
     def detach(self) -> None:
-        """For good: the connection is closed."""
+        """For good: the connection is closed. The last state changes are reported even if
+        their wake-up was not read yet."""
+        self.report_states()
         self.remove_reader()
         self.conn.detach()
 
@@ -268,6 +270,9 @@ class _Bridge:
             for fut in waiting.values():
                 if not fut.done():
                     fut.set_result(None)
+        self.report_states()
+
+    def report_states(self) -> None:
         if self.conn.state_changes != self.state_seen:
             # Every change since the last wake-up, in order: a reconnect quicker than a busy
             # loop's wake-up still reports "reconnecting" before "connected".

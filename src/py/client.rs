@@ -9,7 +9,7 @@
 //! one wake-up (measured fastest in architecture.md §14).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -23,25 +23,16 @@ use pyo3::{PyTraverseError, PyVisit, intern};
 
 use super::errors::to_pyerr;
 use super::live::{LiveSnapshot, changes_to_py_list};
+use super::loop_socket::{Settling, SocketWaker, Watched};
 use super::message::{outcome_to_py, to_py_list};
 use crate::error::Error;
 use crate::proto::live::{Change, LiveConfig};
 use crate::proto::{Action, Expect, Outcome};
 use crate::transport::{
     Auth, Client, EventMask, Filter, Http, Live, Matcher, Options, Overflow, QueueLimits, Queued,
-    Reconnect, Reply, Request, Subscription, SubscriptionStats, Tls, Wake,
+    Reconnect, Reply, Request, Subscription, SubscriptionStats, Tls,
 };
 use serde::Deserialize;
-
-/// Pokes the asyncio loop: one byte on a non-blocking socketpair. A full pipe means a wake-up
-/// is already pending, so WouldBlock is fine.
-struct SocketWaker(UnixStream);
-
-impl Wake for SocketWaker {
-    fn wake(&self) {
-        let _ = (&self.0).write(&[1]);
-    }
-}
 
 fn usage(msg: impl Into<String>) -> PyErr {
     super::errors::LocalProtocolError::new_err(msg.into())
@@ -220,7 +211,10 @@ struct Waiter {
 #[pyclass(module = "amiwire._core", frozen)]
 pub struct Connection {
     client: Client,
+    waker: Arc<SocketWaker>,
     wake_rx: UnixStream,
+    /// The session socket the loop reads itself, while the session allows it.
+    watched: Mutex<Option<Watched>>,
     pid: u32,
     /// Actions queued by `submit` until `flush`: handing the driver a whole loop tick's worth
     /// at once lets it write them in one go instead of waking for each.
@@ -292,6 +286,8 @@ impl Connection {
                     flush_scheduled: false,
                 });
                 drop(previous);
+                // The session socket moves to the new loop too.
+                Connection::watch_socket(slf)?;
                 kwargs.unbind()
             }
         };
@@ -314,6 +310,84 @@ impl Connection {
         Ok((token, future))
     }
 
+    fn watched(&self) -> MutexGuard<'_, Option<Watched>> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the loop's watch of the session socket in step with the session: watched on the
+    /// attached loop while the session wants it, not watched otherwise (it ended, a new one
+    /// began, the driver reads a flood, the client moved to another loop).
+    fn watch_socket(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let event_loop = this
+            .waiters()
+            .attached
+            .as_ref()
+            .map(|a| a.event_loop.clone_ref(py));
+        let wanted = this
+            .client
+            .loop_io()
+            .filter(|io| io.wanted())
+            .zip(event_loop);
+        let current = this.watched().take();
+        let unchanged = match (&current, &wanted) {
+            (Some(watched), Some((io, event_loop))) => watched.is(io, event_loop),
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            *this.watched() = current;
+            return Ok(());
+        }
+        if let Some(old) = current {
+            old.stop(py)?;
+        }
+        if let Some((io, event_loop)) = wanted {
+            let callback = slf.getattr(intern!(py, "on_readable"))?;
+            *this.watched() = Some(Watched::start(io, event_loop, callback)?);
+        }
+        Ok(())
+    }
+
+    /// Settles the futures of every finished action.
+    fn settle_completions(&self, py: Python<'_>) {
+        let completions = self.client.take_completions();
+        if completions.is_empty() {
+            return;
+        }
+        let ready: Vec<_> = {
+            let mut w = self.waiters();
+            completions
+                .into_iter()
+                .filter_map(|(token, result)| w.futures.remove(&token).map(|f| (f, result)))
+                .collect()
+        };
+        for (waiter, result) in ready {
+            let future = waiter.future.bind(py);
+            // A future the user settled or cancelled in the meantime refuses: nothing to do.
+            let _ = match result {
+                Ok(outcome) => {
+                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
+                }
+                Err(Error::ActionFailed {
+                    response, events, ..
+                }) if !waiter.raise_on_error => {
+                    let outcome = Outcome {
+                        response: *response,
+                        events,
+                        complete: None,
+                    };
+                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
+                }
+                Err(e) => future.call_method1(
+                    intern!(py, "set_exception"),
+                    (to_pyerr(py, e).into_value(py),),
+                ),
+            };
+        }
+    }
+
     /// Registers the action's future and queues it for the next `flush`.
     fn enqueue<'py>(
         slf: &Bound<'py, Self>,
@@ -321,22 +395,39 @@ impl Connection {
         submission: Submission,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
+        let this = slf.get();
         let (token, future) =
             Connection::new_future(slf, event_loop, None, submission.raise_on_error)?;
-        slf.get().outbox().push(Request {
+        let request = Request {
             action: submission.action,
             expect: submission.expect,
             timeout: submission.timeout,
             reply: Reply::Queued(token),
-        });
-        let schedule = match &mut slf.get().waiters().attached {
+        };
+        let first_of_tick = match &mut this.waiters().attached {
             Some(a) if !a.flush_scheduled => {
                 a.flush_scheduled = true;
                 true
             }
             _ => false,
         };
-        if schedule {
+        // The first action of a tick leaves at once when this thread writes the socket itself
+        // (a sequential caller then waits for no extra loop turn); the rest of the tick
+        // follows together in `flush`.
+        let mut outbox = this.outbox();
+        if first_of_tick
+            && outbox.is_empty()
+            && this.check_fork().is_ok()
+            && this.client.loop_io().is_some()
+        {
+            drop(outbox);
+            // A refused request (client closed) already reported the failure to its waiter.
+            let _ = this.client.submit_all(vec![request]);
+        } else {
+            outbox.push(request);
+            drop(outbox);
+        }
+        if first_of_tick {
             event_loop.call_method1(
                 intern!(py, "call_soon"),
                 (slf.getattr(intern!(py, "flush"))?,),
@@ -395,7 +486,8 @@ impl Connection {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        let (client, start) = Client::prepare(options, Some(Arc::new(SocketWaker(wake_tx))));
+        let waker = Arc::new(SocketWaker(wake_tx));
+        let (client, start) = Client::prepare(options, Some(waker.clone()));
         // Subscribed before the driver starts: it sees the session's very first event.
         let early = early_stream.then(|| {
             let sub = client.subscribe_with(
@@ -409,7 +501,9 @@ impl Connection {
         Ok(Connection {
             early: Mutex::new(early),
             client,
+            waker,
             wake_rx,
+            watched: Mutex::new(None),
             pid: std::process::id(),
             outbox: Mutex::new(Vec::new()),
             waiters: Mutex::new(Waiters {
@@ -559,45 +653,33 @@ impl Connection {
         self.client.cancel(token);
     }
 
-    /// Settles the futures of every finished action (the loop's reader callback).
-    fn resolve(&self, py: Python<'_>) {
+    /// The wake-up socket's reader callback: settles the futures of every finished action,
+    /// and keeps the watch of the session socket in step.
+    fn resolve(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
         // One read empties the socket: the waker writes one byte per empty-to-busy transition.
         let mut buf = [0u8; 4096];
-        let _ = (&self.wake_rx).read(&mut buf);
-        let completions = self.client.take_completions();
-        if completions.is_empty() {
-            return;
-        }
-        let ready: Vec<_> = {
-            let mut w = self.waiters();
-            completions
-                .into_iter()
-                .filter_map(|(token, result)| w.futures.remove(&token).map(|f| (f, result)))
-                .collect()
+        let _ = (&this.wake_rx).read(&mut buf);
+        this.settle_completions(slf.py());
+        Connection::watch_socket(slf)
+    }
+
+    /// The session socket's reader callback: reads and routes on this thread, then settles
+    /// what finished.
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let Some(io) = this.watched().as_ref().map(|w| w.io.clone()) else {
+            return Ok(());
         };
-        for (waiter, result) in ready {
-            let future = waiter.future.bind(py);
-            // A future the user settled or cancelled in the meantime refuses: nothing to do.
-            let _ = match result {
-                Ok(outcome) => {
-                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
-                }
-                Err(Error::ActionFailed {
-                    response, events, ..
-                }) if !waiter.raise_on_error => {
-                    let outcome = Outcome {
-                        response: *response,
-                        events,
-                        complete: None,
-                    };
-                    future.call_method1(intern!(py, "set_result"), (outcome_to_py(py, outcome),))
-                }
-                Err(e) => future.call_method1(
-                    intern!(py, "set_exception"),
-                    (to_pyerr(py, e).into_value(py),),
-                ),
-            };
+        let settling = Settling::begin(&this.waker);
+        io.on_readable();
+        if settling.end() {
+            this.settle_completions(slf.py());
         }
+        if !io.wanted() {
+            Connection::watch_socket(slf)?;
+        }
+        Ok(())
     }
 
     /// How many actions await their result on the loop side.
@@ -698,13 +780,18 @@ impl Connection {
 
     /// Drops the references to the loop and the attach hook once the connection is closed,
     /// so that nothing keeps the loop alive.
-    fn detach(&self) {
+    fn detach(&self, py: Python<'_>) -> PyResult<()> {
+        let watched = self.watched().take();
+        if let Some(watched) = watched {
+            watched.stop(py)?;
+        }
         let released = {
             let mut w = self.waiters();
             (w.attached.take(), w.attach.take())
         };
         // Dropped after the lock is released: a decref may run Python code.
         drop(released);
+        Ok(())
     }
 
     // The connection holds Python objects that may hold it (the attach hook's bridge, the
@@ -724,6 +811,11 @@ impl Connection {
                 visit.call(&waiter.future)?;
             }
         }
+        if let Ok(watched) = self.watched.try_lock() {
+            if let Some(watched) = watched.as_ref() {
+                visit.call(watched.event_loop())?;
+            }
+        }
         Ok(())
     }
 
@@ -737,7 +829,8 @@ impl Connection {
                 std::mem::take(&mut w.futures),
             )
         };
-        drop(released);
+        let watched = self.watched().take();
+        drop((released, watched));
     }
 
     #[getter]

@@ -5,6 +5,7 @@ pub mod errors;
 pub mod event_classes;
 pub mod live;
 pub mod logging;
+mod loop_socket;
 pub mod message;
 pub mod parser;
 pub mod runtime;

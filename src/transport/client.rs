@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::command::{Command, Reply, Request};
 use super::events::{Filter, Overflow, QueueLimits, Subscription};
 use super::live::Live;
+use super::loop_io::LoopIo;
 use super::outcome::closed;
 use super::shared::{Info, Shared, Stats};
 use super::state::{State, Transition};
@@ -32,14 +33,22 @@ impl Client {
         self.submit_all(vec![request])
     }
 
-    /// Hands already validated actions to the driver at once. If the client is closed, each
-    /// one's waiter learns it.
+    /// Sends already validated actions at once: written from this thread when the session
+    /// allows it (`LoopIo`), else handed to the driver. If the client is closed, each one's
+    /// waiter learns it.
     pub fn submit_all(&self, requests: Vec<Request>) -> Result<()> {
         self.shared
             .expect(requests.iter().filter_map(|r| match r.reply {
                 Reply::Queued(token) => Some(token),
                 _ => None,
             }));
+        let requests = match self.shared.direct() {
+            Some(direct) => match direct.submit(requests) {
+                Ok(()) => return Ok(()),
+                Err(requests) => requests,
+            },
+            None => requests,
+        };
         self.tx
             .send(Command::Actions(requests))
             .map_err(|rejected| {
@@ -97,7 +106,16 @@ impl Client {
         if let Ok(mut c) = self.shared.completions.lock() {
             c.outstanding.remove(&token);
         }
+        if self.shared.direct().is_some_and(|d| d.cancel(token)) {
+            return;
+        }
         let _ = self.tx.send(Command::Cancel(token));
+    }
+
+    /// The session the calling loop may read and write itself, if the current one allows it
+    /// (plain TCP, not recorded).
+    pub fn loop_io(&self) -> Option<Arc<dyn LoopIo>> {
+        self.shared.direct()
     }
 
     /// A queue of at most `capacity` events (and the default bytes).

@@ -67,6 +67,12 @@ impl Overflow {
 /// tokio `Notify`). Never Python code: the driver must not wait on the interpreter.
 pub trait Wake: Send + Sync {
     fn wake(&self);
+
+    /// A wake-up for finished actions only (no events, no state change): a loop that reads
+    /// the socket itself settles those right after its read, without running anything else.
+    fn wake_for_results(&self) {
+        self.wake();
+    }
 }
 
 /// What a subscription can queue: events, or the live state's changes. Its size is what it

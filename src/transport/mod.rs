@@ -13,6 +13,7 @@ pub mod events;
 mod filter;
 mod http;
 pub mod live;
+mod loop_io;
 pub mod options;
 mod outcome;
 mod record;
@@ -30,6 +31,7 @@ pub use events::{
     SubscriptionStats, Wake,
 };
 pub use live::{Live, LiveStatus};
+pub use loop_io::LoopIo;
 pub use options::{Auth, EventMask, Http, Options, Reconnect, Tls};
 pub use shared::{Info, Stats};
 pub use start::Start;

@@ -12,6 +12,7 @@ use super::command::Command;
 use super::command::Reply;
 use super::events::{Subscription, Wake};
 use super::live::{self, Live};
+use super::loop_io::LoopIo;
 use super::outcome::closed;
 use super::state::{State, StateLog};
 use crate::error::{Error, Result};
@@ -53,6 +54,8 @@ pub struct Shared {
     pub(super) event_budget: Arc<ByteBudget>,
     /// The live state, when the client keeps one: fed every event before the streams.
     pub(super) live: Option<Arc<Live>>,
+    /// The session the loop may read and write itself, while there is one (plain TCP).
+    direct: Mutex<Option<Arc<dyn LoopIo>>>,
 }
 
 impl Shared {
@@ -73,7 +76,30 @@ impl Shared {
             state: Mutex::new(StateLog::default()),
             info: Mutex::new(Info::default()),
             stats: Mutex::new(Stats::default()),
+            direct: Mutex::new(None),
         }
+    }
+
+    pub(super) fn set_direct(&self, session: Arc<dyn LoopIo>) {
+        if let Ok(mut slot) = self.direct.lock() {
+            *slot = Some(session);
+        }
+    }
+
+    /// `session` is over; a newer one stays.
+    pub(super) fn clear_direct(&self, session: &dyn LoopIo) {
+        if let Ok(mut slot) = self.direct.lock() {
+            let same = slot
+                .as_ref()
+                .is_some_and(|s| std::ptr::addr_eq(Arc::as_ptr(s), session as *const dyn LoopIo));
+            if same {
+                *slot = None;
+            }
+        }
+    }
+
+    pub(super) fn direct(&self) -> Option<Arc<dyn LoopIo>> {
+        self.direct.lock().ok().and_then(|slot| slot.clone())
     }
 
     /// A session is about to open after a gap (or for the first time): the live state, if
@@ -95,10 +121,20 @@ impl Shared {
     }
 
     pub(super) fn wake(&self) {
-        let waker = self.waker.lock().ok().and_then(|w| w.clone());
-        if let Some(waker) = waker {
+        if let Some(waker) = self.waker() {
             waker.wake();
         }
+    }
+
+    /// `wake` for finished actions only (see `Wake::wake_for_results`).
+    pub(super) fn wake_for_results(&self) {
+        if let Some(waker) = self.waker() {
+            waker.wake_for_results();
+        }
+    }
+
+    fn waker(&self) -> Option<Arc<dyn Wake>> {
+        self.waker.lock().ok().and_then(|w| w.clone())
     }
 
     pub(super) fn deliver(&self, reply: Reply, result: Result<Outcome>) {
@@ -108,7 +144,7 @@ impl Shared {
             }
             Reply::Queued(token) => {
                 if self.queue_completions(vec![(token, result)]) {
-                    self.wake();
+                    self.wake_for_results();
                 }
             }
             Reply::Probe(tx) => {
@@ -174,7 +210,7 @@ impl Shared {
             Err(_) => return,
         };
         if self.queue_completions(failed) {
-            self.wake();
+            self.wake_for_results();
         }
     }
 

@@ -2,63 +2,50 @@
 //! here (socket, TLS, banner, then the session setup of `proto::Login` over the socket);
 //! serving the session is `serve.rs`.
 
+mod core;
+mod direct;
 mod serve;
 
-use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use log::warn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::client::StreamBox;
 use super::options::Auth;
-use super::outcome::{clone_err, lost};
+use super::outcome::lost;
 use super::shared::Info;
 use super::supervisor::{Driver, End, Link};
-use crate::error::{DecodeError, Error, Result};
-use crate::proto::{Action, ActionIds, Correlator, Decoder, Login, Message, Progress, Replay};
+use crate::error::{Error, Result};
+use crate::proto::{Action, ActionIds, Login, Message, Progress, Replay};
 
-use super::command::Reply;
-
-/// An action on the wire, waiting for its outcome.
-struct Pending {
-    reply: Reply,
-    action: String,
-    token: Option<u64>,
-    started: Instant,
+/// The socket while connecting: plain TCP can later be shared with the loop (`direct.rs`).
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<dyn StreamBox>),
 }
 
-/// One connected, logged-in socket.
-pub(super) struct Session {
-    read: tokio::io::ReadHalf<Box<dyn StreamBox>>,
-    write: tokio::io::WriteHalf<Box<dyn StreamBox>>,
-    decoder: Decoder,
-    correlator: Correlator<Pending>,
-    out: Vec<u8>,
-    rbuf: Vec<u8>,
-    last_read: Instant,
-    keepalive_out: bool,
-    /// Decoded while waiting for the banner, before anyone routes messages.
-    backlog: VecDeque<std::result::Result<Message, DecodeError>>,
-    /// Bytes of list items collected so far, per pending ActionID (`max_list_bytes`).
-    list_bytes: HashMap<String, usize>,
-}
-
-impl Session {
-    /// The action's list (if it had one) no longer counts against `max_list_bytes`. Most
-    /// actions have none: an empty map is not hashed into (SipHash of the ActionID, for every
-    /// completion of a Ping flood).
-    fn forget_list_bytes(&mut self, action_id: &str) {
-        if !self.list_bytes.is_empty() {
-            self.list_bytes.remove(action_id);
+impl Stream {
+    fn get(&mut self) -> &mut dyn StreamBox {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.as_mut(),
         }
     }
+}
 
-    fn next_message(&mut self) -> Option<std::result::Result<Message, DecodeError>> {
-        self.backlog
-            .pop_front()
-            .or_else(|| self.decoder.next_message())
-    }
+/// A socket being connected and logged in.
+struct Opening {
+    stream: Stream,
+    core: core::Core,
+    rbuf: Vec<u8>,
+}
+
+/// One connected, logged-in session: served by the driver alone over tokio (TLS, or a
+/// recorded session), or by the driver and the asyncio loop together (plain TCP).
+pub(super) enum Session {
+    Async(Box<serve::AsyncSession>),
+    Direct(Arc<direct::DirectSession>),
 }
 
 pub(super) struct Tcp {
@@ -76,6 +63,23 @@ impl Tcp {
             replay: Replay::default(),
         }
     }
+
+    /// A fresh session's core, lent what outlives sessions.
+    fn new_core(&mut self) -> core::Core {
+        core::Core::new(
+            self.link.shared.clone(),
+            &self.link.options,
+            std::mem::take(&mut self.ids),
+            std::mem::take(&mut self.replay),
+        )
+    }
+
+    /// Takes back what the session's core was lent, and fails what it still owed.
+    fn retire(&mut self, core: &mut core::Core, error: &Error) {
+        core.fail_pending(error);
+        self.ids = std::mem::take(&mut core.ids);
+        self.replay = std::mem::take(&mut core.replay);
+    }
 }
 
 impl Driver for Tcp {
@@ -86,24 +90,43 @@ impl Driver for Tcp {
     }
 
     async fn open(&mut self) -> Result<Session> {
-        self.connect().await
+        let opening = self.connect().await?;
+        // A plain socket is shared with the loop; TLS and a recording stay with the driver.
+        Ok(match opening.stream {
+            Stream::Plain(tcp) if self.link.recorder.is_none() => {
+                let socket = tcp.into_std().map_err(|e| lost(format!("socket: {e}")))?;
+                Session::Direct(direct::DirectSession::new(socket, opening.core))
+            }
+            Stream::Plain(tcp) => Session::Async(Box::new(serve::AsyncSession::new(
+                Box::new(tcp),
+                opening.core,
+                opening.rbuf,
+            ))),
+            Stream::Tls(tls) => Session::Async(Box::new(serve::AsyncSession::new(
+                tls,
+                opening.core,
+                opening.rbuf,
+            ))),
+        })
     }
 
     async fn serve(&mut self, session: &mut Session) -> End {
-        self.serve_session(session).await
+        match session {
+            Session::Async(s) => serve::serve(s, &mut self.link).await,
+            Session::Direct(d) => direct::driver::serve(d, &mut self.link).await,
+        }
     }
 
-    fn end_session(&mut self, mut session: Session, error: &Error) {
-        for expired in session.correlator.drain() {
-            self.link
-                .shared
-                .deliver(expired.token.reply, Err(clone_err(error)));
+    fn end_session(&mut self, session: Session, error: &Error) {
+        match session {
+            Session::Async(mut s) => self.retire(&mut s.core, error),
+            Session::Direct(d) => d.end(error, |core| self.retire(core, error)),
         }
     }
 }
 
 impl Tcp {
-    async fn connect(&mut self) -> Result<Session> {
+    async fn connect(&mut self) -> Result<Opening> {
         let o = self.link.options.clone();
         let addr = format!("{}:{}", o.host, o.port);
         let tcp = tokio::time::timeout(o.connect_timeout, tokio::net::TcpStream::connect(&addr))
@@ -116,26 +139,29 @@ impl Tcp {
             })?
             .map_err(|e| lost(format!("connect to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn StreamBox> = match &o.tls {
-            Some(tls) => super::tls::wrap(tcp, &o.host, tls, o.connect_timeout).await?,
-            None => Box::new(tcp),
+        let stream = match &o.tls {
+            Some(tls) => Stream::Tls(super::tls::wrap(tcp, &o.host, tls, o.connect_timeout).await?),
+            None => Stream::Plain(tcp),
         };
-        let (read, write) = tokio::io::split(stream);
-        let mut session = Session {
-            read,
-            write,
-            decoder: Decoder::new(),
-            correlator: Correlator::new().with_list_limit(o.list_limit),
-            out: Vec::with_capacity(4096),
+        let mut opening = Opening {
+            stream,
+            core: self.new_core(),
             rbuf: Vec::with_capacity(64 * 1024),
-            last_read: Instant::now(),
-            keepalive_out: false,
-            backlog: Default::default(),
-            list_bytes: HashMap::new(),
         };
-        // The banner is part of connecting; the login is an exchange like any action (Asterisk
-        // delays a refusal by a second).
-        tokio::time::timeout(o.connect_timeout, self.wait_banner(&mut session))
+        match self.set_up(&mut opening, &addr).await {
+            Ok(()) => Ok(opening),
+            Err(e) => {
+                self.retire(&mut opening.core, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// The banner is part of connecting; the login is an exchange like any action (Asterisk
+    /// delays a refusal by a second).
+    async fn set_up(&mut self, s: &mut Opening, addr: &str) -> Result<()> {
+        let o = self.link.options.clone();
+        tokio::time::timeout(o.connect_timeout, self.wait_banner(s))
             .await
             .map_err(|_| {
                 lost(format!(
@@ -143,19 +169,18 @@ impl Tcp {
                     o.connect_timeout.as_secs_f64()
                 ))
             })??;
-        tokio::time::timeout(o.action_timeout, self.login(&mut session))
+        tokio::time::timeout(o.action_timeout, self.login(s))
             .await
-            .map_err(|_| lost(format!("no login answer from {addr} in time")))??;
-        Ok(session)
+            .map_err(|_| lost(format!("no login answer from {addr} in time")))?
     }
 
-    async fn wait_banner(&mut self, s: &mut Session) -> Result<()> {
-        while s.decoder.banner().is_none() {
+    async fn wait_banner(&mut self, s: &mut Opening) -> Result<()> {
+        while s.core.decoder.banner().is_none() {
             self.read_some(s).await?;
-            while let Some(item) = s.decoder.next_message() {
-                s.backlog.push_back(item);
+            while let Some(item) = s.core.decoder.next_message() {
+                s.core.backlog.push_back(item);
             }
-            if s.decoder.banner().is_none() && s.decoder.stream_offset() > 4096 {
+            if s.core.decoder.banner().is_none() && s.core.decoder.stream_offset() > 4096 {
                 return Err(Error::Remote("no AMI banner in the first 4 KiB".into()));
             }
         }
@@ -163,12 +188,12 @@ impl Tcp {
     }
 
     /// The session setup (`proto::Login`) driven over the socket, one round trip per step.
-    async fn login(&mut self, s: &mut Session) -> Result<()> {
-        let banner = s.decoder.banner().unwrap_or_default().to_owned();
+    async fn login(&mut self, s: &mut Opening) -> Result<()> {
+        let banner = s.core.decoder.banner().unwrap_or_default().to_owned();
         let o = &self.link.options;
         let mut login = Login::new(&o.username, &o.secret, o.auth == Auth::Md5)
             .with_events(&o.events.0)
-            .with_replay(self.replay.actions());
+            .with_replay(s.core.replay.actions());
         let mut progress = login.start();
         let ready = loop {
             progress = match progress {
@@ -193,19 +218,20 @@ impl Tcp {
 
     /// Before the main loop: one action, waiting for its response; events seen meanwhile
     /// go to the subscribers.
-    async fn roundtrip(&mut self, s: &mut Session, action: Action) -> Result<Message> {
-        let id = self.ids.next_id();
-        action.encode(Some(&id), &mut s.out)?;
-        let out = std::mem::take(&mut s.out);
+    async fn roundtrip(&mut self, s: &mut Opening, action: Action) -> Result<Message> {
+        let id = s.core.ids.next_id();
+        let mut out = Vec::new();
+        action.encode(Some(&id), &mut out)?;
         if let Some(rec) = self.link.recorder.as_mut() {
             rec.record("send", &out, false);
         }
-        s.write
+        s.stream
+            .get()
             .write_all(&out)
             .await
             .map_err(|e| lost(format!("write: {e}")))?;
         loop {
-            while let Some(item) = s.next_message() {
+            while let Some(item) = s.core.next_message() {
                 // An oversized message is dropped, as in the main loop; the session goes on.
                 let msg = match item {
                     Ok(msg) => msg,
@@ -237,10 +263,11 @@ impl Tcp {
         }
     }
 
-    async fn read_some(&mut self, s: &mut Session) -> Result<()> {
+    async fn read_some(&mut self, s: &mut Opening) -> Result<()> {
         s.rbuf.clear();
         let n = s
-            .read
+            .stream
+            .get()
             .read_buf(&mut s.rbuf)
             .await
             .map_err(|e| lost(format!("read: {e}")))?;
@@ -250,8 +277,7 @@ impl Tcp {
         if n == 0 {
             return Err(lost("the server closed the connection"));
         }
-        self.link.shared.stats_mut(|st| st.bytes_read += n as u64);
-        s.decoder.feed(&s.rbuf);
+        s.core.feed(&s.rbuf);
         s.rbuf.clear();
         Ok(())
     }
