@@ -221,6 +221,8 @@ class _Bridge:
         self.conn: _core.Connection
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiting: dict[EventStream[Any], asyncio.Future[None]] = {}
+        # Woken by the next wake-up, whatever it brings (each re-checks what it waits for).
+        self.next_wakeup: list[asyncio.Future[None]] = []
         self.state_callbacks: list[Callable[[str, str | None], Any]] = []
         self.state_seen = 0
         self.peer = ""
@@ -270,7 +272,20 @@ class _Bridge:
             for fut in waiting.values():
                 if not fut.done():
                     fut.set_result(None)
+        if self.next_wakeup:
+            woken, self.next_wakeup = self.next_wakeup, []
+            for fut in woken:
+                if not fut.done():
+                    fut.set_result(None)
         self.report_states()
+
+    async def live_built(self) -> None:
+        """Until the live state's rebuild from the PBX's lists is over (or the connection
+        closed): the rebuild's end wakes the loop."""
+        while self.conn.state != "closed" and self.conn.live_status()["rebuilding"]:
+            fut = self.running_loop().create_future()
+            self.next_wakeup.append(fut)
+            await fut
 
     def report_states(self) -> None:
         if self.conn.state_changes != self.state_seen:
@@ -805,7 +820,11 @@ class Client:
         return self._conn.asterisk_version
 
     def stats(self) -> dict[str, int]:
-        """Connection counters: messages, events, orphans, decode_errors, reconnects, bytes_read."""
+        """Connection counters: ``messages``, ``events``, ``orphans``, ``decode_errors``,
+        ``reconnects``, ``bytes_read``; ``pending`` actions; ``queued_event_bytes`` of
+        ``max_event_bytes``; and who read the socket: ``loop_reads`` (the event loop's thread,
+        plain TCP), ``driver_reads`` (amiwire's I/O thread), ``stall_takeovers`` (the loop had
+        not read waiting data for 5 ms) and ``flood_handovers`` (a read found a flood waiting)."""
         return self._conn.stats()
 
     def __repr__(self) -> str:
@@ -876,6 +895,10 @@ class _Connect:
             early_stream = EventStream(bridge, early, "* (from the session's start)")
         try:
             await conn.ready()
+            if self._options.get("live"):
+                # Returned with the state built from the PBX's lists: an answer that arrives
+                # before them could name a channel the state does not show yet.
+                await bridge.live_built()
         except BaseException:
             if conn.state != "closed":
                 conn.close()  # cancelled while connecting: stop retrying in the background
@@ -951,8 +974,9 @@ def connect(
     HTTP, ``max_body`` bounds one response body (32 MiB) and ``max_bodies`` the bodies read
     at once (64 MiB); a bigger one fails the action with an error naming the limit.
     ``live=True`` keeps the PBX's channels, bridges and calls (:attr:`Client.live`,
-    :attr:`Client.channels`, :meth:`Client.call`), rebuilt from its own lists after every gap;
-    it needs the ``call`` event class. ``live_variables`` also keeps channel variables.
+    :attr:`Client.channels`, :meth:`Client.call`), rebuilt from its own lists after every gap
+    (``connect`` returns once the first rebuild is done); it needs the ``call`` event class.
+    ``live_variables`` also keeps channel variables.
     """
     options: dict[str, Any] = parse_url(url) if url else {}
     given = {

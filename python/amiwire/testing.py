@@ -238,6 +238,12 @@ class Simulator:
         return int(self._running().events_dropped())
 
     @property
+    def bytes_sent(self) -> int:
+        """Bytes the AMI sessions' sockets accepted so far: less what a client read, what
+        waits for it in the kernel's buffers."""
+        return int(self._running().bytes_sent())
+
+    @property
     def channel_count(self) -> int:
         """Live simulated channels."""
         return int(self._running().channel_count())
@@ -251,6 +257,11 @@ class Simulator:
     def load_calls_ended(self) -> int:
         """Load calls whose every channel has hung up."""
         return int(self._running().load_calls_ended())
+
+    def stop_load(self) -> None:
+        """Places no new load call; those in progress run to their end (``load_calls_ended``
+        catches up with ``load_calls_started``)."""
+        self._running().stop_load()
 
     def disconnect_all(self) -> None:
         """Closes every AMI connection at once, as a network failure would, and forgets every

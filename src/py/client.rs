@@ -336,16 +336,18 @@ impl Connection {
             (None, None) => true,
             _ => false,
         };
-        if unchanged {
-            *this.watched() = current;
-            return Ok(());
-        }
-        if let Some(old) = current {
-            old.stop(py)?;
+        match current {
+            Some(current) if unchanged => *this.watched() = Some(current),
+            Some(old) => old.stop(py)?,
+            None => {}
         }
         if let Some((io, event_loop)) = wanted {
-            let callback = slf.getattr(intern!(py, "on_readable"))?;
-            *this.watched() = Some(Watched::start(io, event_loop, callback)?);
+            if !unchanged {
+                let callback = slf.getattr(intern!(py, "on_readable"))?;
+                *this.watched() = Some(Watched::start(io.clone(), event_loop, callback)?);
+            }
+            // Running this proves the loop responsive: it takes the reading (back).
+            io.take_reading();
         }
         Ok(())
     }
@@ -879,8 +881,9 @@ impl Connection {
     }
 
     /// Counters: messages, events, orphans, decode_errors, reconnects, bytes_read, the
-    /// number of actions awaiting their result (pending), and the bytes the event queues hold
-    /// (queued_event_bytes) against their limit (max_event_bytes).
+    /// number of actions awaiting their result (pending), the bytes the event queues hold
+    /// (queued_event_bytes) against their limit (max_event_bytes), and who read the socket:
+    /// loop_reads, driver_reads, stall_takeovers, flood_handovers.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.client.stats();
         let d = PyDict::new(py);
@@ -893,6 +896,10 @@ impl Connection {
         d.set_item("pending", self.waiters().futures.len())?;
         d.set_item("queued_event_bytes", s.queued_event_bytes)?;
         d.set_item("max_event_bytes", s.max_event_bytes)?;
+        d.set_item("loop_reads", s.loop_reads)?;
+        d.set_item("driver_reads", s.driver_reads)?;
+        d.set_item("stall_takeovers", s.stall_takeovers)?;
+        d.set_item("flood_handovers", s.flood_handovers)?;
         Ok(d)
     }
 }

@@ -251,6 +251,10 @@ impl PySimulator {
         self.observe(SimHandle::events_dropped)
     }
 
+    fn bytes_sent(&self) -> u64 {
+        self.observe(SimHandle::bytes_sent)
+    }
+
     fn load_calls_started(&self) -> u64 {
         self.observe(SimHandle::load_calls_started)
     }
@@ -263,6 +267,11 @@ impl PySimulator {
     /// once closed).
     fn disconnect_all(&self) {
         self.observe(SimHandle::disconnect_all)
+    }
+
+    /// Places no new load call; those in progress run to their end.
+    fn stop_load(&self) {
+        self.observe(SimHandle::stop_load)
     }
 
     /// Stops listening and closes every connection (idempotent).

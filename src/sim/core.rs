@@ -23,6 +23,8 @@ pub(crate) struct Core {
     sessions: Mutex<Vec<(u64, mpsc::Sender<Event>)>>,
     /// Events not queued for a session because its queue was full.
     events_dropped: AtomicU64,
+    /// Bytes the AMI sessions' sockets accepted, over the simulator's life.
+    pub(crate) bytes_sent: AtomicU64,
     /// The `seq` the next emitted event gets.
     next_seq: AtomicU64,
     pub(crate) calls: Mutex<Calls>,
@@ -56,6 +58,7 @@ impl Core {
             next_session: AtomicU64::new(1),
             next_uniqueid: AtomicU64::new(1),
             events_dropped: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
             next_seq: AtomicU64::new(0),
             calls_processed: AtomicU64::new(0),
             unauthenticated,

@@ -195,6 +195,14 @@ impl SimHandle {
         self.core.events_dropped()
     }
 
+    /// Bytes the AMI sessions' sockets accepted so far (what a client has not read yet is
+    /// this less what it read).
+    pub fn bytes_sent(&self) -> u64 {
+        self.core
+            .bytes_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Live simulated channels.
     pub fn channel_count(&self) -> usize {
         lock(&self.core.calls).channels.len()

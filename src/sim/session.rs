@@ -262,6 +262,7 @@ impl Session {
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
             }
+            (self.core.bytes_sent).fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             bytes = bytes.get(n..).unwrap_or_default();
         }
         Ok(())

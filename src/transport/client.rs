@@ -42,24 +42,14 @@ impl Client {
                 Reply::Queued(token) => Some(token),
                 _ => None,
             }));
-        let requests = match self.shared.direct() {
-            Some(direct) => match direct.submit(requests) {
-                Ok(()) => return Ok(()),
-                Err(requests) => requests,
-            },
-            None => requests,
-        };
-        self.tx
-            .send(Command::Actions(requests))
-            .map_err(|rejected| {
-                if let Command::Actions(requests) = rejected.0 {
-                    for request in requests {
-                        self.shared
-                            .deliver(request.reply, Err(self.shared.closed_error()));
-                    }
-                }
-                self.shared.closed_error()
-            })
+        if let Err(requests) = self.shared.send_requests(&self.tx, requests) {
+            for request in requests {
+                self.shared
+                    .deliver(request.reply, Err(self.shared.closed_error()));
+            }
+            return Err(self.shared.closed_error());
+        }
+        Ok(())
     }
 
     /// Sends an action and waits for its outcome. `Response: Error` is `Err(ActionFailed)`.

@@ -15,6 +15,11 @@ pub trait LoopIo: Send + Sync {
     /// while the driver reads a flood (the loop would wake for nothing).
     fn wanted(&self) -> bool;
 
+    /// The loop watches the socket and is running: it reads from now on. (Its reader
+    /// callback alone cannot tell: the driver, reading meanwhile, may drain every packet
+    /// before the loop's poll reports it.)
+    fn take_reading(&self);
+
     /// The loop's reader callback: reads what is there and routes it as the driver would
     /// (completions and events go to the same queues, wake-ups through the same waker).
     fn on_readable(&self);

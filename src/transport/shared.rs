@@ -8,8 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::budget::ByteBudget;
-use super::command::Command;
-use super::command::Reply;
+use super::command::{Command, Reply, Request};
 use super::events::{Subscription, Wake};
 use super::live::{self, Live};
 use super::loop_io::LoopIo;
@@ -35,6 +34,14 @@ pub struct Stats {
     pub decode_errors: u64,
     pub reconnects: u64,
     pub bytes_read: u64,
+    /// Socket reads made on the asyncio loop's thread and by the driver (plain TCP shares
+    /// the reading; over TLS and HTTP the driver reads alone).
+    pub loop_reads: u64,
+    pub driver_reads: u64,
+    /// Times the driver took the reading over from a loop that had not read waiting data in
+    /// time, and times a flood was handed to it.
+    pub stall_takeovers: u64,
+    pub flood_handovers: u64,
     /// Bytes the event queues hold now, and the most they may (`max_event_bytes`).
     pub queued_event_bytes: usize,
     pub max_event_bytes: usize,
@@ -102,6 +109,28 @@ impl Shared {
         self.direct.lock().ok().and_then(|slot| slot.clone())
     }
 
+    /// Sends requests from this thread when the session allows it (`LoopIo`), else hands them
+    /// to the driver through `tx`: either way in the order they were sent. Gives them back if
+    /// the driver is gone.
+    pub(super) fn send_requests(
+        &self,
+        tx: &mpsc::UnboundedSender<Command>,
+        requests: Vec<Request>,
+    ) -> std::result::Result<(), Vec<Request>> {
+        let requests = match self.direct() {
+            Some(direct) => match direct.submit(requests) {
+                Ok(()) => return Ok(()),
+                Err(requests) => requests,
+            },
+            None => requests,
+        };
+        tx.send(Command::Actions(requests))
+            .map_err(|rejected| match rejected.0 {
+                Command::Actions(requests) => requests,
+                _ => Vec::new(),
+            })
+    }
+
     /// A session is about to open after a gap (or for the first time): the live state, if
     /// kept, holds the events from now on for its rebuild. Returns that rebuild.
     pub(super) fn begin_live_rebuild(&self) -> Option<u64> {
@@ -111,12 +140,7 @@ impl Shared {
     /// The session of `rebuild` is ready: asks the PBX for the lists the rebuild needs.
     pub(super) fn rebuild_live(self: &Arc<Self>, rebuild: Option<u64>, timeout: Duration) {
         if let (Some(live), Some(generation)) = (&self.live, rebuild) {
-            tokio::spawn(live::rebuild(
-                live.clone(),
-                self.clone(),
-                generation,
-                timeout,
-            ));
+            live::start_rebuild(live.clone(), self.clone(), generation, timeout);
         }
     }
 

@@ -122,14 +122,15 @@ pub(super) async fn supervise<D: Driver>(mut driver: D, ready: Reply) {
         if first.is_none() {
             link.shared.stats_mut(|s| s.reconnects += 1);
         }
+        // The rebuild's lists leave first, ahead of any action sent on the news below.
+        link.shared
+            .rebuild_live(rebuild, link.options.action_timeout);
         // Connected before `ready` is answered: whoever wakes on it must see the state.
         link.shared.set_state(State::Connected, None);
         if let Some(ready) = first {
             let accepted = b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n";
             link.shared.deliver(ready, Ok(local_outcome(accepted)));
         }
-        link.shared
-            .rebuild_live(rebuild, link.options.action_timeout);
         let up_since = Instant::now();
         let end = driver.serve(&mut session).await;
         backoff.session_ended(up_since.elapsed());

@@ -28,7 +28,7 @@ use super::events::{Filter, Overflow, QueueLimits, Queued, Subscription};
 use crate::proto::Message;
 use crate::proto::live::{Change, LiveConfig, LiveState, LiveStats, Text, View};
 
-pub(super) use rebuild::rebuild;
+pub(super) use rebuild::start as start_rebuild;
 
 /// The most bytes of events held back while a rebuild's lists are on their way. Past it the
 /// held events are dropped and the lists asked for again (they will describe the PBX after
@@ -106,8 +106,8 @@ impl Subscribers {
 /// What became of a rebuild's lists.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Finished {
-    /// Applied and published; `wake`: a change consumer must be woken.
-    Done { wake: bool },
+    /// Applied and published (the loop must be woken: someone may wait for the rebuild).
+    Done,
     /// The held events overflowed: the lists must be asked for again (holding starts afresh).
     AskAgain,
     /// A newer rebuild began (a new session): these lists describe nothing current.
@@ -265,9 +265,8 @@ impl Live {
         }
         let changes = state.finish_rebuild();
         inner.status.rebuild_error = None;
-        Finished::Done {
-            wake: self.publish(&inner, changes),
-        }
+        self.publish(&inner, changes);
+        Finished::Done
     }
 
     /// Rebuild `generation` could not get the PBX's lists (refused, timed out): the held events
@@ -397,7 +396,7 @@ mod tests {
         live.observe(&[newchannel("5")]);
         assert!(live.view().channel("5").is_none(), "held, not applied");
         let finished = live.finish_rebuild(generation, &no_lists());
-        assert_eq!(finished, Finished::Done { wake: false });
+        assert_eq!(finished, Finished::Done);
         assert!(
             live.view().channel("5").is_some(),
             "applied after the lists"
@@ -414,7 +413,7 @@ mod tests {
         assert_eq!(live.finish_rebuild(old, &no_lists()), Finished::Stale);
         assert!(live.status().rebuilding, "the old answer changed nothing");
         let finished = live.finish_rebuild(current, &no_lists());
-        assert_eq!(finished, Finished::Done { wake: false });
+        assert_eq!(finished, Finished::Done);
         assert!(live.view().channel("1").is_some());
     }
 

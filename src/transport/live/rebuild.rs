@@ -15,18 +15,32 @@ use crate::transport::command::{Command, Reply, Request};
 use crate::transport::shared::Shared;
 
 /// Rebuilds the live state for the session that just opened (rebuild `generation`, begun
-/// before the session served its first event).
-pub(crate) async fn rebuild(
+/// before the session served its first event). The first lists are asked before this returns,
+/// so that they leave ahead of any action sent once the session is announced: the state is
+/// then rebuilt before that action's answer arrives.
+pub(crate) fn start(live: Arc<Live>, shared: Arc<Shared>, generation: u64, timeout: Duration) {
+    let first = live
+        .commands
+        .upgrade()
+        .map(|tx| ask_first(&shared, &tx, timeout));
+    tokio::spawn(rebuild(live, shared, generation, timeout, first));
+}
+
+async fn rebuild(
     live: Arc<Live>,
     shared: Arc<Shared>,
     generation: u64,
     timeout: Duration,
+    mut first: Option<Result<Vec<Answer>>>,
 ) {
     loop {
         let Some(tx) = live.commands.upgrade() else {
             return;
         };
-        let lists = match ask_lists(&tx, timeout).await {
+        let asked = first
+            .take()
+            .unwrap_or_else(|| ask_first(&shared, &tx, timeout));
+        let lists = match ask_lists(&shared, &tx, asked, timeout).await {
             Ok(lists) => lists,
             // The session ended: the next one begins its own rebuild.
             Err(Error::ConnectionLost { .. } | Error::Closed { .. }) => return,
@@ -39,10 +53,8 @@ pub(crate) async fn rebuild(
             }
         };
         match live.finish_rebuild(generation, &lists) {
-            Finished::Done { wake } => {
-                if wake {
-                    shared.wake();
-                }
+            Finished::Done => {
+                shared.wake();
                 return;
             }
             Finished::Stale => return,
@@ -51,12 +63,24 @@ pub(crate) async fn rebuild(
     }
 }
 
-async fn ask_lists(tx: &mpsc::UnboundedSender<Command>, timeout: Duration) -> Result<Lists> {
-    let mut answers = ask(
-        tx,
-        vec![Action::new("CoreShowChannels"), Action::new("BridgeList")],
-        timeout,
-    )?;
+/// The lists every rebuild starts with.
+fn ask_first(
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Command>,
+    timeout: Duration,
+) -> Result<Vec<Answer>> {
+    let lists = vec![Action::new("CoreShowChannels"), Action::new("BridgeList")];
+    ask(shared, tx, lists, timeout)
+}
+
+/// The answers to `ask_first`, then each bridge's members.
+async fn ask_lists(
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Command>,
+    asked: Result<Vec<Answer>>,
+    timeout: Duration,
+) -> Result<Lists> {
+    let mut answers = asked?;
     let bridges = answers
         .pop()
         .ok_or_else(missing)?
@@ -74,7 +98,7 @@ async fn ask_lists(tx: &mpsc::UnboundedSender<Command>, timeout: Duration) -> Re
         .map(|id| Action::new("BridgeInfo").header("BridgeUniqueid", id.into_owned()))
         .collect();
     let mut members = Vec::new();
-    for answer in ask(tx, infos, timeout)? {
+    for answer in ask(shared, tx, infos, timeout)? {
         match answer.await.map_err(|_| missing())? {
             Ok(outcome) => members.push(items(outcome)),
             // The bridge ended between the two answers: its events say so.
@@ -98,8 +122,10 @@ fn items(outcome: Outcome) -> Vec<Message> {
 
 type Answer = oneshot::Receiver<Result<Outcome>>;
 
-/// Sends `actions` in one batch (one wake-up of the driver); their answers, in order.
+/// Sends `actions` in one batch, the way the handles send theirs (so that they leave in the
+/// order they were asked); their answers, in order.
 fn ask(
+    shared: &Shared,
     tx: &mpsc::UnboundedSender<Command>,
     actions: Vec<Action>,
     timeout: Duration,
@@ -120,7 +146,8 @@ fn ask(
     if requests.is_empty() {
         return Ok(answers);
     }
-    tx.send(Command::Actions(requests))
+    shared
+        .send_requests(tx, requests)
         .map_err(|_| Error::Closed {
             reason: "the client closed".into(),
         })?;

@@ -79,11 +79,15 @@ impl Core {
         }
     }
 
-    /// Bytes read from the socket: counted and handed to the decoder.
-    pub(super) fn feed(&mut self, bytes: &[u8]) {
+    /// Bytes read from the socket (on the loop's thread if `by_loop`): counted and handed to
+    /// the decoder.
+    pub(super) fn feed(&mut self, bytes: &[u8], by_loop: bool) {
         self.last_read = Instant::now();
-        self.shared
-            .stats_mut(|st| st.bytes_read += bytes.len() as u64);
+        self.shared.stats_mut(|st| {
+            st.bytes_read += bytes.len() as u64;
+            st.loop_reads += u64::from(by_loop);
+            st.driver_reads += u64::from(!by_loop);
+        });
         self.decoder.feed(bytes);
     }
 
@@ -292,10 +296,13 @@ impl Core {
             }
         }
         let n_events = published + events.len() as u64;
+        // Events first: a result the loop can take (it may be settling others right now) must
+        // find the live state and the streams already past the events that came before it.
+        let streams = self.shared.push_events(events);
         let results = self.shared.queue_completions(done);
         // One wake-up for both; `wake_for_results` tells a loop reading the socket itself that
         // only futures need settling.
-        if self.shared.push_events(events) {
+        if streams {
             self.shared.wake();
         } else if results {
             self.shared.wake_for_results();

@@ -95,7 +95,10 @@ impl Driver for Tcp {
         Ok(match opening.stream {
             Stream::Plain(tcp) if self.link.recorder.is_none() => {
                 let socket = tcp.into_std().map_err(|e| lost(format!("socket: {e}")))?;
-                Session::Direct(direct::DirectSession::new(socket, opening.core))
+                let session = direct::DirectSession::new(socket, opening.core);
+                // Shared before the session is announced: whoever learns of it may use it.
+                self.link.shared.set_direct(session.clone());
+                Session::Direct(session)
             }
             Stream::Plain(tcp) => Session::Async(Box::new(serve::AsyncSession::new(
                 Box::new(tcp),
@@ -277,7 +280,7 @@ impl Tcp {
         if n == 0 {
             return Err(lost("the server closed the connection"));
         }
-        s.core.feed(&s.rbuf);
+        s.core.feed(&s.rbuf, false);
         s.rbuf.clear();
         Ok(())
     }

@@ -109,7 +109,7 @@ pub(super) async fn serve(s: &mut AsyncSession, link: &mut Link) -> End {
                     }
                     Ok(_) => {
                         if let Some(rec) = link.recorder.as_mut() { rec.record("recv", &s.rbuf, false); }
-                        s.core.feed(&s.rbuf);
+                        s.core.feed(&s.rbuf, false);
                         s.rbuf.clear();
                         s.core.process();
                     }

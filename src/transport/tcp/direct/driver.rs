@@ -100,6 +100,7 @@ impl DirectSession {
                 if io.reader == Reader::Loop && io.loop_reads == loop_reads && self.readable_now() {
                     debug!("amiwire: the loop did not read for {STALL_CHECK:?}: the driver reads");
                     io.reader = Reader::Driver;
+                    io.core.shared.stats_mut(|st| st.stall_takeovers += 1);
                 }
             }
         }
@@ -220,12 +221,8 @@ impl DirectSession {
 }
 
 pub(in crate::transport::tcp) async fn serve(d: &Arc<DirectSession>, link: &mut Link) -> End {
-    let shared = link.shared.clone();
     // Anything already decoded during login belongs to the stream.
     d.lock().core.process();
-    shared.set_direct(d.clone());
-    // The loop learns that it may watch the socket.
-    shared.wake();
     let mut reg = Registration::default();
     let mut side = DriverSide {
         watch: Watch::Listening,

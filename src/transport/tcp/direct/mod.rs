@@ -70,11 +70,13 @@ enum Read {
 impl Io {
     /// One read of at most a buffer, handed to the decoder (not routed).
     fn read_raw(&mut self, socket: &TcpStream) -> Read {
+        let by_loop = self.reader == Reader::Loop;
         loop {
             return match (&*socket).read(&mut self.rbuf) {
                 Ok(0) => Read::Closed("the server closed the connection".into()),
                 Ok(n) => {
-                    self.core.feed(self.rbuf.get(..n).unwrap_or_default());
+                    self.core
+                        .feed(self.rbuf.get(..n).unwrap_or_default(), by_loop);
                     Read::Got(n)
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Empty,
@@ -177,6 +179,13 @@ impl LoopIo for DirectSession {
         io.ended.is_none() && io.loop_wanted && io.reader != Reader::Closing
     }
 
+    fn take_reading(&self) {
+        let mut io = self.lock();
+        if io.ended.is_none() && io.loop_wanted && io.reader == Reader::Driver {
+            io.reader = Reader::Loop;
+        }
+    }
+
     fn on_readable(&self) {
         let mut io = self.lock();
         if io.ended.is_some() || !io.loop_wanted || io.reader == Reader::Closing {
@@ -189,6 +198,7 @@ impl LoopIo for DirectSession {
             Read::Got(n) if n == READ_BUFFER => {
                 io.reader = Reader::Driver;
                 io.loop_wanted = false;
+                io.core.shared.stats_mut(|st| st.flood_handovers += 1);
                 true
             }
             Read::Closed(reason) => {
