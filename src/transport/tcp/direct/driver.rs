@@ -97,18 +97,21 @@ impl DirectSession {
         if let Watch::Waiting { loop_reads, until } = side.watch {
             if now >= until {
                 side.watch = Watch::Listening;
-                if io.reader == Reader::Loop && io.loop_reads == loop_reads && self.readable_now() {
+                if self.roles.reader() == Reader::Loop
+                    && io.loop_reads == loop_reads
+                    && self.readable_now()
+                {
                     debug!("amiwire: the loop did not read for {STALL_CHECK:?}: the driver reads");
-                    io.reader = Reader::Driver;
+                    self.roles.set_reader(Reader::Driver);
                     io.core.shared.stats_mut(|st| st.stall_takeovers += 1);
                 }
             }
         }
-        let flood = io.reader == Reader::Driver && !io.loop_wanted;
+        let flood = self.roles.reader() == Reader::Driver && !self.roles.loop_wanted();
         if flood && now >= side.window.0 + STALL_CHECK {
             if side.window.1 < READ_BUFFER {
                 // Calm again: the loop may read (it takes over at its first callback).
-                io.loop_wanted = true;
+                self.roles.set_loop_wanted(true);
                 io.core.shared.wake();
             }
             side.window = (now, 0);
@@ -127,7 +130,7 @@ impl DirectSession {
         .fold(io.core.idle_wake(now), Instant::min);
         io.timer_at = wake_at;
         Ok(Turn {
-            read: io.reader == Reader::Driver || matches!(side.watch, Watch::Listening),
+            read: self.roles.reader() == Reader::Driver || matches!(side.watch, Watch::Listening),
             write: io.write_blocked,
             wake_at,
         })
@@ -137,7 +140,7 @@ impl DirectSession {
     /// the stall check. `Err`: the session is over.
     fn on_driver_readable(&self, reg: &Registration, side: &mut DriverSide) -> Result<(), String> {
         let mut io = self.lock();
-        if io.reader != Reader::Driver {
+        if self.roles.reader() != Reader::Driver {
             side.watch = Watch::Waiting {
                 loop_reads: io.loop_reads,
                 until: Instant::now() + STALL_CHECK,
@@ -187,7 +190,7 @@ impl DirectSession {
     /// Encodes a Logoff and hands the socket to the driver alone.
     fn start_logoff(&self) {
         let mut io = self.lock();
-        io.reader = Reader::Closing;
+        self.roles.set_reader(Reader::Closing);
         let id = io.core.ids.next_id();
         let mut out = std::mem::take(&mut io.core.out);
         if Action::new("Logoff").encode(Some(&id), &mut out).is_ok() {

@@ -19,6 +19,7 @@ pub(super) mod driver;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -45,11 +46,47 @@ enum Reader {
     Closing,
 }
 
+/// Who reads, kept outside the lock: the loop asks on every wake-up and must not wait for a
+/// driver that routes a flood under the lock. (Reads themselves happen under the lock: a role
+/// is only whose turn it is.)
+#[derive(Default)]
+struct Roles {
+    reader: AtomicU8,
+    /// The driver reads a flood: the loop should not watch the socket meanwhile.
+    flood: AtomicBool,
+    /// The session is over (why: `Io::ended`).
+    over: AtomicBool,
+}
+
+impl Roles {
+    fn reader(&self) -> Reader {
+        match self.reader.load(Ordering::Acquire) {
+            0 => Reader::Loop,
+            1 => Reader::Driver,
+            _ => Reader::Closing,
+        }
+    }
+
+    fn set_reader(&self, reader: Reader) {
+        self.reader.store(reader as u8, Ordering::Release);
+    }
+
+    fn loop_wanted(&self) -> bool {
+        !self.flood.load(Ordering::Acquire)
+    }
+
+    fn set_loop_wanted(&self, wanted: bool) {
+        self.flood.store(!wanted, Ordering::Release);
+    }
+
+    fn over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+}
+
 struct Io {
     core: Core,
-    reader: Reader,
-    /// The loop should watch the socket: false while the driver reads a flood.
-    loop_wanted: bool,
+    roles: Arc<Roles>,
     /// The loop's read callbacks so far: the stall check compares it across its wait.
     loop_reads: u64,
     ended: Option<String>,
@@ -70,7 +107,7 @@ enum Read {
 impl Io {
     /// One read of at most a buffer, handed to the decoder (not routed).
     fn read_raw(&mut self, socket: &TcpStream) -> Read {
-        let by_loop = self.reader == Reader::Loop;
+        let by_loop = self.roles.reader() == Reader::Loop;
         loop {
             return match (&*socket).read(&mut self.rbuf) {
                 Ok(0) => Read::Closed("the server closed the connection".into()),
@@ -116,11 +153,13 @@ impl Io {
 
     fn end(&mut self, reason: String) {
         self.ended.get_or_insert(reason);
+        self.roles.over.store(true, Ordering::Release);
     }
 }
 
 pub(in crate::transport) struct DirectSession {
     io: Mutex<Io>,
+    roles: Arc<Roles>,
     socket: TcpStream,
     /// Pokes the driver: a write the loop could not finish, a flood handed over, an earlier
     /// deadline, the end of the session.
@@ -130,11 +169,13 @@ pub(in crate::transport) struct DirectSession {
 impl DirectSession {
     /// `socket` is non-blocking (out of tokio). The driver reads until the loop first does.
     pub(super) fn new(socket: TcpStream, core: Core) -> Arc<DirectSession> {
+        let roles = Arc::new(Roles::default());
+        roles.set_reader(Reader::Driver);
         Arc::new(DirectSession {
+            roles: roles.clone(),
             io: Mutex::new(Io {
                 core,
-                reader: Reader::Driver,
-                loop_wanted: true,
+                roles,
                 loop_reads: 0,
                 ended: None,
                 write_blocked: false,
@@ -156,7 +197,7 @@ impl DirectSession {
     pub(super) fn end(self: &Arc<Self>, error: &Error, retire: impl FnOnce(&mut Core)) {
         let mut io = self.lock();
         io.end(error.to_string());
-        io.reader = Reader::Closing;
+        self.roles.set_reader(Reader::Closing);
         io.core.shared.clear_direct(self.as_ref());
         retire(&mut io.core);
         drop(io);
@@ -175,29 +216,38 @@ impl LoopIo for DirectSession {
     }
 
     fn wanted(&self) -> bool {
-        let io = self.lock();
-        io.ended.is_none() && io.loop_wanted && io.reader != Reader::Closing
+        let roles = &self.roles;
+        !roles.over() && roles.loop_wanted() && roles.reader() != Reader::Closing
     }
 
     fn take_reading(&self) {
-        let mut io = self.lock();
-        if io.ended.is_none() && io.loop_wanted && io.reader == Reader::Driver {
-            io.reader = Reader::Loop;
+        let roles = &self.roles;
+        if !roles.over() && roles.loop_wanted() {
+            // Only from the driver: never over a logoff.
+            let _ = roles.reader.compare_exchange(
+                Reader::Driver as u8,
+                Reader::Loop as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 
     fn on_readable(&self) {
-        let mut io = self.lock();
-        if io.ended.is_some() || !io.loop_wanted || io.reader == Reader::Closing {
+        if !self.wanted() {
             return;
         }
+        let mut io = self.lock();
         // The loop is back: it reads from now on (the driver notices at its next wake).
-        io.reader = Reader::Loop;
+        self.take_reading();
+        if self.roles.reader() != Reader::Loop {
+            return;
+        }
         io.loop_reads += 1;
         let poke = match io.read_once(&self.socket) {
             Read::Got(n) if n == READ_BUFFER => {
-                io.reader = Reader::Driver;
-                io.loop_wanted = false;
+                self.roles.set_reader(Reader::Driver);
+                self.roles.set_loop_wanted(false);
                 io.core.shared.stats_mut(|st| st.flood_handovers += 1);
                 true
             }
@@ -215,7 +265,7 @@ impl LoopIo for DirectSession {
 
     fn submit(&self, requests: Vec<Request>) -> Result<(), Vec<Request>> {
         let mut io = self.lock();
-        if io.ended.is_some() || io.reader == Reader::Closing {
+        if io.ended.is_some() || self.roles.reader() == Reader::Closing {
             return Err(requests);
         }
         let earliest = requests
