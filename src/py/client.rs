@@ -2,11 +2,12 @@
 //! asyncio client (python/amiwire/client.py) is built on.
 //!
 //! Why no Rust futures here: waking a PyO3 coroutine from a tokio thread attaches that thread
-//! to the interpreter, so the socket reader would wait on the GIL. Instead the driver pushes
-//! completions and events into Rust queues and writes one byte to a socketpair whose other end
-//! the asyncio loop watches (`loop.add_reader`); the loop thread then takes whole batches and
-//! resolves its own futures. The reader never touches Python, and a burst of completions costs
-//! one wake-up (measured fastest in architecture.md §14).
+//! to the interpreter, so the socket reader would wait on the GIL. Instead the futures are
+//! settled on the loop thread: over plain TCP the loop reads the session socket itself and
+//! settles what it read at once (`loop_socket.rs`); what the driver reads (TLS, HTTP, a
+//! stalled loop, a flood) it pushes into Rust queues and announces by one byte on a
+//! socketpair the loop watches, and the loop then takes whole batches. The driver never
+//! touches Python, and a burst of completions costs one wake-up (architecture.md §14).
 
 use std::collections::HashMap;
 use std::io::Read;

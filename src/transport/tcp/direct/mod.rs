@@ -16,6 +16,7 @@
 
 pub(super) mod driver;
 
+use std::cell::RefCell;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -94,7 +95,12 @@ struct Io {
     write_blocked: bool,
     /// Where the driver's timer is set: an action due earlier pokes it.
     timer_at: Instant,
-    rbuf: Box<[u8]>,
+}
+
+thread_local! {
+    /// One read buffer per thread, not per session (a thousand idle connections would hold
+    /// 64 MiB of them): a read's bytes go to the session's decoder at once.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER].into_boxed_slice());
 }
 
 enum Read {
@@ -108,19 +114,20 @@ impl Io {
     /// One read of at most a buffer, handed to the decoder (not routed).
     fn read_raw(&mut self, socket: &TcpStream) -> Read {
         let by_loop = self.roles.reader() == Reader::Loop;
-        loop {
-            return match (&*socket).read(&mut self.rbuf) {
-                Ok(0) => Read::Closed("the server closed the connection".into()),
-                Ok(n) => {
-                    self.core
-                        .feed(self.rbuf.get(..n).unwrap_or_default(), by_loop);
-                    Read::Got(n)
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Empty,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => Read::Closed(format!("read: {e}")),
-            };
-        }
+        READ_BUF.with_borrow_mut(|buf| {
+            loop {
+                return match (&*socket).read(buf) {
+                    Ok(0) => Read::Closed("the server closed the connection".into()),
+                    Ok(n) => {
+                        self.core.feed(buf.get(..n).unwrap_or_default(), by_loop);
+                        Read::Got(n)
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Read::Empty,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => Read::Closed(format!("read: {e}")),
+                };
+            }
+        })
     }
 
     /// One read, routed.
@@ -180,7 +187,6 @@ impl DirectSession {
                 ended: None,
                 write_blocked: false,
                 timer_at: Instant::now(),
-                rbuf: vec![0; READ_BUFFER].into_boxed_slice(),
             }),
             socket,
             notify: Notify::new(),
