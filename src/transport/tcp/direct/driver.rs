@@ -199,9 +199,9 @@ impl DirectSession {
         }
     }
 
-    /// During logoff: reads (unrouted) and writes what is left. `true` once Goodbye or the end
-    /// arrived; else what to wait for (readable, and writable too when a write is pending).
-    fn logoff_step(&self, reg: &Registration) -> Result<bool, bool> {
+    /// During logoff: reads (unrouted) and writes what is left. `None` once Goodbye or the end
+    /// arrived; else whether to wait for room to write as well as for data.
+    fn logoff_step(&self, reg: &Registration) -> Option<bool> {
         let mut io = self.lock();
         io.write_out(&self.socket);
         let read = reg.try_io(Interest::READABLE, || match io.read_raw(&self.socket) {
@@ -209,17 +209,17 @@ impl DirectSession {
             read => Ok(read),
         });
         match read {
-            Some(Read::Closed(_)) => return Ok(true),
+            Some(Read::Closed(_)) => return None,
             Some(Read::Got(_)) => {
                 while let Some(Ok(msg)) = io.core.decoder.next_message() {
                     if msg.has_value("Response", "Goodbye") {
-                        return Ok(true);
+                        return None;
                     }
                 }
             }
             Some(Read::Empty) | None => {}
         }
-        Err(io.write_blocked)
+        Some(io.write_blocked)
     }
 }
 
@@ -282,9 +282,8 @@ async fn logoff(d: &Arc<DirectSession>, reply: Option<Reply>) -> End {
             return;
         }
         loop {
-            let write = match d.logoff_step(&reg) {
-                Ok(_) => return,
-                Err(write) => write,
+            let Some(write) = d.logoff_step(&reg) else {
+                return;
             };
             let ready = tokio::select! {
                 ready = reg.ready(Interest::READABLE) => ready,
