@@ -195,6 +195,9 @@ struct Attached {
     /// A `flush` is scheduled on this loop. Tracked per loop: a flush scheduled on a loop
     /// that stopped before running it must not keep a new loop from scheduling its own.
     flush_scheduled: bool,
+    /// An action was written at once since the loop last ran a read, a wake-up or a flush:
+    /// the next ones wait for a `flush`, so that a burst leaves in one write.
+    wrote_at_once: bool,
 }
 
 struct Waiter {
@@ -285,6 +288,7 @@ impl Connection {
                     event_loop: event_loop.clone().unbind(),
                     future_kwargs: kwargs.clone().unbind(),
                     flush_scheduled: false,
+                    wrote_at_once: false,
                 });
                 drop(previous);
                 // The session socket moves to the new loop too.
@@ -353,6 +357,13 @@ impl Connection {
         Ok(())
     }
 
+    /// The loop runs an I/O callback: a new turn, whose first action may leave at once.
+    fn io_turn(&self) {
+        if let Some(a) = &mut self.waiters().attached {
+            a.wrote_at_once = false;
+        }
+    }
+
     /// Settles the futures of every finished action.
     fn settle_completions(&self, py: Python<'_>) {
         let completions = self.client.take_completions();
@@ -407,30 +418,37 @@ impl Connection {
             timeout: submission.timeout,
             reply: Reply::Queued(token),
         };
-        let first_of_tick = match &mut this.waiters().attached {
+        // The first action since the loop last did I/O leaves at once when this thread writes
+        // the socket itself: a sequential caller then waits for no extra loop turn, and
+        // schedules none. The rest follow together in `flush`, at the next turn.
+        let may_write_now = matches!(
+            &this.waiters().attached,
+            Some(a) if !a.flush_scheduled && !a.wrote_at_once
+        );
+        let mut outbox = this.outbox();
+        if may_write_now
+            && outbox.is_empty()
+            && this.check_fork().is_ok()
+            && this.client.loop_io().is_some()
+        {
+            drop(outbox);
+            if let Some(a) = &mut this.waiters().attached {
+                a.wrote_at_once = true;
+            }
+            // A refused request (client closed) already reported the failure to its waiter.
+            let _ = this.client.submit_all(vec![request]);
+            return Ok(future);
+        }
+        outbox.push(request);
+        drop(outbox);
+        let schedule = match &mut this.waiters().attached {
             Some(a) if !a.flush_scheduled => {
                 a.flush_scheduled = true;
                 true
             }
             _ => false,
         };
-        // The first action of a tick leaves at once when this thread writes the socket itself
-        // (a sequential caller then waits for no extra loop turn); the rest of the tick
-        // follows together in `flush`.
-        let mut outbox = this.outbox();
-        if first_of_tick
-            && outbox.is_empty()
-            && this.check_fork().is_ok()
-            && this.client.loop_io().is_some()
-        {
-            drop(outbox);
-            // A refused request (client closed) already reported the failure to its waiter.
-            let _ = this.client.submit_all(vec![request]);
-        } else {
-            outbox.push(request);
-            drop(outbox);
-        }
-        if first_of_tick {
+        if schedule {
             event_loop.call_method1(
                 intern!(py, "call_soon"),
                 (slf.getattr(intern!(py, "flush"))?,),
@@ -610,6 +628,7 @@ impl Connection {
     fn flush(&self, py: Python<'_>) {
         if let Some(a) = &mut self.waiters().attached {
             a.flush_scheduled = false;
+            a.wrote_at_once = false;
         }
         let queued = std::mem::take(&mut *self.outbox());
         if queued.is_empty() {
@@ -663,6 +682,7 @@ impl Connection {
         // One read empties the socket: the waker writes one byte per empty-to-busy transition.
         let mut buf = [0u8; 4096];
         let _ = (&this.wake_rx).read(&mut buf);
+        this.io_turn();
         this.settle_completions(slf.py());
         Connection::watch_socket(slf)
     }
@@ -674,6 +694,7 @@ impl Connection {
         let Some(io) = this.watched().as_ref().map(|w| w.io.clone()) else {
             return Ok(());
         };
+        this.io_turn();
         let settling = Settling::begin(&this.waker);
         io.on_readable();
         if settling.end() {
