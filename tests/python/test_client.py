@@ -222,6 +222,23 @@ async def test_actions_leave_in_call_order_without_being_awaited(sim):
         assert [e["UserEvent"] for e in got] == ["first", "second"]
 
 
+async def test_bursts_and_single_actions_keep_their_order_on_the_wire(sim):
+    # The first action since the loop's last I/O is written at once, the rest of a burst at the
+    # next loop turn: bursts of every size, turns apart, still leave in call order.
+    async with amiwire.connect(sim.url) as ami:
+        stream = ami.events("UserEvent")
+        futures = []
+        for burst in (1, 5, 1, 1, 20, 3, 1):
+            for _ in range(burst):
+                futures.append(ami.action("UserEvent", UserEvent=f"u{len(futures)}"))
+            await asyncio.sleep(0)
+        await asyncio.gather(*futures)
+        got = []
+        while len(got) < len(futures):
+            got += await asyncio.wait_for(stream.next_batch(), 5)
+        assert [e["UserEvent"] for e in got] == [f"u{i}" for i in range(len(futures))]
+
+
 async def test_usage_errors_raise_at_the_call(sim):
     async with amiwire.connect(sim.url) as ami:
         with pytest.raises(amiwire.LocalProtocolError):
