@@ -24,10 +24,12 @@ pub trait LoopIo: Send + Sync {
     /// (completions and events go to the same queues, wake-ups through the same waker).
     fn on_readable(&self);
 
-    /// Sends the requests now, from the caller's thread; gives them back if the session is
-    /// over (they then take the driver's path, which knows what to tell their waiters).
+    /// Sends the requests now from the caller's thread, or queues them for whoever holds the
+    /// session next if it is busy (never waits); gives them back if the session is over (they
+    /// then take the driver's path, which knows what to tell their waiters).
     fn submit(&self, requests: Vec<Request>) -> Result<(), Vec<Request>>;
 
-    /// Forgets the action of a `Reply::Queued` token; false if the session is over.
+    /// Forgets the action of a `Reply::Queued` token; false if the session is over or busy
+    /// (the cancel then takes the driver's path).
     fn cancel(&self, token: u64) -> bool;
 }

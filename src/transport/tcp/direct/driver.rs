@@ -80,6 +80,9 @@ impl DirectSession {
     fn plan(&self, side: &mut DriverSide) -> Result<Turn, String> {
         let now = Instant::now();
         let mut io = self.lock();
+        if self.send_queued(&mut io).is_some() && !io.write_blocked {
+            io.write_out(&self.socket);
+        }
         loop {
             if let Some(reason) = &io.ended {
                 return Err(reason.clone());
@@ -175,6 +178,7 @@ impl DirectSession {
     /// Applies a handle's command and whatever else is queued, then writes. `Some`: close.
     fn apply(&self, first: Command, rx: &mut mpsc::UnboundedReceiver<Command>) -> Option<Reply> {
         let mut io = self.lock();
+        self.send_queued(&mut io);
         let mut close = io.core.command(first);
         // Coalesce everything already queued into one write.
         while close.is_none() {

@@ -15,13 +15,15 @@
 //! whether the loop read it (`driver.rs`).
 
 pub(super) mod driver;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -167,6 +169,10 @@ impl Io {
 pub(in crate::transport) struct DirectSession {
     io: Mutex<Io>,
     roles: Arc<Roles>,
+    /// Requests that found the session busy (the driver routing a flood under the lock): the
+    /// lock's holder sends them before anything else. The loop never waits for the driver to
+    /// send, and a driver that takes the lock turn after turn cannot starve it.
+    queued: Mutex<Vec<Request>>,
     socket: TcpStream,
     /// Pokes the driver: a write the loop could not finish, a flood handed over, an earlier
     /// deadline, the end of the session.
@@ -180,6 +186,7 @@ impl DirectSession {
         roles.set_reader(Reader::Driver);
         Arc::new(DirectSession {
             roles: roles.clone(),
+            queued: Mutex::new(Vec::new()),
             io: Mutex::new(Io {
                 core,
                 roles,
@@ -205,9 +212,24 @@ impl DirectSession {
         io.end(error.to_string());
         self.roles.set_reader(Reader::Closing);
         io.core.shared.clear_direct(self.as_ref());
+        // Requests still queued were never sent: registered now, they fail with the rest.
+        self.send_queued(&mut io);
         retire(&mut io.core);
         drop(io);
         let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    fn queue(&self, requests: Vec<Request>) {
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(requests);
+    }
+
+    /// Encodes what waited in `queued` (first, as it came first). Returns its earliest deadline.
+    fn send_queued(&self, io: &mut Io) -> Option<Instant> {
+        let queued = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
+        queued.into_iter().filter_map(|req| io.core.send(req)).min()
     }
 
     /// Whether a read would return something now (data, or the end).
@@ -270,15 +292,29 @@ impl LoopIo for DirectSession {
     }
 
     fn submit(&self, requests: Vec<Request>) -> Result<(), Vec<Request>> {
-        let mut io = self.lock();
-        if io.ended.is_some() || self.roles.reader() == Reader::Closing {
+        if self.roles.over() || self.roles.reader() == Reader::Closing {
             return Err(requests);
         }
+        let mut io = match self.io.try_lock() {
+            Ok(io) => io,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.queue(requests);
+                self.notify.notify_one();
+                return Ok(());
+            }
+        };
+        if io.ended.is_some() {
+            return Err(requests);
+        }
+        let was_blocked = io.write_blocked;
+        // (Not `Option::min`: `None` is the smaller there.)
+        let queued = self.send_queued(&mut io);
         let earliest = requests
             .into_iter()
             .filter_map(|req| io.core.send(req))
+            .chain(queued)
             .min();
-        let was_blocked = io.write_blocked;
         if !was_blocked {
             io.write_out(&self.socket);
         }
@@ -293,10 +329,14 @@ impl LoopIo for DirectSession {
     }
 
     fn cancel(&self, token: u64) -> bool {
-        let mut io = self.lock();
+        // A busy session gets the cancel through the driver's queue (after what is queued here).
+        let Ok(mut io) = self.io.try_lock() else {
+            return false;
+        };
         if io.ended.is_some() {
             return false;
         }
+        self.send_queued(&mut io);
         io.core.cancel(token);
         true
     }
