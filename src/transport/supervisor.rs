@@ -29,6 +29,16 @@ pub(super) enum End {
     Lost(String),
 }
 
+impl End {
+    /// After a logoff: the user's close (`reply` learns it is done), or every handle dropped.
+    pub(super) fn logged_off(reply: Option<Reply>) -> End {
+        match reply {
+            Some(reply) => End::UserClosed(reply),
+            None => End::HandlesDropped,
+        }
+    }
+}
+
 /// What the supervisor and its driver share: the options, the command queue from the
 /// handles, the state they publish, and the transcript.
 pub(super) struct Link {

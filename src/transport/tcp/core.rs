@@ -137,6 +137,24 @@ impl Core {
         None
     }
 
+    /// Encodes a Logoff into `out`; false if it could not be.
+    pub(super) fn encode_logoff(&mut self) -> bool {
+        let id = self.ids.next_id();
+        Action::new("Logoff")
+            .encode(Some(&id), &mut self.out)
+            .is_ok()
+    }
+
+    /// During a logoff: drains what was decoded, true once the Goodbye is among it.
+    pub(super) fn goodbye_arrived(&mut self) -> bool {
+        while let Some(Ok(msg)) = self.decoder.next_message() {
+            if msg.has_value("Response", "Goodbye") {
+                return true;
+            }
+        }
+        false
+    }
+
     pub(super) fn cancel(&mut self, token: u64) {
         self.correlator.cancel_where(|p| p.token == Some(token));
     }

@@ -14,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use super::core::Core;
-use crate::proto::Action;
 use crate::transport::client::StreamBox;
 use crate::transport::command::Reply;
 use crate::transport::supervisor::{End, Link};
@@ -122,11 +121,7 @@ pub(super) async fn serve(s: &mut AsyncSession, link: &mut Link) -> End {
 
 /// Sends Logoff and waits briefly for Goodbye or EOF, then drops the socket.
 async fn logoff(s: &mut AsyncSession, link: &mut Link, reply: Option<Reply>) -> End {
-    let id = s.core.ids.next_id();
-    if Action::new("Logoff")
-        .encode(Some(&id), &mut s.core.out)
-        .is_ok()
-    {
+    if s.core.encode_logoff() {
         let out = std::mem::take(&mut s.core.out);
         let bye = async {
             s.write.write_all(&out).await?;
@@ -143,23 +138,23 @@ async fn logoff(s: &mut AsyncSession, link: &mut Link, reply: Option<Reply>) -> 
                     return Ok::<_, std::io::Error>(());
                 }
                 s.core.decoder.feed(&s.rbuf);
-                while let Some(Ok(msg)) = s.core.decoder.next_message() {
-                    if msg.has_value("Response", "Goodbye") {
-                        return Ok(());
-                    }
+                if s.core.goodbye_arrived() {
+                    return Ok(());
                 }
             }
         };
-        if tokio::time::timeout(LOGOFF_WAIT, bye).await.is_err() {
-            debug!("amiwire: no Goodbye within 2 s; closing anyway");
-        }
+        wait_for_goodbye(bye).await;
     }
     let _ = s.write.shutdown().await;
-    match reply {
-        Some(reply) => End::UserClosed(reply),
-        None => End::HandlesDropped,
+    End::logged_off(reply)
+}
+
+/// Waits for `bye` (the Goodbye or the end), for a logoff's short while at most.
+pub(super) async fn wait_for_goodbye<T>(bye: impl Future<Output = T>) {
+    if tokio::time::timeout(LOGOFF_WAIT, bye).await.is_err() {
+        debug!("amiwire: no Goodbye within {LOGOFF_WAIT:?}; closing anyway");
     }
 }
 
 /// How long a logoff waits for Goodbye before closing anyway.
-pub(super) const LOGOFF_WAIT: Duration = Duration::from_secs(2);
+const LOGOFF_WAIT: Duration = Duration::from_secs(2);

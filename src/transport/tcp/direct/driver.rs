@@ -10,10 +10,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{DirectSession, READ_BUFFER, Read, Reader, STALL_CHECK};
-use crate::proto::Action;
 use crate::transport::command::{Command, Reply};
 use crate::transport::supervisor::{End, Link};
-use crate::transport::tcp::serve::LOGOFF_WAIT;
+use crate::transport::tcp::serve::wait_for_goodbye;
 
 /// The driver's registration of the socket with tokio, only while it waits for it: while the
 /// loop reads, the socket is unregistered once data arrived, so that the driver's thread is
@@ -195,10 +194,7 @@ impl DirectSession {
     fn start_logoff(&self) {
         let mut io = self.lock();
         self.roles.set_reader(Reader::Closing);
-        let id = io.core.ids.next_id();
-        let mut out = std::mem::take(&mut io.core.out);
-        if Action::new("Logoff").encode(Some(&id), &mut out).is_ok() {
-            io.core.out = out;
+        if io.core.encode_logoff() {
             io.write_out(&self.socket);
         }
     }
@@ -214,14 +210,8 @@ impl DirectSession {
         });
         match read {
             Some(Read::Closed(_)) => return None,
-            Some(Read::Got(_)) => {
-                while let Some(Ok(msg)) = io.core.decoder.next_message() {
-                    if msg.has_value("Response", "Goodbye") {
-                        return None;
-                    }
-                }
-            }
-            Some(Read::Empty) | None => {}
+            Some(Read::Got(_)) if io.core.goodbye_arrived() => return None,
+            Some(Read::Got(_) | Read::Empty) | None => {}
         }
         Some(io.write_blocked)
     }
@@ -298,11 +288,6 @@ async fn logoff(d: &Arc<DirectSession>, reply: Option<Reply>) -> End {
             }
         }
     };
-    if tokio::time::timeout(LOGOFF_WAIT, bye).await.is_err() {
-        debug!("amiwire: no Goodbye within 2 s; closing anyway");
-    }
-    match reply {
-        Some(reply) => End::UserClosed(reply),
-        None => End::HandlesDropped,
-    }
+    wait_for_goodbye(bye).await;
+    End::logged_off(reply)
 }
