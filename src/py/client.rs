@@ -220,8 +220,9 @@ pub struct Connection {
     /// The session socket the loop reads itself, while the session allows it.
     watched: Mutex<Option<Watched>>,
     pid: u32,
-    /// Actions queued by `submit` until `flush`: handing the driver a whole loop tick's worth
-    /// at once lets it write them in one go instead of waking for each.
+    /// Actions queued by `submit` until `flush` (all but the first since the loop's last I/O
+    /// when the loop writes the socket itself): a burst then leaves in one write, or one
+    /// wake-up of the driver, instead of one for each.
     outbox: Mutex<Vec<Request>>,
     waiters: Mutex<Waiters>,
     /// The stream subscribed before the login (`early_stream`), until it is taken.
@@ -553,8 +554,9 @@ impl Connection {
         Ok(Connection::new_future(slf, &event_loop, Some(LOGIN), true)?.1)
     }
 
-    /// Queues an action and returns the asyncio future of its result. The actions of one loop
-    /// tick reach the driver together (`flush`, scheduled with `call_soon`). Invalid actions
+    /// Queues an action and returns the asyncio future of its result. The first action since
+    /// the loop's last I/O is written at once when the loop writes the socket itself; the
+    /// others of a tick leave together (`flush`, scheduled with `call_soon`). Invalid actions
     /// raise `LocalProtocolError` here, before anything is sent. `expect` is "auto", "list"
     /// or "originate". Called with no running loop, it returns a coroutine that sends the
     /// action when it runs.
@@ -624,7 +626,8 @@ impl Connection {
         Connection::enqueue(slf, &running_loop(slf.py())?, submission)
     }
 
-    /// Hands every queued action to the driver, in one message.
+    /// Sends every queued action at once: written from this thread when the session allows
+    /// it, else handed to the driver in one message.
     fn flush(&self, py: Python<'_>) {
         if let Some(a) = &mut self.waiters().attached {
             a.flush_scheduled = false;
