@@ -557,7 +557,7 @@ def main() -> int:
         p50, p99, bare50, bare99, _ = isolated("sequential_latency", one_cpu)
         rows.append((label, f"amiwire {p50:.0f} / {p99:.0f} us; bare asyncio Protocol {bare50:.0f} / {bare99:.0f} us (taking turns)"))
     same, across, _ = isolated("wakeup_round_trip")
-    rows.append(("  reference: pipe round trip, 2 processes", f"p50 {same:.1f} us on one CPU, {across:.1f} us across two CPUs (each Ping wakes 2 threads bare, 4 in amiwire)"))
+    rows.append(("  reference: pipe round trip, 2 processes", f"p50 {same:.1f} us on one CPU, {across:.1f} us across two CPUs (a Ping wakes 2 threads bare, and 2 in amiwire over plain TCP since the loop reads the socket; it woke 4 before)"))
     *http_rows, _ = isolated("http_vs_tcp", pings // 10, 10, 5_000 if args.quick else 20_000)
     rows += [tuple(r) for r in http_rows]
 
